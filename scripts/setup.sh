@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Idempotent set-up: Debian's QGIS (when missing), then .venv with the pinned Python packages.
+# Run through `make setup`; every other target depends on it, so a fresh clone needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v qgis_process.bin >/dev/null || ! /usr/bin/python3 -c "import qgis.core, osgeo.gdal" 2>/dev/null; then
+  echo "== installing Debian's QGIS (qgis python3-qgis qgis-providers)"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qgis python3-qgis qgis-providers python3-pip >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv (system site packages: Debian's qgis and osgeo stay importable)"
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+echo "== installing pinned packages (numpy < 2, see constraints.txt)"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt
+.venv/bin/python -c "import numpy, osgeo.gdal_array, qgis.core, onnxruntime, torch, rasterio; assert numpy.__version__ < '2'"
+echo "== setup done: .venv ready"

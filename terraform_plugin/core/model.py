@@ -1,0 +1,113 @@
+"""The generator: an onnxruntime session plus its validated contract metadata."""
+
+import os
+
+import numpy as np
+
+from .errors import DependencyError, ModelError
+from .schema import ModelMetadata, parse_metadata
+
+ORT_INSTALL_HINT = "onnxruntime is not installed for this Python"
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise DependencyError(f"{ORT_INSTALL_HINT} ({exc})") from None
+    return onnxruntime
+
+
+def default_threads() -> int:
+    # Inference is the hot loop; reading and writing run beside it in threads that mostly wait on I/O.
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class TerraformModel:
+    """Loads a Terraform ONNX, validates it against the contract, and runs batches of chips."""
+
+    def __init__(self, path, threads=None, use_gpu=True):
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise ModelError(f"model file not found: {path}")
+        ort = import_onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider",) if use_gpu and p in available]
+        providers.append("CPUExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
+            raise ModelError(f"cannot load {path} as an ONNX model: {exc}") from None
+        self.path = path
+        self.provider = self.session.get_providers()[0]
+        self.threads = options.intra_op_num_threads
+        try:
+            self.metadata: ModelMetadata = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
+        except ModelError as exc:
+            raise ModelError(f"{os.path.basename(path)}: {exc}") from None
+        self._check_io()
+
+    def _check_io(self):
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        tile = self.metadata.tile_size
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"model must have one input and one output, has {len(inputs)} and {len(outputs)}")
+        shape = list(inputs[0].shape)
+        if len(shape) != 4 or shape[1:] != [3, tile, tile] or inputs[0].type != "tensor(float)":
+            raise ModelError(
+                f"model input must be float32 [N, 3, {tile}, {tile}] (tile_size from its metadata), "
+                f"got {inputs[0].type} {shape}"
+            )
+        self.input_name = inputs[0].name
+        # Models exported with a fixed batch still work, one fixed-size batch at a time.
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.extra.get("name") or os.path.splitext(os.path.basename(self.path))[0]
+
+    @property
+    def tile_size(self) -> int:
+        return self.metadata.tile_size
+
+    @property
+    def ramp(self):
+        return self.metadata.ramp
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Raw call: float32 NCHW in input_range -> float32 NCHW in output_range."""
+        if self.fixed_batch and len(x) != self.fixed_batch:
+            parts = [self.run(self._pad_batch(x[i : i + self.fixed_batch])) for i in range(0, len(x), self.fixed_batch)]
+            return np.concatenate(parts)[: len(x)]
+        y = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        if y.shape != x.shape:
+            raise ModelError(f"model output shape {list(y.shape)} differs from its input {list(x.shape)}")
+        return y
+
+    def _pad_batch(self, x):
+        missing = self.fixed_batch - len(x)
+        return np.concatenate([x, np.repeat(x[-1:], missing, axis=0)]) if missing else x
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 chips (N, T, T, 3) -> float32 (N, T, T, 3) on the 0-255 scale, unrounded (for blending)."""
+        lo, hi = self.metadata.input_range
+        x = rgb.transpose(0, 3, 1, 2).astype(np.float32)
+        x *= (hi - lo) / 255.0
+        x += lo
+        y = self.run(x)
+        lo, hi = self.metadata.output_range
+        y = (y - lo) * (255.0 / (hi - lo))
+        np.clip(y, 0.0, 255.0, out=y)
+        return y.transpose(0, 2, 3, 1)
+
+    def describe(self) -> str:
+        extra = self.metadata.extra
+        return (
+            f"{self.name} v{extra.get('version', '?')} ({os.path.basename(self.path)}), "
+            f"{self.tile_size} px chips at {self.metadata.resolution_m:g} m/pixel, "
+            f"{self.provider} with {self.threads} threads"
+        )
