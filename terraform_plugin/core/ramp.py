@@ -66,7 +66,8 @@ class Ramp:
             # float32 interpolation is plenty for 8-bit colours and halves memory traffic.
             channel = np.interp(z, self.elevations, self.colours[:, c]).astype(np.float32)
             np.rint(channel, out=channel)
-            out[..., c] = channel
+            with np.errstate(invalid="ignore"):  # NaN (no data) is overwritten with `below` next
+                out[..., c] = channel
         under = ~(z >= self.elevations[0])  # also catches NaN
         if sea is not None:
             under |= sea
