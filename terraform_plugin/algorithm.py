@@ -1,0 +1,334 @@
+"""The Processing algorithm ``terraform:terraformdem``: QGIS parameters -> core.pipeline -> feedback.
+
+It maps parameters to a ``TerraformRequest`` and calls ``core.pipeline.run``; all the work is in ``core``.
+No iface or GUI here: it must run headless (qgis_process), in batch mode and inside the Model Designer.
+"""
+
+import collections
+import os
+
+from osgeo import gdal
+from qgis.core import (
+    QgsMultiBandColorRenderer,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtCore import QVariant
+from qgis.PyQt.QtGui import QIcon
+
+from . import deps
+from .help import SHORT_HELP
+
+PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
+MODEL_FILE = "terraform_generator.onnx"
+NODATA_MODES = ("transparent", "ocean")  # == core.pipeline.NODATA_MODES (a test keeps them equal)
+
+
+def bundled_model_path():
+    """The installed plugin's model, else the source tree's (running from a checkout); None if neither."""
+    for folder in (os.path.join(PLUGIN_DIR, "models"), os.path.join(os.path.dirname(PLUGIN_DIR), "models")):
+        path = os.path.join(folder, MODEL_FILE)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def output_layer_name(input_name, sea_level):
+    return f"{input_name} terraformed (sea {sea_level:g} m)"
+
+
+def _unset(value):
+    return value is None or value == "" or (isinstance(value, QVariant) and value.isNull())
+
+
+# Post-processors must outlive processAlgorithm (QGIS calls them after the run, possibly after the algorithm
+# instance is gone) and Python must hold them or SIP frees them: keep the recent ones.
+_POST_PROCESSORS = collections.deque(maxlen=64)
+
+
+class TerraformedLayerStyler(QgsProcessingLayerPostProcessorInterface):
+    """Shows the result as it is: RGB 0-255 without stretch, alpha band 4, named, above its DEM."""
+
+    def __init__(self, name, input_layer_id):
+        super().__init__()
+        self.name = name
+        self.input_layer_id = input_layer_id
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS's name)
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            return
+        # No contrast enhancement: the model's colours are already display values; a min/max stretch would
+        # change them per layer and make neighbouring outputs disagree.
+        renderer = QgsMultiBandColorRenderer(layer.dataProvider(), 1, 2, 3)
+        if layer.bandCount() >= 4:
+            renderer.setAlphaBand(4)
+        layer.setRenderer(renderer)
+        layer.setName(self.name)
+        layer.triggerRepaint()
+        project = context.project()
+        if project is not None:
+            self._place_above_input(project.layerTreeRoot(), layer)
+
+    def _place_above_input(self, root, layer):
+        node = root.findLayer(layer.id())
+        anchor = root.findLayer(self.input_layer_id) if self.input_layer_id else None
+        if node is None or anchor is None:
+            return
+        parent = anchor.parent()
+        clone = node.clone()
+        parent.insertChildNode(parent.children().index(anchor), clone)
+        node.parent().removeChildNode(node)
+
+
+class TerraformDemAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    BAND = "BAND"
+    MODEL = "MODEL"
+    OVERLAP = "OVERLAP"
+    NODATA_MODE = "NODATA_MODE"
+    RESOLUTION = "RESOLUTION"
+    SEA_LEVEL = "SEA_LEVEL"
+    VERTICAL_SCALE = "VERTICAL_SCALE"
+    FIT_TO_EARTH = "FIT_TO_EARTH"
+    PREVIEW = "PREVIEW"
+    OUTPUT = "OUTPUT"
+
+    def name(self):
+        return "terraformdem"
+
+    def displayName(self):
+        return "Terraform DEM"
+
+    def group(self):
+        return "Terrain"
+
+    def groupId(self):
+        return "terrain"
+
+    def tags(self):
+        return ["dem", "elevation", "satellite", "pix2pix", "mars", "mola", "srtm", "terrain", "gan", "onnx"]
+
+    def shortHelpString(self):
+        return SHORT_HELP
+
+    def shortDescription(self):
+        return "Elevation model -> Earth-like satellite image (pix2pix generator)"
+
+    def icon(self):
+        return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
+
+    def createInstance(self):
+        return TerraformDemAlgorithm()
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Elevation layer (DEM)"))
+        # Optional with a default: qgis_process 3.22 treats an unset band as missing even when it has a default.
+        self.addParameter(
+            QgsProcessingParameterBand(
+                self.BAND, "Elevation band", defaultValue=1, parentLayerParameterName=self.INPUT, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.MODEL,
+                "Model (ONNX; empty = bundled model)",
+                behavior=QgsProcessingParameterFile.File,
+                extension="onnx",
+                optional=True,
+            )
+        )
+        advanced = []
+        overlap = QgsProcessingParameterNumber(
+            self.OVERLAP, "Chip overlap (pixels)", QgsProcessingParameterNumber.Integer, defaultValue=64, minValue=0
+        )
+        advanced.append(overlap)
+        nodata = QgsProcessingParameterEnum(
+            self.NODATA_MODE, "No-data areas", options=list(NODATA_MODES), defaultValue=0
+        )
+        advanced.append(nodata)
+        resolution = QgsProcessingParameterNumber(
+            self.RESOLUTION,
+            "Output resolution (ground metres per pixel; empty = the model's)",
+            QgsProcessingParameterNumber.Double,
+            defaultValue=None,
+            optional=True,
+        )
+        advanced.append(resolution)
+        for param in advanced:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(overlap)
+        self.addParameter(nodata)
+        self.addParameter(resolution)
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.SEA_LEVEL, "Sea level (layer's elevation units)", QgsProcessingParameterNumber.Double, 0.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.VERTICAL_SCALE, "Vertical scale (> 0)", QgsProcessingParameterNumber.Double, 1.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.FIT_TO_EARTH, "Fit relief to Earth's range (chooses the vertical scale)", defaultValue=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.PREVIEW,
+                "Before/after preview",
+                fileFilter="PNG images (*.png)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Terraformed"))
+
+    # -- validation QGIS can do before the engine starts -------------------------------------------------
+
+    def _input_source(self, parameters, context):
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None or not layer.isValid():
+            raise QgsProcessingException(
+                f"{parameters.get(self.INPUT)!s} is not a raster QGIS can read: choose an elevation raster "
+                "(GeoTIFF, VRT, IMG...)."
+            )
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                f'Layer "{layer.name()}" comes from the {layer.providerType()} provider; Terraform DEM reads '
+                "rasters through GDAL. Save it as a GeoTIFF first (Raster › Conversion › Translate)."
+            )
+        source = layer.dataProvider().dataSourceUri()
+        # QGIS may assign a default CRS to a file that has none; the engine reads the file's own CRS.
+        dataset = gdal.Open(source)
+        file_crs = dataset.GetProjection() if dataset is not None else ""
+        dataset = None
+        if not layer.crs().isValid() or not file_crs:
+            raise QgsProcessingException(
+                f'Layer "{layer.name()}" has no coordinate reference system in its file, so its ground '
+                "resolution is unknown. Assign one to the file (Raster › Projections › Assign Projection, or "
+                "gdal_edit.py -a_srs) and run again."
+            )
+        band = 1 if _unset(parameters.get(self.BAND)) else self.parameterAsInt(parameters, self.BAND, context)
+        if not 1 <= band <= layer.bandCount():
+            raise QgsProcessingException(
+                f'Band {band} does not exist: layer "{layer.name()}" has {layer.bandCount()} band'
+                f"{'s' if layer.bandCount() != 1 else ''} (1-{layer.bandCount()})."
+            )
+        return layer, source, band
+
+    def _model_path(self, parameters, context):
+        path = self.parameterAsFile(parameters, self.MODEL, context)
+        if path:
+            if not os.path.isfile(path):
+                raise QgsProcessingException(f"Model file not found: {path}")
+            return path
+        bundled = bundled_model_path()
+        if bundled is None:
+            raise QgsProcessingException(
+                f"No model given and the bundled model is missing (expected {os.path.join(PLUGIN_DIR, 'models', MODEL_FILE)}). "
+                "Choose a Terraform ONNX model in the Model parameter, or reinstall the plugin."
+            )
+        return bundled
+
+    def _output_path(self, parameters, context):
+        path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
+            raise QgsProcessingException(f"Terraform DEM writes GeoTIFF: give the output a .tif name, not {path}")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            raise QgsProcessingException(
+                f"Cannot write {path}: the folder {folder} does not exist or is not writable."
+            )
+        return path
+
+    def _optional_float(self, parameters, name, context):
+        if _unset(parameters.get(name)):
+            return None
+        return self.parameterAsDouble(parameters, name, context)
+
+    # -- the run --------------------------------------------------------------------------------------------
+
+    def processAlgorithm(self, parameters, context, feedback):
+        feedback = feedback or QgsProcessingFeedback()
+        problem = deps.onnxruntime_problem()
+        if problem:
+            raise QgsProcessingException(deps.missing_message(problem))
+        # Imported here, after the dependency folders are on sys.path.
+        from .core import pipeline
+        from .core.errors import Cancelled, DependencyError, TerraformError
+
+        layer, source, band = self._input_source(parameters, context)
+        model_path = self._model_path(parameters, context)
+        output = self._output_path(parameters, context)
+        scale = self.parameterAsDouble(parameters, self.VERTICAL_SCALE, context)
+        if not scale > 0:
+            raise QgsProcessingException(f"Vertical scale must be greater than 0, got {scale:g}.")
+        resolution = self._optional_float(parameters, self.RESOLUTION, context)
+        if resolution is not None and not resolution > 0:
+            raise QgsProcessingException(
+                f"Output resolution must be a positive number of ground metres per pixel (or empty), got {resolution:g}."
+            )
+        overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
+        if overlap < 0:
+            raise QgsProcessingException(f"Chip overlap must be 0 or more pixels, got {overlap}.")
+        # Index-valued like QGIS's own enums (qgis_process help lists "0: transparent", "1: ocean").
+        nodata_mode = NODATA_MODES[self.parameterAsEnum(parameters, self.NODATA_MODE, context)]
+        sea_level = self.parameterAsDouble(parameters, self.SEA_LEVEL, context)
+        preview = self.parameterAsFileOutput(parameters, self.PREVIEW, context) or None
+
+        request = pipeline.TerraformRequest(
+            input_path=source,
+            output_path=output,
+            model_path=model_path,
+            band=band,
+            overlap=overlap,
+            nodata_mode=nodata_mode,
+            resolution_m=resolution,
+            sea_level=sea_level,
+            vertical_scale=scale,
+            fit_to_earth=self.parameterAsBoolean(parameters, self.FIT_TO_EARTH, context),
+            preview_path=preview,
+        )
+        feedback.pushInfo(f"Model file: {model_path}")
+        try:
+            result = pipeline.run(
+                request,
+                progress=feedback.setProgress,
+                log=feedback.pushInfo,
+                cancelled=feedback.isCanceled,
+            )
+        except Cancelled as exc:
+            raise QgsProcessingException(str(exc) or "Cancelled: no output was written.") from None
+        except DependencyError as exc:
+            raise QgsProcessingException(deps.missing_message(str(exc))) from None
+        except TerraformError as exc:
+            raise QgsProcessingException(str(exc)) from None
+
+        feedback.pushInfo(
+            f"Done: {result.width} x {result.height} px at {result.resolution_m:g} m/pixel, {result.chips} chips, "
+            f"model {result.model_name} on {result.provider}, vertical scale {result.vertical_scale:g}, "
+            f"{result.elapsed_s:.1f} s"
+        )
+        if context.willLoadLayerOnCompletion(output):
+            name = output_layer_name(layer.name(), sea_level)
+            details = context.layerToLoadOnCompletionDetails(output)
+            details.name = name
+            styler = TerraformedLayerStyler(name, layer.id())
+            _POST_PROCESSORS.append(styler)
+            details.setPostProcessor(styler)
+        return {self.OUTPUT: output, self.PREVIEW: result.preview_path or preview}

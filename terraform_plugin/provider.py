@@ -1,0 +1,38 @@
+"""The Processing provider ``terraform`` ("Terraform")."""
+
+import os
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .algorithm import TerraformDemAlgorithm
+from .core.version import VERSION
+
+ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
+
+
+class TerraformProvider(QgsProcessingProvider):
+    def id(self):
+        return "terraform"
+
+    def name(self):
+        return "Terraform"
+
+    def longName(self):
+        return f"Terraform DEM {VERSION}"
+
+    def versionInfo(self):
+        return VERSION
+
+    def icon(self):
+        return QIcon(ICON_PATH)
+
+    def svgIconPath(self):
+        return ICON_PATH
+
+    def loadAlgorithms(self):
+        self.addAlgorithm(TerraformDemAlgorithm())
+
+    def supportedOutputRasterLayerExtensions(self):
+        # The engine writes GeoTIFF only; QGIS then offers (and defaults temporary outputs to) .tif.
+        return ["tif"]

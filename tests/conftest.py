@@ -1,0 +1,175 @@
+"""Shared fixtures: one offscreen QgsApplication with Processing and the Terraform provider, small DEMs the
+tests write, the contract ONNX models of onnx_factory, and a qgis_process.bin runner on the built plugin.
+
+QGIS is only started when a test asks for it (core and training tests stay free of it).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
+QGIS_PLUGINS = "/usr/share/qgis/python/plugins"  # Debian's Processing framework
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+# -- rasters ---------------------------------------------------------------------------------------------
+
+
+def utm_wkt(epsg=32633):
+    from osgeo import osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    return srs.ExportToWkt()
+
+
+def terrain(height, width, seed=0, low=-300.0, high=3000.0):
+    """Smooth deterministic relief with some ground below 0 m (sea), enough to make chips differ."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    z = np.zeros((height, width))
+    for k in range(1, 5):
+        fy, fx, py, px = rng.uniform(0.5, 2.0, 4) * [k, k, 6, 6]
+        z += np.sin(2 * np.pi * fy * y / height + py) * np.cos(2 * np.pi * fx * x / width + px) / k
+    z = (z - z.min()) / (np.ptp(z) or 1.0)
+    return (low + z * (high - low)).astype(np.float32)
+
+
+def write_dem(path, z, wkt="utm", pixel=200.0, origin=(500000.0, 4500000.0), nodata=None, bands=None):
+    """GeoTIFF of ``z`` (H, W) or ``bands`` (list of arrays); ``wkt`` None writes a raster with no CRS."""
+    from osgeo import gdal
+
+    arrays = bands if bands is not None else [z]
+    h, w = arrays[0].shape
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, len(arrays), gdal.GDT_Float32)
+    ds.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
+    if wkt is not None:
+        ds.SetProjection(utm_wkt() if wkt == "utm" else wkt)
+    for i, a in enumerate(arrays, start=1):
+        band = ds.GetRasterBand(i)
+        if nodata is not None:
+            band.SetNoDataValue(nodata)
+        band.WriteArray(np.asarray(a, dtype=np.float32))
+    ds = None
+    return str(path)
+
+
+@pytest.fixture
+def dem(tmp_path):
+    """A 300 x 280 px UTM DEM at 200 m (the model's resolution): 4 chips at the default overlap."""
+    return write_dem(tmp_path / "dem.tif", terrain(280, 300))
+
+
+# -- models ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """Contract models (onnx_factory) and broken ones, by name -> path."""
+    import json
+
+    from onnx_factory import contract_metadata, write_model
+
+    d = tmp_path_factory.mktemp("models")
+    invalid = contract_metadata(ramp=json.dumps({"stops": [[0, 1, 2, 3]], "below": [0, 0, 0]}))
+    paths = {
+        "identity": write_model(d / "identity.onnx"),
+        "negate": write_model(d / "negate.onnx", op="negate"),
+        "no_metadata": write_model(d / "no_metadata.onnx", metadata=None),
+        "invalid_metadata": write_model(d / "invalid_metadata.onnx", metadata=invalid),
+        "wrong_shape": write_model(d / "wrong_shape.onnx", tile=128, metadata=contract_metadata()),
+    }
+    corrupt = d / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07this is not a protobuf ONNX graph" * 10)
+    paths["corrupt"] = str(corrupt)
+    paths["missing"] = str(d / "does_not_exist.onnx")
+    return paths
+
+
+# -- QGIS in-process -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def qgis_app():
+    """The one QgsApplication of the session (offscreen), Processing initialised, Terraform registered."""
+    from qgis.core import QgsApplication
+
+    if QGIS_PLUGINS not in sys.path:
+        sys.path.append(QGIS_PLUGINS)
+    app = QgsApplication.instance()
+    if app is None:
+        QgsApplication.setPrefixPath("/usr", True)
+        app = QgsApplication([], False)
+        app.initQgis()
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    import terraform_plugin
+
+    plugin = terraform_plugin.classFactory(None)  # as qgis_process does: no iface
+    plugin.initProcessing()
+    app._terraform_plugin = plugin  # keep the provider alive for the whole session
+    yield app
+    # No exitQgis(): tearing QGIS down under pytest crashes more often than it helps; the process ends anyway.
+
+
+@pytest.fixture
+def run_alg(qgis_app):
+    """processing.run('terraform:terraformdem', params) with a fresh context; returns (results, feedback)."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsProject
+
+    def run(params, feedback=None, context=None):
+        feedback = feedback or QgsProcessingFeedback()
+        if context is None:
+            context = QgsProcessingContext()
+            context.setProject(QgsProject.instance())
+        return processing.run("terraform:terraformdem", params, feedback=feedback, context=context), feedback
+
+    return run
+
+
+# -- QGIS through qgis_process.bin -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def built_plugin(tmp_path_factory):
+    """A private copy of `make plugin`'s build (another session rebuilding build/ cannot disturb ours)."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_plugin.py")], check=True,
+                   capture_output=True)
+    plugin_path = tmp_path_factory.mktemp("plugins")
+    dest = plugin_path / "terraform_plugin"
+    shutil.copytree(os.path.join(ROOT, "build", "terraform_plugin"), dest, ignore=shutil.ignore_patterns("deps"))
+    deps = os.path.join(ROOT, "build", "terraform_plugin", "deps")
+    if os.path.isdir(deps):
+        os.symlink(deps, dest / "deps")  # 68 MB of onnxruntime: share it rather than copy it
+    return plugin_path
+
+
+def make_qgis_process(plugin_path, config_path):
+    """A runner for qgis_process.bin with its own QGIS profile (QGIS_CUSTOM_CONFIG_PATH), plugin enabled."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=str(plugin_path),
+               QGIS_CUSTOM_CONFIG_PATH=str(config_path))
+    env.pop("PYTHONPATH", None)  # QGIS's own Python must not see the venv
+
+    def run(*args, timeout=180):
+        return subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                              cwd=str(config_path))
+
+    enabled = run("plugins", "enable", "terraform_plugin")
+    assert enabled.returncode == 0, enabled.stdout + enabled.stderr
+    return run
+
+
+@pytest.fixture(scope="session")
+def qgis_process(built_plugin, tmp_path_factory):
+    if not os.path.exists(QGIS_PROCESS):
+        pytest.skip("qgis_process.bin not installed")
+    return make_qgis_process(built_plugin, tmp_path_factory.mktemp("qgis_profile"))

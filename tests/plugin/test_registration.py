@@ -1,0 +1,140 @@
+"""The provider, the algorithm and its parameters as QGIS sees them; plugin metadata kept in step."""
+
+import configparser
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_provider_and_algorithm_ids(qgis_app):
+    from qgis.core import QgsApplication
+
+    provider = QgsApplication.processingRegistry().providerById("terraform")
+    assert provider is not None and provider.name() == "Terraform"
+    alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
+    assert alg is not None
+    assert alg.displayName() == "Terraform DEM"
+    assert alg.group() and alg.groupId()
+    assert not alg.icon().isNull()
+    help_text = alg.shortHelpString()
+    for words in ("Sea level", "Vertical scale", "Mars", "200 m/pixel", "CC BY-NC-SA", "Band", "transparent"):
+        assert words in help_text
+
+
+def test_parameters(qgis_app):
+    from qgis.core import QgsApplication, QgsProcessingParameterDefinition as Def
+
+    alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
+    params = {p.name(): p for p in alg.parameterDefinitions()}
+    expected = {
+        "INPUT": ("raster", None),
+        "BAND": ("band", 1),
+        "MODEL": ("file", None),
+        "OVERLAP": ("number", 64),
+        "NODATA_MODE": ("enum", 0),
+        "RESOLUTION": ("number", None),
+        "SEA_LEVEL": ("number", 0),
+        "VERTICAL_SCALE": ("number", 1.0),
+        "FIT_TO_EARTH": ("boolean", False),
+        "PREVIEW": ("fileDestination", None),
+        "OUTPUT": ("rasterDestination", None),
+    }
+    assert set(params) == set(expected)
+    for name, (kind, default) in expected.items():
+        assert params[name].type() == kind, name
+        if default is not None:
+            assert params[name].defaultValue() == default, name
+    assert params["BAND"].parentLayerParameterName() == "INPUT"
+    assert params["MODEL"].extension() == "onnx"
+    assert params["NODATA_MODE"].options() == ["transparent", "ocean"]
+    optional = {n for n, p in params.items() if p.flags() & Def.FlagOptional}
+    assert {"MODEL", "RESOLUTION", "PREVIEW"} <= optional and "INPUT" not in optional
+    advanced = {n for n, p in params.items() if p.flags() & Def.FlagAdvanced}
+    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION"}
+    assert alg.provider().supportedOutputRasterLayerExtensions() == ["tif"]
+
+
+def test_parameters_serialise_for_models_and_batch(qgis_app):
+    """The Model Designer and batch mode store parameters as variant maps: each must round-trip."""
+    from qgis.core import QgsApplication, QgsProcessingParameters
+
+    alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
+    for param in alg.parameterDefinitions():
+        copy = QgsProcessingParameters.parameterFromVariantMap(param.toVariantMap())
+        assert copy is not None and copy.name() == param.name() and copy.type() == param.type()
+        assert copy.defaultValue() == param.defaultValue()
+
+
+def test_enum_values_match_the_engine():
+    from terraform_plugin.algorithm import NODATA_MODES
+    from terraform_plugin.core import pipeline
+
+    assert tuple(NODATA_MODES) == tuple(pipeline.NODATA_MODES)
+
+
+def test_class_factory_needs_no_iface(qgis_app):
+    import terraform_plugin
+
+    from qgis.core import QgsApplication
+
+    registry = QgsApplication.processingRegistry()
+    session_plugin = qgis_app._terraform_plugin
+    session_plugin.initProcessing()  # desktop may reach it twice (initGui): still one provider
+    assert registry.providerById("terraform") is session_plugin.provider
+    # A second instance (a reload without unload) cannot register a duplicate, and its unload must not
+    # remove the provider that is registered.
+    other = terraform_plugin.classFactory(None)
+    other.initProcessing()
+    assert other.provider is None
+    other.unload()
+    assert registry.algorithmById("terraform:terraformdem") is not None
+
+
+def test_metadata_txt():
+    from terraform_plugin.core.version import VERSION
+
+    meta = configparser.ConfigParser()
+    meta.read(os.path.join(ROOT, "metadata.txt"), encoding="utf-8")
+    general = meta["general"]
+    assert general["version"] == VERSION
+    assert general["qgisMinimumVersion"] == "3.22"
+    assert general["hasProcessingProvider"] == "yes"
+    assert general["author"] == "Terraform DEM developers"
+    for key in ("name", "description", "about", "email", "tracker", "repository", "tags", "changelog",
+                "experimental", "icon"):
+        assert general.get(key, "").strip(), key
+    assert os.path.isfile(os.path.join(ROOT, "terraform_plugin", general["icon"]))
+
+
+def test_onnxruntime_pin_matches_requirements():
+    from terraform_plugin import deps
+
+    with open(os.path.join(ROOT, "requirements.txt"), encoding="utf-8") as f:
+        pinned = re.search(r"^onnxruntime==([\w.]+)", f.read(), re.M).group(1)
+    assert deps.ONNXRUNTIME_VERSION == pinned
+
+
+def test_install_hint_names_a_real_python_of_this_version(qgis_app):
+    import subprocess
+    import sys
+
+    from terraform_plugin import deps
+
+    python = deps.python_executable()
+    out = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+    assert out.stdout.strip() == str(tuple(sys.version_info[:2]))
+    command = deps.install_command()
+    assert "--no-deps" in command and f"onnxruntime=={deps.ONNXRUNTIME_VERSION}" in command
+    assert os.path.join("python", "dependencies", "terraform_dem", f"py{sys.version_info[0]}.{sys.version_info[1]}") in command
+
+
+def test_bundled_model_is_found_when_present():
+    from terraform_plugin.algorithm import bundled_model_path
+
+    repo_model = os.path.join(ROOT, "models", "terraform_generator.onnx")
+    if not os.path.isfile(repo_model):
+        pytest.skip("models/terraform_generator.onnx not trained/exported yet")
+    assert os.path.samefile(bundled_model_path(), repo_model)
