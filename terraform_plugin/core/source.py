@@ -1,0 +1,171 @@
+"""The elevation source: the input DEM opened with GDAL and resampled, lazily, onto the processing grid.
+
+Nothing here reads a raster whole. The resampling is a warped VRT (bilinear, nodata-aware, no reprojection:
+the grid is in the layer's own CRS) read window by window; windows reaching outside the grid are filled by
+mirroring the grid at its edges, which is what the edge chips need.
+"""
+
+import math
+import os
+
+import numpy as np
+from osgeo import gdal
+
+from .errors import InputError
+
+# The validity check reads at most this many pixels per side (decimated, or from an overview).
+CHECK_SIDE = 1024
+
+
+def _call(what, fn, *args, **kwargs):
+    """Run a GDAL call whether or not gdal.UseExceptions() is on (QGIS leaves it off, tests may turn it on)."""
+    gdal.ErrorReset()
+    try:
+        result = fn(*args, **kwargs)
+    except RuntimeError as exc:
+        raise InputError(f"{what}: {exc}") from None
+    if result is None:
+        raise InputError(f"{what}: {gdal.GetLastErrorMsg() or 'GDAL gave no result'}")
+    return result
+
+
+def open_dem(path) -> "gdal.Dataset":
+    """Open ``path`` read-only as a raster; InputError when it is missing or not a raster GDAL reads."""
+    path = os.fspath(path)
+    if not os.path.exists(path) and not path.startswith("/vsi"):
+        raise InputError(f"elevation raster not found: {path}")
+    try:
+        dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
+    except RuntimeError:
+        dataset = None
+    if dataset is None or dataset.RasterCount == 0:
+        raise InputError(f"{path} is not a raster GDAL can read (is it an elevation model? a vector file?)")
+    return dataset
+
+
+def elevation_band(dataset, band) -> "gdal.Band":
+    """The 1-based ``band`` of ``dataset``; InputError when out of range."""
+    count = dataset.RasterCount
+    if isinstance(band, bool) or not isinstance(band, (int, np.integer)) or not 1 <= band <= count:
+        raise InputError(
+            f"band {band!r} does not exist: {os.path.basename(dataset.GetDescription())} has "
+            f"{count} band{'s' if count != 1 else ''} (numbered from 1)"
+        )
+    return dataset.GetRasterBand(int(band))
+
+
+def check_has_data(band, name="the raster"):
+    """InputError when a decimated look at ``band`` (and its nodata/mask) finds no valid elevation.
+
+    At most CHECK_SIDE² pixels are read (GDAL takes them from an overview when there is one), so this costs
+    the same on a 46080 x 23040 mosaic as on a chip; a raster whose rare valid pixels all fall between the
+    samples passes and simply comes out transparent.
+    """
+    scale = max(1.0, max(band.XSize, band.YSize) / CHECK_SIDE)
+    buf_w, buf_h = max(1, int(band.XSize / scale)), max(1, int(band.YSize / scale))
+    values = _call("cannot read the elevation band", band.ReadAsArray, 0, 0, band.XSize, band.YSize, buf_w, buf_h)
+    valid = np.isfinite(values)
+    mask = band.GetMaskBand()
+    if not band.GetMaskFlags() & gdal.GMF_ALL_VALID:
+        valid &= _call("cannot read the nodata mask", mask.ReadAsArray, 0, 0, band.XSize, band.YSize, buf_w, buf_h) > 0
+    if not valid.any():
+        nodata = band.GetNoDataValue()
+        raise InputError(
+            f"{name} has no valid elevations: every sampled pixel is nodata"
+            + (f" (nodata value {nodata:g})" if nodata is not None else "")
+        )
+
+
+def reflect_indices(index: np.ndarray, size: int) -> np.ndarray:
+    """Map any integer positions into [0, size) by mirroring at the edges (edge pixel repeated), periodically.
+
+    Periodic mirroring keeps working when a window is many times larger than a tiny raster.
+    """
+    period = 2 * size
+    m = np.mod(index, period)
+    return np.where(m < size, m, period - 1 - m)
+
+
+class ResampledSource:
+    """One band of a DEM on a processing grid, read in windows as float32 with NaN for nodata."""
+
+    def __init__(self, dataset, band_index: int, grid):
+        self.dataset = dataset
+        self.grid = grid
+        # The band on its own first (gdalwarp in GDAL 3.6 has no band selection); a VRT, so nothing is copied.
+        self._band_vrt = _call(
+            "cannot select the elevation band", gdal.Translate, "", dataset, format="VRT", bandList=[band_index]
+        )
+        left, xres, _, top, _, yres = grid.geotransform
+        bounds = (left, top + yres * grid.height, left + xres * grid.width, top)
+        # No srcSRS/dstSRS: the grid is in the layer's own CRS, so the warper only resamples (and cannot wrap
+        # 0-360 degree Mars longitudes). Bilinear uses only valid source pixels around each grid point, and
+        # GDAL widens the kernel when downsampling, so a 30 m DEM averaged to 200 m does not alias.
+        self._warped = _call(
+            "cannot resample the elevation band onto the processing grid",
+            gdal.Warp,
+            "",
+            self._band_vrt,
+            format="VRT",
+            outputBounds=bounds,
+            width=grid.width,
+            height=grid.height,
+            resampleAlg="bilinear",
+            outputType=gdal.GDT_Float32,
+            dstNodata=float("nan"),
+        )
+        self._band = self._warped.GetRasterBand(1)
+
+    def read(self, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+        """(height, width) float32 window at grid offset (x0, y0), mirrored where it leaves the grid."""
+        rows = reflect_indices(np.arange(y0, y0 + height), self.grid.height)
+        cols = reflect_indices(np.arange(x0, x0 + width), self.grid.width)
+        r0, r1 = int(rows.min()), int(rows.max()) + 1
+        c0, c1 = int(cols.min()), int(cols.max()) + 1
+        block = _call(
+            f"cannot read rows {r0}-{r1} of the resampled elevation",
+            self._band.ReadAsArray,
+            c0,
+            r0,
+            c1 - c0,
+            r1 - r0,
+        ).astype(np.float32, copy=False)
+        inside = r0 == y0 and c0 == x0 and r1 - r0 == height and c1 - c0 == width
+        return block if inside else block[np.ix_(rows - r0, cols - c0)]
+
+    def release_cache(self):
+        """Drop GDAL's cached blocks of this source: rows already processed are not needed again, and GDAL's
+        default cache (5 % of RAM) would otherwise grow with the raster up to that size."""
+        for ds in (self._warped, self._band_vrt, self.dataset):
+            ds.FlushCache()
+
+    def read_decimated(self, width: int, height: int) -> np.ndarray:
+        """The whole grid at width x height (pixel averages; from overviews when the input has them)."""
+        left, xres, _, top, _, yres = self.grid.geotransform
+        bounds = (left, top + yres * self.grid.height, left + xres * self.grid.width, top)
+        small = _call(
+            "cannot read a reduced copy of the elevation",
+            gdal.Warp,
+            "",
+            self._band_vrt,
+            format="MEM",
+            outputBounds=bounds,
+            width=width,
+            height=height,
+            resampleAlg="average",
+            outputType=gdal.GDT_Float32,
+            dstNodata=float("nan"),
+        )
+        return small.GetRasterBand(1).ReadAsArray()
+
+
+def fill_nodata(z: np.ndarray, max_distance: int) -> np.ndarray:
+    """NaNs replaced by inverse-distance interpolation from valid pixels up to ``max_distance`` away
+    (GDAL's FillNodata); NaNs farther than that stay NaN. Returns a new array."""
+    height, width = z.shape
+    mem = gdal.GetDriverByName("MEM").Create("", width, height, 1, gdal.GDT_Float32)
+    band = mem.GetRasterBand(1)
+    band.SetNoDataValue(math.nan)
+    band.WriteArray(z)
+    gdal.FillNodata(band, None, max_distance, 0)
+    return band.ReadAsArray()

@@ -1,0 +1,180 @@
+"""The output GeoTIFF: RGBA Byte, tiled 256, DEFLATE, internal overviews, the input's CRS, written atomically.
+
+The raster is written to a hidden temporary file beside the target and moved into place (os.replace) only when
+complete, so a cancelled or failed run never leaves a half-written file where the user expects a result, and
+an earlier result at that path survives until the new one is whole.
+
+CRS: GeoTIFF keys cannot hold every CRS. GDAL 3.6 drops IAU authority codes (Mars IAU_2015:49900/49910) and
+turns a WKT2 or axis-ordered custom WKT into its own GEOGCS on the way through the keys. So after closing the
+file the CRS is read back; when it differs from the input's WKT, the exact WKT goes into the PAM sidecar
+(``.aux.xml``), which GDAL (and so QGIS) prefers on reading, and the sidecar moves with the file.
+"""
+
+import os
+import uuid
+
+import numpy as np
+from osgeo import gdal
+
+from .errors import OutputError
+
+BLOCK = 256  # TIFF tile side; rows are written in whole block rows so no tile is compressed twice
+CREATION_OPTIONS = (
+    "TILED=YES",
+    f"BLOCKXSIZE={BLOCK}",
+    f"BLOCKYSIZE={BLOCK}",
+    "COMPRESS=DEFLATE",
+    "PREDICTOR=2",  # horizontal differencing: imagery compresses noticeably better, losslessly
+    "BIGTIFF=IF_SAFER",
+    "PHOTOMETRIC=RGB",
+    "ALPHA=NON-PREMULTIPLIED",
+    "INTERLEAVE=PIXEL",
+)
+MIN_OVERVIEW_SIDE = 256  # stop building overviews once the smaller side fits in one tile
+
+
+def _sidecar(path):
+    return path + ".aux.xml"
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def temp_name(path, suffix) -> str:
+    """A hidden, unique name beside ``path`` (same folder, so os.replace is an atomic rename)."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}{suffix}")
+
+
+def check_output_path(path) -> str:
+    """Absolute output path, or OutputError saying why it cannot be written. Cheap: call it before any work."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise OutputError(f"the output path is a folder, not a file: {path}")
+    if not os.path.isdir(folder):
+        raise OutputError(f"the output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"the output folder is not writable: {folder}")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise OutputError(f"the output file exists and is read-only: {path}")
+    return path
+
+
+def overview_levels(width: int, height: int) -> list:
+    levels, factor = [], 2
+    while min(width, height) / (factor // 2) > MIN_OVERVIEW_SIDE:
+        levels.append(factor)
+        factor *= 2
+    return levels
+
+
+class OutputWriter:
+    """RGBA GeoTIFF on ``grid``, written in whole 256-row block rows to a temporary file; ``commit`` moves it in.
+
+    Use as a context manager: leaving the block with an exception removes the temporary file(s).
+    """
+
+    def __init__(self, path, grid, metadata: dict):
+        self.path = check_output_path(path)
+        self.grid = grid
+        folder = os.path.dirname(self.path)
+        # GDAL creates the file (mkstemp would make it 0600; results should get the user's usual permissions).
+        self.temp_path = temp_name(self.path, ".part.tif")
+        self._extra_temps = []
+        try:
+            driver = gdal.GetDriverByName("GTiff")
+            self.dataset = driver.Create(
+                self.temp_path, grid.width, grid.height, 4, gdal.GDT_Byte, list(CREATION_OPTIONS)
+            )
+        except RuntimeError as exc:
+            self.dataset = None
+            self.abort()
+            raise OutputError(f"cannot create the output GeoTIFF in {folder}: {exc}") from None
+        if self.dataset is None:
+            self.abort()
+            raise OutputError(f"cannot create the output GeoTIFF in {folder}: {gdal.GetLastErrorMsg()}")
+        self.dataset.SetGeoTransform(grid.geotransform)
+        self.dataset.SetProjection(grid.wkt)
+        for i, interp in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand)):
+            self.dataset.GetRasterBand(i + 1).SetColorInterpretation(interp)
+        self.dataset.SetMetadata({str(k): str(v) for k, v in metadata.items()})
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+        return False
+
+    def write(self, x0: int, y0: int, rgba: np.ndarray):
+        """Write (h, w, 4) uint8 at (x0, y0) and flush, so the finished tiles are compressed and leave memory.
+
+        Callers pass whole block rows (y0 and h multiples of 256, or reaching the bottom edge) and columns
+        aligned the same way, so each tile is compressed exactly once.
+        """
+        h, w, _ = rgba.shape
+        data = np.ascontiguousarray(rgba, dtype=np.uint8)
+        try:
+            err = self.dataset.WriteRaster(
+                x0, y0, w, h, data.tobytes(), w, h, gdal.GDT_Byte, [1, 2, 3, 4], 4, 4 * w, 1
+            )
+            # Blocks stay in GDAL's cache (up to 5 % of RAM) until flushed: flush to keep memory flat.
+            self.dataset.FlushCache()
+        except RuntimeError as exc:  # gdal.UseExceptions() on
+            raise OutputError(f"cannot write to {self.temp_path} (disk full?): {exc}") from None
+        if err != 0:
+            raise OutputError(f"cannot write to {self.temp_path} (disk full?): {gdal.GetLastErrorMsg()}")
+
+    def build_overviews(self, progress=None):
+        """Internal AVERAGE overviews (alpha-aware for RGBA) so large outputs pan smoothly in QGIS."""
+        levels = overview_levels(self.grid.width, self.grid.height)
+        if not levels:
+            return
+        callback = (lambda fraction, *_: 0 if progress(fraction) is False else 1) if progress else None
+        try:
+            err = self.dataset.BuildOverviews("AVERAGE", levels, callback)
+        except RuntimeError:  # gdal.UseExceptions() on
+            err = 1
+        if err != 0:
+            raise OutputError(f"cannot build overviews in {self.temp_path}: {gdal.GetLastErrorMsg()}")
+
+    def close(self):
+        """Close the temporary file; put the exact input CRS in its sidecar when GeoTIFF keys altered it."""
+        if self.dataset is None:
+            return
+        self.dataset.FlushCache()
+        self.dataset = None
+        check = gdal.Open(self.temp_path)
+        if check is None:
+            raise OutputError(f"the written output cannot be reopened: {gdal.GetLastErrorMsg()}")
+        if check.GetProjection() != self.grid.wkt:
+            self._extra_temps.append(_sidecar(self.temp_path))
+            check.SetProjection(self.grid.wkt)  # read-only dataset: GDAL puts it in the .aux.xml (PAM)
+        check = None
+
+    def commit(self, extra=()):
+        """Close and move the output (with its sidecar, and ``extra`` (temp, final) pairs) into place."""
+        self.close()
+        for temp, final in extra:
+            os.replace(temp, final)
+        # A stale sidecar from an earlier result would override the new file's CRS: replace or remove it.
+        if os.path.exists(_sidecar(self.temp_path)):
+            os.replace(_sidecar(self.temp_path), _sidecar(self.path))
+        else:
+            _remove(_sidecar(self.path))
+        os.replace(self.temp_path, self.path)
+        self.temp_path = None
+
+    def abort(self):
+        """Close and delete the temporary output and its sidecar; the target path is left untouched."""
+        self.dataset = None
+        if getattr(self, "temp_path", None):
+            for path in (self.temp_path, _sidecar(self.temp_path), *self._extra_temps):
+                _remove(path)
+            self.temp_path = None
