@@ -1,0 +1,345 @@
+"""Train the pix2pix generator on paired chips.
+
+    python -m training.train --data ../shared/data/seed-pairs --out runs/demo --max-steps 300 \
+        --ngf 16 --val-regions CALI
+
+Writes into --out: losses.csv, val.csv, loss_curve.png, grids/step_*.png (input | real | generated,
+eval mode, validation regions), checkpoints/last.pt (every --checkpoint-every steps and at the end),
+summary.json. ``--resume`` continues from checkpoints/last.pt and ends with the same weights as a run
+that was never stopped (same flags, same device).
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from . import plots
+from .data import EpochSampler, PairDataset, find_pairs, split_by_region, to_uint8
+from .nets import build_discriminator, build_generator, count_params
+
+LOSS_FIELDS = ["step", "epoch", "lr", "d", "d_real", "d_fake", "g_gan", "g_l1", "seconds"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description="Train the pix2pix U-Net 256 generator (cGAN + 100*L1) on paired elevation/satellite chips.",
+    )
+    p.add_argument("--data", nargs="+", required=True, help="dataset folders (region folders, or folders of them)")
+    p.add_argument("--out", required=True, help="run folder: logs, plots, checkpoints")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, help="train this many passes over the training chips (default 200)")
+    length.add_argument("--max-steps", type=int, help="train this many optimisation steps instead of epochs")
+    p.add_argument("--batch-size", type=int, default=1, help="chips per step (paper: 1; default 1)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default auto: cuda if present")
+    p.add_argument("--ngf", type=int, default=64, help="generator base width (reference 64: 54.4 M parameters)")
+    p.add_argument("--max-channels", type=int, default=None,
+                   help="cap every generator width at this many channels (compact models); default no cap")
+    p.add_argument("--ndf", type=int, default=64, help="discriminator base width (default 64)")
+    p.add_argument("--no-dropout", action="store_true",
+                   help="train without the reference's decoder dropout (default: dropout 0.5 in train mode only)")
+    p.add_argument("--lambda-l1", type=float, default=100.0, help="weight of the L1 term (default 100)")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    p.add_argument("--decay-start", type=float, default=0.5,
+                   help="fraction of the run at which the learning rate starts its linear decay to 0 (default 0.5)")
+    p.add_argument("--val-regions", nargs="*", default=[], help="whole regions held out for validation")
+    p.add_argument("--val-chips", type=int, default=64, help="validation chips scored per validation (default 64)")
+    p.add_argument("--val-every", type=int, default=None,
+                   help="validate, plot and draw a grid every N steps (default: every epoch) and at the end")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="write checkpoints/last.pt every N steps")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--amp", nargs="?", const="auto", choices=["auto", "bf16", "fp16"], default=None,
+                   help="CUDA mixed precision: bf16 where supported, else fp16 with loss scaling")
+    p.add_argument("--compile", action="store_true", help="torch.compile both nets (CUDA; slower start, faster steps)")
+    p.add_argument("--workers", type=int, default=None, help="data-loader processes (default 4 on CUDA, 0 on CPU)")
+    p.add_argument("--seed", type=int, default=0, help="seed for init, data order, jitter and dropout")
+    p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
+    args = p.parse_args(argv)
+    if args.epochs is None and args.max_steps is None:
+        args.epochs = 200
+    return args
+
+
+def pick_device(name):
+    if name == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device is visible to torch")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def amp_dtype(args, device):
+    if not args.amp:
+        return None
+    if device.type != "cuda":
+        print("--amp ignored on CPU (mixed precision only pays on CUDA)", file=sys.stderr)
+        return None
+    if args.amp == "fp16" or (args.amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def learning_rate(step, total, base, decay_start):
+    """Constant, then linear to 0 at the last step (the paper's 100 + 100 epochs, in steps)."""
+    start = int(total * decay_start)
+    if step < start:
+        return base
+    return base * (1.0 - (step - start) / max(1, total - start))
+
+
+def pick_val_chips(pairs, n):
+    """Evenly spaced over the validation set: every region is scored, and always the same chips."""
+    if not pairs:
+        return []
+    idx = np.unique(np.linspace(0, len(pairs) - 1, min(n, len(pairs))).round().astype(int))
+    return [pairs[i] for i in idx]
+
+
+class Trainer:
+    def __init__(self, args):
+        self.args = args
+        self.device = pick_device(args.device)
+        self.cuda = self.device.type == "cuda"
+        os.makedirs(os.path.join(args.out, "checkpoints"), exist_ok=True)
+        os.makedirs(os.path.join(args.out, "grids"), exist_ok=True)
+        self.ckpt_path = os.path.join(args.out, "checkpoints", "last.pt")
+
+        pairs = find_pairs(args.data)
+        self.train_pairs, self.val_pairs = split_by_region(pairs, args.val_regions)
+        self.dataset = PairDataset(self.train_pairs, jitter=True, seed=args.seed)
+        self.steps_per_epoch = len(self.train_pairs) // args.batch_size
+        if self.steps_per_epoch == 0:
+            sys.exit(f"--batch-size {args.batch_size} exceeds the {len(self.train_pairs)} training chips")
+        self.total = args.max_steps or args.epochs * self.steps_per_epoch
+        self.val_every = args.val_every or self.steps_per_epoch
+        self.val_set = PairDataset(pick_val_chips(self.val_pairs, args.val_chips))
+        # Without held-out regions the grid still shows progress, on (unjittered) training chips.
+        self.grid_set = PairDataset(pick_val_chips(self.val_pairs or self.train_pairs, 4))
+
+        torch.manual_seed(args.seed)
+        if self.cuda:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.G = build_generator(args.ngf, args.max_channels, dropout=not args.no_dropout).to(self.device)
+        self.D = build_discriminator(args.ndf).to(self.device)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=args.lr, betas=(0.5, 0.999))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=args.lr, betas=(0.5, 0.999))
+        self.amp = amp_dtype(args, self.device)
+        # Loss scaling only for fp16: bf16 has fp32's exponent range.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        self.bce = nn.BCEWithLogitsLoss()
+        self.step = 0
+        self.G_run, self.D_run = self.G, self.D
+        if args.compile:
+            self.G_run, self.D_run = torch.compile(self.G), torch.compile(self.D)
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def save(self):
+        ckpt.save(
+            self.ckpt_path,
+            step=self.step,
+            total_steps=self.total,
+            generator=self.G.state_dict(),
+            discriminator=self.D.state_dict(),
+            opt_G=self.opt_G.state_dict(),
+            opt_D=self.opt_D.state_dict(),
+            scaler=self.scaler.state_dict(),
+            rng=ckpt.rng_state(),
+            generator_config=self.G.config,
+            args=vars(self.args),
+            train_regions=sorted({p.region for p in self.train_pairs}),
+            val_regions=sorted({p.region for p in self.val_pairs}),
+            train_chips=len(self.train_pairs),
+            val_chips=len(self.val_pairs),
+        )
+
+    def resume(self):
+        if not os.path.isfile(self.ckpt_path):
+            sys.exit(f"--resume: no checkpoint at {self.ckpt_path}")
+        state = ckpt.load(self.ckpt_path, map_location=self.device)
+        if state["generator_config"] != self.G.config:
+            sys.exit(f"--resume: checkpoint generator {state['generator_config']} differs from {self.G.config}")
+        if state["total_steps"] != self.total:
+            print(f"note: run length changed from {state['total_steps']} to {self.total} steps; "
+                  "the learning-rate schedule follows the new length", file=sys.stderr)
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.scaler.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        self.step = state["step"]
+        # A killed run may have logged steps past its last checkpoint; they will be redone.
+        for name in ("losses.csv", "val.csv"):
+            path = os.path.join(self.args.out, name)
+            rows = [r for r in plots.read_csv(path) if int(r["step"]) <= self.step]
+            if os.path.exists(path):
+                with open(path, "w", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else LOSS_FIELDS)
+                    w.writeheader()
+                    w.writerows(rows)
+        print(f"resumed from {self.ckpt_path} at step {self.step}")
+
+    # --- one optimisation step ---------------------------------------------------------------------
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
+
+    def train_step(self, x, y, lr):
+        for opt in (self.opt_G, self.opt_D):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        with self.autocast():
+            fake = self.G_run(x)
+        # D first, on a detached fake: its gradients must not reach G.
+        self.D.requires_grad_(True)
+        self.opt_D.zero_grad(set_to_none=True)
+        with self.autocast():
+            pred_fake = self.D_run(x, fake.detach())
+            pred_real = self.D_run(x, y)
+            d_fake = self.bce(pred_fake.float(), torch.zeros_like(pred_fake, dtype=torch.float32))
+            d_real = self.bce(pred_real.float(), torch.ones_like(pred_real, dtype=torch.float32))
+            loss_d = 0.5 * (d_fake + d_real)
+        self.scaler.scale(loss_d).backward()
+        self.scaler.step(self.opt_D)
+        # Then G: fool the (just updated, now frozen) D and stay close to the real image.
+        self.D.requires_grad_(False)
+        self.opt_G.zero_grad(set_to_none=True)
+        with self.autocast():
+            pred_fake = self.D_run(x, fake)
+            g_gan = self.bce(pred_fake.float(), torch.ones_like(pred_fake, dtype=torch.float32))
+            g_l1 = torch.mean(torch.abs(fake.float() - y))
+            loss_g = g_gan + self.args.lambda_l1 * g_l1
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_G)
+        self.scaler.update()
+        return {"d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
+                "g_gan": g_gan.item(), "g_l1": g_l1.item()}
+
+    # --- validation --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self):
+        """Eval mode (no dropout), as the exported model runs: L1 on held-out regions and a grid."""
+        self.G.eval()
+        try:
+            val_l1 = None
+            if len(self.val_set):
+                total = 0.0
+                for i in range(len(self.val_set)):
+                    x, y = (t.unsqueeze(0).to(self.device) for t in self.val_set[i])
+                    with self.autocast():
+                        total += torch.mean(torch.abs(self.G(x).float() - y)).item()
+                val_l1 = total / len(self.val_set)
+                self._append("val.csv", {"step": self.step, "val_l1": f"{val_l1:.5f}"})
+            rows = []
+            for i in range(len(self.grid_set)):
+                x, y = self.grid_set[i]
+                with self.autocast():
+                    g = self.G(x.unsqueeze(0).to(self.device))[0]
+                rows.append([to_uint8(x), to_uint8(y), to_uint8(g)])
+            grid = os.path.join(self.args.out, "grids", f"step_{self.step:07d}.png")
+            plots.image_grid(rows, grid)
+            plots.loss_curve(os.path.join(self.args.out, "losses.csv"), os.path.join(self.args.out, "val.csv"),
+                             os.path.join(self.args.out, "loss_curve.png"))
+            return val_l1
+        finally:
+            self.G.train()
+
+    def _append(self, name, row):
+        path = os.path.join(self.args.out, name)
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row.keys()))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def loader(self, epoch, start_batch):
+        self.dataset.epoch = epoch  # read by the workers' copies at iterator creation
+        workers = self.args.workers if self.args.workers is not None else (4 if self.cuda else 0)
+        sampler = EpochSampler(len(self.dataset), self.args.seed, epoch, start_batch * self.args.batch_size)
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.args.batch_size, sampler=sampler, drop_last=True,
+            num_workers=workers, pin_memory=self.cuda, persistent_workers=False,
+        )
+
+    def run(self):
+        a = self.args
+        if a.resume:
+            self.resume()
+        print(f"device {self.device}{' amp ' + str(self.amp).split('.')[-1] if self.amp else ''}; "
+              f"G {count_params(self.G) / 1e6:.2f} M params (ngf {a.ngf}, cap {a.max_channels}), "
+              f"D {count_params(self.D) / 1e6:.2f} M; train {len(self.train_pairs)} chips "
+              f"({', '.join(sorted({p.region for p in self.train_pairs}))}), "
+              f"validation {len(self.val_pairs)} ({', '.join(a.val_regions) or 'none'}); "
+              f"{self.total} steps of batch {a.batch_size}")
+        self.G.train()
+        self.D.train()
+        bar = tqdm(total=self.total, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        timed_images, timed_seconds, t_last = 0, 0.0, time.perf_counter()
+        while self.step < self.total:
+            epoch, start = divmod(self.step, self.steps_per_epoch)
+            for x, y in self.loader(epoch, start):
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+                lr = learning_rate(self.step, self.total, a.lr, a.decay_start)
+                losses = self.train_step(x, y, lr)
+                if self.cuda:
+                    torch.cuda.synchronize()  # honest timings
+                now = time.perf_counter()
+                dt, t_last = now - t_last, now
+                if self.step > 0 or a.resume:  # the first step pays for warm-up / compilation
+                    timed_images += x.shape[0]
+                    timed_seconds += dt
+                self.step += 1
+                self._append("losses.csv", {"step": self.step, "epoch": epoch, "lr": f"{lr:.3g}",
+                                            **{k: f"{v:.5f}" for k, v in losses.items()}, "seconds": f"{dt:.4f}"})
+                ips = timed_images / timed_seconds if timed_seconds else float("nan")
+                bar.set_postfix(D=f"{losses['d']:.3f}", G_gan=f"{losses['g_gan']:.3f}",
+                                L1=f"{losses['g_l1']:.3f}", img_s=f"{ips:.2f}")
+                bar.update(1)
+                if not all(math.isfinite(v) for v in losses.values()):
+                    sys.exit(f"step {self.step}: a loss is not finite ({losses}); lower --lr or drop --amp fp16")
+                end_of_epoch = self.step % self.steps_per_epoch == 0
+                if self.step % self.val_every == 0 or (end_of_epoch and a.val_every is None) or self.step == self.total:
+                    val_l1 = self.validate()
+                    if val_l1 is not None:
+                        bar.write(f"step {self.step}: validation L1 {val_l1:.4f} (eval mode, {len(self.val_set)} chips)")
+                    t_last = time.perf_counter()  # validation time is not training throughput
+                if self.step % a.checkpoint_every == 0 or self.step == self.total:
+                    self.save()
+                    t_last = time.perf_counter()
+                if a.stop_after is not None and self.step >= a.stop_after:
+                    bar.close()
+                    return None
+                if self.step >= self.total:
+                    break
+        bar.close()
+        ips = timed_images / timed_seconds if timed_seconds else float("nan")
+        summary = {"steps": self.step, "images_per_second": ips, "seconds_per_step": 1 / ips * a.batch_size if ips else None,
+                   "device": str(self.device), "amp": str(self.amp), "compile": a.compile, "batch_size": a.batch_size,
+                   "generator_params": count_params(self.G), "discriminator_params": count_params(self.D),
+                   "checkpoint": self.ckpt_path}
+        with open(os.path.join(a.out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        print(f"done: {self.step} steps, {ips:.2f} images/second on {self.device}; checkpoint {self.ckpt_path}")
+        return summary
+
+
+def main(argv=None):
+    return Trainer(parse_args(argv)).run()
+
+
+if __name__ == "__main__":
+    main()
