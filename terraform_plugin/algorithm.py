@@ -200,6 +200,29 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
 
     # -- validation QGIS can do before the engine starts -------------------------------------------------
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+        # Runs before processAlgorithm (dialog, batch, qgis_process): catch what QGIS would word misleadingly,
+        # e.g. a file that exists but is no raster is reported by QGIS as "not found".
+        value = parameters.get(self.INPUT)
+        if isinstance(value, str) and os.path.isfile(value):
+            gdal.PushErrorHandler("CPLQuietErrorHandler")
+            try:
+                readable = gdal.OpenEx(value, gdal.OF_RASTER) is not None
+            finally:
+                gdal.PopErrorHandler()
+            if not readable:
+                return False, (f"{value} exists but is not a raster GDAL can read: choose an elevation raster "
+                               "(GeoTIFF, VRT, IMG...).")
+        scale = parameters.get(self.VERTICAL_SCALE)
+        if not _unset(scale):
+            try:
+                value = float(scale)
+            except (TypeError, ValueError):
+                value = None  # a QgsProperty/expression: evaluated, and checked, in processAlgorithm
+            if value is not None and not value > 0:
+                return False, f"Vertical scale must be greater than 0, got {scale}."
+        return super().checkParameterValues(parameters, context)
+
     def _input_source(self, parameters, context):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None or not layer.isValid():

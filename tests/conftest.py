@@ -155,6 +155,7 @@ def built_plugin(tmp_path_factory):
 
 def make_qgis_process(plugin_path, config_path):
     """A runner for qgis_process.bin with its own QGIS profile (QGIS_CUSTOM_CONFIG_PATH), plugin enabled."""
+    os.makedirs(config_path, exist_ok=True)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=str(plugin_path),
                QGIS_CUSTOM_CONFIG_PATH=str(config_path))
     env.pop("PYTHONPATH", None)  # QGIS's own Python must not see the venv

@@ -1,0 +1,92 @@
+"""Bad input: each a clear QgsProcessingException, QGIS keeps running, nothing at the output path."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import terrain, write_dem
+
+
+def expect_failure(run_alg, params, out, *fragments, feedback=None):
+    from qgis.core import QgsApplication, QgsProcessingException
+
+    with pytest.raises(QgsProcessingException) as caught:
+        run_alg({**params, "OUTPUT": str(out)}, feedback=feedback)
+    message = str(caught.value)
+    for fragment in fragments:
+        assert fragment.lower() in message.lower(), message
+    assert not os.path.exists(out)
+    folder = os.path.dirname(out)
+    leftovers = [n for n in os.listdir(folder) if n.startswith(os.path.basename(out))] if os.path.isdir(folder) else []
+    assert not leftovers, leftovers  # no temporary file beside it either
+    # QGIS is still there and still runs the algorithm.
+    assert QgsApplication.processingRegistry().algorithmById("terraform:terraformdem") is not None
+    print(message)  # shown with -s / -rA: what the user reads
+    return message
+
+
+def test_no_crs(run_alg, models, tmp_path):
+    dem = write_dem(tmp_path / "no_crs.tif", terrain(50, 50), wkt=None)
+    expect_failure(run_alg, {"INPUT": dem, "MODEL": models["identity"]}, tmp_path / "o.tif",
+                   "no coordinate reference system", "Assign")
+
+
+def test_band_out_of_range(run_alg, models, dem, tmp_path):
+    expect_failure(run_alg, {"INPUT": dem, "BAND": 3, "MODEL": models["identity"]}, tmp_path / "o.tif",
+                   "Band 3 does not exist", "1 band")
+
+
+def test_all_nodata(run_alg, models, tmp_path):
+    dem = write_dem(tmp_path / "empty.tif", np.full((60, 60), -9999, np.float32), nodata=-9999)
+    expect_failure(run_alg, {"INPUT": dem, "MODEL": models["identity"]}, tmp_path / "o.tif", "data")
+
+
+def test_not_a_raster(run_alg, models, tmp_path):
+    fake = tmp_path / "notes.tif"
+    fake.write_text("this is a text file, not a GeoTIFF\n" * 20)
+    expect_failure(run_alg, {"INPUT": str(fake), "MODEL": models["identity"]}, tmp_path / "o.tif", "notes.tif",
+                   "not a raster")
+
+
+@pytest.mark.parametrize(
+    "model, fragment",
+    [
+        ("missing", "not found"),
+        ("corrupt", "cannot load"),
+        ("no_metadata", "not a Terraform DEM model"),
+        ("invalid_metadata", "ramp"),
+        ("wrong_shape", "[N, 3, 256, 256]"),
+    ],
+)
+def test_bad_model(run_alg, models, dem, tmp_path, model, fragment):
+    expect_failure(run_alg, {"INPUT": dem, "MODEL": models[model]}, tmp_path / "o.tif", fragment)
+
+
+def test_unwritable_output(run_alg, models, dem, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a file where a folder should be")
+    expect_failure(run_alg, {"INPUT": dem, "MODEL": models["identity"]}, blocker / "out.tif", "Cannot write")
+
+
+def test_vertical_scale_must_be_positive(run_alg, models, dem, tmp_path):
+    expect_failure(run_alg, {"INPUT": dem, "MODEL": models["identity"], "VERTICAL_SCALE": 0}, tmp_path / "o.tif",
+                   "greater than 0")
+
+
+def test_cancel_mid_run(run_alg, models, tmp_path):
+    from qgis.core import QgsProcessingFeedback
+
+    # 1000 px square at 200 m: 36 chips in several batches, so the run is cancelled between batches.
+    dem = write_dem(tmp_path / "big.tif", terrain(1000, 1000))
+    feedback = QgsProcessingFeedback()
+    reports = []
+
+    def on_progress(percent):
+        reports.append(percent)
+        feedback.cancel()
+
+    feedback.progressChanged.connect(on_progress)
+    expect_failure(run_alg, {"INPUT": dem, "MODEL": models["identity"]}, tmp_path / "o.tif", "cancel",
+                   feedback=feedback)
+    assert reports and reports[0] < 100
