@@ -347,7 +347,7 @@ def run(
         f"{grid.height} px of {xres:.6g} x {yres:.6g} CRS units ({resolution_m:g} m)"
     )
     log(
-        f"{layout.count} chips of {layout.tile} px, overlap {layout.overlap} px"
+        f"{layout.count} chip{'s' if layout.count != 1 else ''} of {layout.tile} px, overlap {layout.overlap} px"
         + (f", in {len(stripes)} column stripes ({total} chip runs)" if len(stripes) > 1 else "")
         + f", batches of {request.batch_size}, nodata {request.nodata_mode}"
     )

@@ -1,0 +1,112 @@
+"""The output writer: tiled DEFLATE RGBA with overviews, the exact input CRS, atomic replace, clean abort."""
+
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from terraform_plugin.core.errors import OutputError
+from terraform_plugin.core.grid import Grid
+from terraform_plugin.core.writer import OutputWriter, check_output_path, overview_levels
+
+CUSTOM_WKT2 = (
+    'GEOGCRS["Mars custom",DATUM["Mars sphere",ELLIPSOID["Mars",3396190,0,LENGTHUNIT["metre",1]]],'
+    'PRIMEM["Reference meridian",0,ANGLEUNIT["degree",0.0174532925199433]],CS[ellipsoidal,2],'
+    'AXIS["longitude",east,ORDER[1],ANGLEUNIT["degree",0.0174532925199433]],'
+    'AXIS["latitude",north,ORDER[2],ANGLEUNIT["degree",0.0174532925199433]]]'
+)
+CUSTOM_WKT1_LON_FIRST = (
+    'GEOGCS["Mars custom",DATUM["Mars sphere",SPHEROID["Mars",3396190,0]],PRIMEM["Reference meridian",0],'
+    'UNIT["degree",0.0174532925199433],AXIS["Longitude",EAST],AXIS["Latitude",NORTH]]'
+)
+
+
+def grid_for(kit, crs, width=600, height=300):
+    wkt = crs if crs.startswith(("GEOG", "PROJ")) else kit.crs_wkt(crs)
+    return Grid(width, height, (10.0, 0.01, 0.0, 20.0, 0.0, -0.01), wkt)
+
+
+def write_all(writer, width, height, seed=0):
+    rgba = np.random.default_rng(seed).integers(0, 256, (height, width, 4), dtype=np.uint8)
+    for y0 in range(0, height, 256):
+        writer.write(0, y0, rgba[y0 : y0 + 256])
+    return rgba
+
+
+def leftovers(folder, keep):
+    return sorted(set(os.listdir(folder)) - set(keep))
+
+
+@pytest.mark.parametrize("crs", ["EPSG:32633", "EPSG:4326", "IAU_2015:49900", "IAU_2015:49910", "custom", "custom2"])
+def test_output_is_exact_and_carries_the_exact_crs(tmp_path, kit, crs):
+    crs = {"custom": CUSTOM_WKT1_LON_FIRST, "custom2": CUSTOM_WKT2}.get(crs, crs)
+    grid = grid_for(kit, crs)
+    path = tmp_path / "out.tif"
+    with OutputWriter(path, grid, {"TERRAFORM_SEA_LEVEL": "-3000.0"}) as writer:
+        rgba = write_all(writer, grid.width, grid.height)
+        writer.build_overviews()
+        writer.commit()
+    assert leftovers(tmp_path, ["out.tif", "out.tif.aux.xml"]) == []
+    ds = gdal.Open(str(path))
+    assert ds.GetGeoTransform() == grid.geotransform
+    if crs.startswith("GEOGCRS"):  # GDAL hands back WKT1 for any input: same CRS, axis order included
+        from osgeo import osr
+
+        assert ds.GetSpatialRef().IsSame(osr.SpatialReference(wkt=crs))
+        assert '"Mars custom"' in ds.GetProjection()
+    else:
+        assert ds.GetProjection() == grid.wkt
+    np.testing.assert_array_equal(ds.ReadAsArray().transpose(1, 2, 0), rgba)
+    assert [ds.GetRasterBand(i).GetColorInterpretation() for i in range(1, 5)] == [
+        gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand]
+    assert ds.GetRasterBand(1).GetBlockSize() == [256, 256]
+    assert ds.GetMetadata("IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
+    assert ds.GetRasterBand(1).GetOverviewCount() == 1  # 300 px high -> one 2x level
+    assert ds.GetMetadataItem("TERRAFORM_SEA_LEVEL") == "-3000.0"
+    # The sidecar exists only where GeoTIFF keys could not hold the CRS.
+    needs_sidecar = crs.startswith("IAU") or crs.startswith("GEOGCRS") or crs == CUSTOM_WKT1_LON_FIRST
+    assert os.path.exists(str(path) + ".aux.xml") == needs_sidecar
+
+
+def test_stale_sidecar_of_an_earlier_result_is_removed(tmp_path, kit):
+    path = tmp_path / "out.tif"
+    (tmp_path / "out.tif.aux.xml").write_text("<PAMDataset><SRS>GEOGCS[\"stale\"]</SRS></PAMDataset>")
+    grid = grid_for(kit, "EPSG:32633")
+    with OutputWriter(path, grid, {}) as writer:
+        write_all(writer, grid.width, grid.height)
+        writer.commit()
+    assert not os.path.exists(str(path) + ".aux.xml")
+    assert gdal.Open(str(path)).GetProjection() == grid.wkt
+
+
+def test_nothing_appears_at_the_target_until_commit_and_abort_cleans_up(tmp_path, kit):
+    path = tmp_path / "out.tif"
+    path.write_bytes(b"an earlier result")
+    grid = grid_for(kit, "IAU_2015:49900")
+    with pytest.raises(RuntimeError, match="boom"):
+        with OutputWriter(path, grid, {}) as writer:
+            write_all(writer, grid.width, grid.height)
+            writer.close()  # the temporary file and its CRS sidecar now exist
+            assert len(leftovers(tmp_path, ["out.tif"])) == 2
+            assert path.read_bytes() == b"an earlier result"
+            raise RuntimeError("boom")
+    assert leftovers(tmp_path, ["out.tif"]) == []
+    assert path.read_bytes() == b"an earlier result"
+
+
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(OutputError, match="folder does not exist"):
+        check_output_path(tmp_path / "missing" / "out.tif")
+    with pytest.raises(OutputError, match="folder does not exist"):
+        check_output_path(tmp_path / "a_file" / "out.tif")
+    with pytest.raises(OutputError, match="is a folder"):
+        check_output_path(tmp_path)
+    assert check_output_path(tmp_path / "ok.tif") == str(tmp_path / "ok.tif")
+
+
+def test_overview_levels_reach_one_tile():
+    assert overview_levels(200, 100) == []
+    assert overview_levels(600, 300) == [2]
+    assert overview_levels(16384, 16384) == [2, 4, 8, 16, 32, 64]
