@@ -7,6 +7,7 @@ with onnxruntime for QGIS's Python. QGIS uses a private profile in out/.qgis-pro
 settings are left alone.
 """
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -24,7 +25,10 @@ SIZE = 2048  # 410 km at 200 m/pixel: 121 chips, well under a minute at ~50 ms/c
 
 
 def main():
-    if not os.path.isfile(MODEL):
+    parser = argparse.ArgumentParser(description="Terraform a synthetic DEM with the real algorithm.")
+    parser.add_argument("--model", help="another Terraform ONNX model instead of the bundled one")
+    args = parser.parse_args()
+    if args.model is None and not os.path.isfile(MODEL):
         print(f"demo: the bundled model {os.path.relpath(MODEL, ROOT)} does not exist yet (it is trained and "
               "exported by training/; see models/MODEL_CARD.md once it is there). Nothing to run.", file=sys.stderr)
         return 2
@@ -32,7 +36,8 @@ def main():
     if qgis_process is None:
         print("demo: qgis_process.bin not found: run `make setup` (installs Debian's QGIS)", file=sys.stderr)
         return 2
-    if not os.path.isfile(os.path.join(BUILD, "terraform_plugin", "models", "terraform_generator.onnx")):
+    bundled_missing = not os.path.isfile(os.path.join(BUILD, "terraform_plugin", "models", "terraform_generator.onnx"))
+    if args.model is None and bundled_missing:
         # The model appeared after the last `make plugin`: refresh the build so the bundled model is there.
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_plugin.py")], check=True)
 
@@ -48,6 +53,8 @@ def main():
             os.remove(path)
     cmd = [qgis_process, "run", "terraform:terraformdem", "--",
            f"INPUT={DEM}", f"OUTPUT={RESULT}", f"PREVIEW={PREVIEW}", "SEA_LEVEL=0"]
+    if args.model:
+        cmd.append(f"MODEL={os.path.abspath(args.model)}")
     print("$ " + " ".join(cmd), flush=True)
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env)

@@ -342,11 +342,7 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         except TerraformError as exc:
             raise QgsProcessingException(str(exc)) from None
 
-        feedback.pushInfo(
-            f"Done: {result.width} x {result.height} px at {result.resolution_m:g} m/pixel, {result.chips} chips, "
-            f"model {result.model_name} on {result.provider}, vertical scale {result.vertical_scale:g}, "
-            f"{result.elapsed_s:.1f} s"
-        )
+        # The engine already logged model, execution provider, grid, chips and elapsed time.
         if context.willLoadLayerOnCompletion(output):
             name = output_layer_name(layer.name(), sea_level)
             details = context.layerToLoadOnCompletionDetails(output)
