@@ -61,6 +61,20 @@ def write_dem(path, z, wkt="utm", pixel=200.0, origin=(500000.0, 4500000.0), nod
     return str(path)
 
 
+class DemKit:
+    """Raster helpers for test modules (they take the ``demkit`` fixture: conftests are not importable by name
+    when several directories have one)."""
+
+    terrain = staticmethod(terrain)
+    write = staticmethod(write_dem)
+    utm_wkt = staticmethod(utm_wkt)
+
+
+@pytest.fixture(scope="session")
+def demkit():
+    return DemKit
+
+
 @pytest.fixture
 def dem(tmp_path):
     """A 300 x 280 px UTM DEM at 200 m (the model's resolution): 4 chips at the default overlap."""
@@ -167,6 +181,12 @@ def make_qgis_process(plugin_path, config_path):
     enabled = run("plugins", "enable", "terraform_plugin")
     assert enabled.returncode == 0, enabled.stdout + enabled.stderr
     return run
+
+
+@pytest.fixture(scope="session")
+def qgis_process_factory():
+    """make_qgis_process(plugin_path, config_path) -> runner, for tests that need their own plugin copy."""
+    return make_qgis_process
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import sys
 
 from osgeo import gdal, osr
 
-from conftest import make_qgis_process, write_dem, terrain
 
 
 def test_list_and_help(qgis_process):
@@ -19,8 +18,8 @@ def test_list_and_help(qgis_process):
         assert f"{name}:" in helped.stdout
 
 
-def test_run_with_only_input_output_and_a_model(qgis_process, models, tmp_path):
-    dem = write_dem(tmp_path / "dem.tif", terrain(200, 260))
+def test_run_with_only_input_output_and_a_model(qgis_process, models, tmp_path, demkit):
+    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(200, 260))
     out = tmp_path / "out.tif"
     done = qgis_process("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"MODEL={models['identity']}",
                         f"OUTPUT={out}")
@@ -32,11 +31,11 @@ def test_run_with_only_input_output_and_a_model(qgis_process, models, tmp_path):
     assert osr.SpatialReference(ds.GetProjection()).IsSame(osr.SpatialReference(gdal.Open(dem).GetProjection()))
 
 
-def test_batch_loop(qgis_process, models, tmp_path):
+def test_batch_loop(qgis_process, models, tmp_path, demkit):
     """Issue 5's shell recipe: one qgis_process call per DEM in a folder."""
     outs = []
     for i in range(2):
-        dem = write_dem(tmp_path / f"tile_{i}.tif", terrain(150, 150, seed=i))
+        dem = demkit.write(tmp_path / f"tile_{i}.tif", demkit.terrain(150, 150, seed=i))
         out = tmp_path / f"tile_{i}_terraformed.tif"
         done = qgis_process("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"MODEL={models['identity']}",
                             "SEA_LEVEL=-100", f"OUTPUT={out}")
@@ -45,14 +44,14 @@ def test_batch_loop(qgis_process, models, tmp_path):
     assert all(o.is_file() for o in outs)
 
 
-def test_missing_onnxruntime_says_how_to_install(built_plugin, models, tmp_path):
+def test_missing_onnxruntime_says_how_to_install(built_plugin, models, tmp_path, demkit, qgis_process_factory):
     """A plugin as users install it (no deps/): the provider loads, the run fails with the exact command."""
     plugins = tmp_path / "plugins"
     shutil.copytree(built_plugin / "terraform_plugin", plugins / "terraform_plugin", symlinks=True,
                     ignore=shutil.ignore_patterns("deps"))
     profile = tmp_path / "profile"
-    run = make_qgis_process(plugins, profile)
-    dem = write_dem(tmp_path / "dem.tif", terrain(64, 64))
+    run = qgis_process_factory(plugins, profile)
+    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(64, 64))
     out = tmp_path / "out.tif"
     done = run("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"MODEL={models['identity']}", f"OUTPUT={out}")
     text = done.stdout + done.stderr
