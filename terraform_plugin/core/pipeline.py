@@ -22,7 +22,7 @@ import numpy as np
 
 from . import preview as preview_png
 from . import source as dem_source
-from .chips import DEFAULT_OVERLAP, ChipLayout
+from .chips import DEFAULT_OVERLAP, ChipLayout, blend_weights, edge_ramp
 from .errors import Cancelled, InputError, OutputError
 from .grid import processing_grid
 from .relief import Relief, fit_target_m, fit_vertical_scale
@@ -37,6 +37,9 @@ QUEUE_DEPTH = 2  # chip rows read ahead / block rows waiting to be written
 FILL_DISTANCE = 64
 INFERENCE_SHARE = 90.0  # percent of the progress bar for the chips; overviews and preview get the rest
 ETA_EVERY_S = 30.0
+# GDAL's block cache may keep this much of the source (warped blocks shared by consecutive chip rows) before
+# the reader flushes it; GDAL's default limit (5 % of RAM) would let it grow with the raster.
+GDAL_CACHE_KEEP = 64 * 2**20
 
 
 @dataclass
@@ -213,30 +216,53 @@ class _RowBuffer:
 
 
 class _Mosaic:
-    """Runs the chips of every stripe through the model and blends them into finished rows."""
+    """Runs the chips of every stripe through the model and blends them into finished rows.
+
+    The main thread does only what must be serial with inference: copy chips into the batch, run the model,
+    add the weighted predictions. Colour scaling happens once per chip row in the reader (not once per chip),
+    and the weight sums are not accumulated at all: the chip weights are separable (row ramp x column ramp),
+    so their sum over all chips is the outer product of two 1-D sums.
+    """
 
     def __init__(self, source, layout, stripes, model, ramp, relief, request, report, cancelled):
         self.source, self.layout, self.stripes, self.model = source, layout, stripes, model
         self.ramp, self.relief, self.request = ramp, relief, request
         self.report, self.cancelled = report, cancelled
         self.transparent = request.nodata_mode == "transparent"
-        self.weights = layout.weights()[..., None]
-        self.weight_plane = layout.weights()
+        self.ramp_1d = edge_ramp(layout.tile, layout.overlap)
+        self.weights = blend_weights(layout.tile, layout.overlap)
+        lo, hi = model.metadata.input_range
+        self.in_scale, self.in_offset = np.float32((hi - lo) / 255.0), np.float32(lo)
+        lo, hi = model.metadata.output_range
+        self.out_scale, self.out_offset = np.float32(255.0 / (hi - lo)), np.float32(lo)
 
     # --- reader thread -----------------------------------------------------------------------------------
     def _read_rows(self, worker):
-        tile, margin = self.layout.tile, FILL_DISTANCE if self.transparent else 0
+        tile = self.layout.tile
         for stripe in self.stripes:
+            previous = None  # (end row, window) of the last chip row: its bottom rows are this one's top
             for row, y0 in enumerate(self.layout.ys):
-                z = self.source.read(stripe.ax0 - margin, int(y0) - margin, stripe.width + 2 * margin, tile + 2 * margin)
-                self.source.release_cache()
-                core = (slice(margin, margin + tile), slice(margin, margin + stripe.width))
-                valid = np.isfinite(z[core])
+                y0, y1 = int(y0), int(y0) + tile
+                if previous is not None and previous[0] > y0:
+                    reused = previous[1][y0 - previous[0] :]
+                    z = np.concatenate([reused, self.source.read(stripe.ax0, previous[0], stripe.width, y1 - previous[0])])
+                else:
+                    z = self.source.read(stripe.ax0, y0, stripe.width, tile)
+                previous = (y1, z)
+                valid = np.isfinite(z)
                 if self.transparent and not valid.all():
-                    z = dem_source.fill_nodata(z, FILL_DISTANCE)
-                z = z[core]
+                    # Fill from a window FILL_DISTANCE wider on every side, so that neighbouring chip rows and
+                    # stripes see the same filled surface where they overlap.
+                    m = FILL_DISTANCE
+                    wide = self.source.read(stripe.ax0 - m, y0 - m, stripe.width + 2 * m, tile + 2 * m)
+                    z = dem_source.fill_nodata(wide, m)[m : m + tile, m : m + stripe.width]
+                self.source.release_cache(keep_bytes=GDAL_CACHE_KEEP)
                 rgb = self.ramp.colourise(self.relief.ramp_elevation(z), sea=self.relief.sea_mask(z))
-                if not worker.put((stripe, row, rgb, valid if self.transparent else None)):
+                # Channel-first, in the model's input range: what the chips are cut from.
+                x = rgb.transpose(2, 0, 1).astype(np.float32)
+                x *= self.in_scale
+                x += self.in_offset
+                if not worker.put((stripe, row, x, valid if self.transparent else None)):
                     return
 
     # --- main thread -------------------------------------------------------------------------------------
@@ -251,46 +277,65 @@ class _Mosaic:
         finally:
             reader.finish()
 
+    def _column_weight_sum(self, stripe):
+        total = np.zeros(stripe.width, dtype=np.float64)
+        for c in stripe.columns:
+            o = int(self.layout.xs[c]) - stripe.ax0
+            total[o : o + self.layout.tile] += self.ramp_1d
+        return total
+
     def _blend_stripe(self, stripe, reader, write):
-        layout, tile = self.layout, self.layout.tile
+        layout, tile, batch_size = self.layout, self.layout.tile, self.request.batch_size
         stride, overlap = layout.stride, layout.overlap
-        acc = np.zeros((tile, stripe.width, 3), dtype=np.float32)
-        wsum = np.zeros((tile, stripe.width), dtype=np.float32)
+        acc = np.zeros((3, tile, stripe.width), dtype=np.float32)
+        batch = np.empty((batch_size, 3, tile, tile), dtype=np.float32)
+        column_sum = self._column_weight_sum(stripe)
+        offsets = [int(layout.xs[c]) - stripe.ax0 for c in stripe.columns]
         rows = _RowBuffer(stripe.x0, layout.height, write)
-        weighted = np.empty((tile, tile, 3), dtype=np.float32)
         for row in range(len(layout.ys)):
             item = reader.get()
             if item is None:
                 raise RuntimeError("the reader stopped early")
-            got_stripe, got_row, rgb, valid = item
+            got_stripe, got_row, x, valid = item
             assert got_stripe is stripe and got_row == row
-            if row:  # slide the accumulators down one stride; the overlap rows carry over
-                acc[:overlap] = acc[stride:]
-                acc[overlap:] = 0
-                wsum[:overlap] = wsum[stride:]
-                wsum[overlap:] = 0
-            columns = list(stripe.columns)
-            for b in range(0, len(columns), self.request.batch_size):
-                batch = columns[b : b + self.request.batch_size]
-                offsets = [int(layout.xs[c]) - stripe.ax0 for c in batch]
-                predicted = self.model.predict(np.stack([rgb[:, o : o + tile] for o in offsets]))
-                for o, chip in zip(offsets, predicted):
-                    np.multiply(chip, self.weights, out=weighted)
-                    acc[:, o : o + tile] += weighted
-                    wsum[:, o : o + tile] += self.weight_plane
-                self.report(len(batch))
+            if row:  # slide the accumulator down one stride; the overlap rows carry over
+                acc[:, :overlap] = acc[:, stride:]
+                acc[:, overlap:] = 0
+            for b in range(0, len(offsets), batch_size):
+                chunk = offsets[b : b + batch_size]
+                for k, o in enumerate(chunk):
+                    batch[k] = x[:, :, o : o + tile]
+                predicted = self.model.run(batch[: len(chunk)])
+                predicted *= self.weights
+                for k, o in enumerate(chunk):
+                    acc[:, :, o : o + tile] += predicted[k]
+                self.report(len(chunk))
                 if self.cancelled():
                     raise Cancelled("cancelled; no output was written")
             y0, y1 = layout.finished_rows(row)
             if y1 > y0:
-                local = slice(y0 - int(layout.ys[row]), y1 - int(layout.ys[row]))
-                cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
-                rgba = np.empty((y1 - y0, stripe.x1 - stripe.x0, 4), dtype=np.uint8)
-                mean = acc[local, cols] / wsum[local, cols, None]
-                np.rint(mean, out=mean)
-                rgba[..., :3] = mean
-                rgba[..., 3] = 255 if valid is None else valid[local, cols] * np.uint8(255)
-                rows.add(y0, rgba)
+                rows.add(y0, self._finish(acc, row, y0, y1, stripe, column_sum, valid))
+
+    def _finish(self, acc, row, y0, y1, stripe, column_sum, valid):
+        """Finished rows [y0, y1) of the stripe: weighted mean -> 0-255 -> uint8 RGBA."""
+        layout = self.layout
+        local = slice(y0 - int(layout.ys[row]), y1 - int(layout.ys[row]))
+        cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
+        row_sum = self.ramp_1d.copy()
+        if row:  # the previous chip row's bottom edge overlaps this row's top
+            row_sum[: layout.overlap] += self.ramp_1d[layout.stride :]
+        norm = np.outer(row_sum[local], column_sum[cols]).astype(np.float32)
+        norm = (self.out_scale / norm)[None]
+        mean = acc[:, local, cols].copy()
+        # (weighted sum / weight sum - lo) * 255 / (hi - lo), with the weight sum folded into one factor.
+        mean *= norm
+        mean -= self.out_offset * self.out_scale
+        np.clip(mean, 0.0, 255.0, out=mean)
+        np.rint(mean, out=mean)
+        rgba = np.empty((y1 - y0, stripe.x1 - stripe.x0, 4), dtype=np.uint8)
+        rgba[..., :3] = mean.transpose(1, 2, 0)
+        rgba[..., 3] = 255 if valid is None else valid[local, cols] * np.uint8(255)
+        return rgba
 
 
 def _noop(*_):

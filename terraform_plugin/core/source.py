@@ -133,11 +133,16 @@ class ResampledSource:
         inside = r0 == y0 and c0 == x0 and r1 - r0 == height and c1 - c0 == width
         return block if inside else block[np.ix_(rows - r0, cols - c0)]
 
-    def release_cache(self):
-        """Drop GDAL's cached blocks of this source: rows already processed are not needed again, and GDAL's
-        default cache (5 % of RAM) would otherwise grow with the raster up to that size."""
-        for ds in (self._warped, self._band_vrt, self.dataset):
-            ds.FlushCache()
+    def release_cache(self, keep_bytes: int = 0):
+        """Drop GDAL's cached blocks of this source once the block cache holds more than ``keep_bytes``.
+
+        Rows already processed are not needed again, and GDAL's default cache (5 % of RAM) would otherwise
+        grow with the raster up to that size. Keeping a little lets the next chip row reuse the warped blocks
+        it shares with this one.
+        """
+        if gdal.GetCacheUsed() > keep_bytes:
+            for ds in (self._warped, self._band_vrt, self.dataset):
+                ds.FlushCache()
 
     def read_decimated(self, width: int, height: int) -> np.ndarray:
         """The whole grid at width x height (pixel averages; from overviews when the input has them)."""
