@@ -50,6 +50,17 @@ def output_layer_name(input_name, sea_level):
     return f"{input_name} terraformed (sea {sea_level:g} m)"
 
 
+def _open_raster(path):
+    """GDAL dataset or None, quietly, whether gdal.UseExceptions() is on or not (another plugin may turn it on)."""
+    gdal.PushErrorHandler("CPLQuietErrorHandler")
+    try:
+        return gdal.OpenEx(path, gdal.OF_RASTER)
+    except RuntimeError:
+        return None
+    finally:
+        gdal.PopErrorHandler()
+
+
 def _unset(value):
     return value is None or value == "" or (isinstance(value, QVariant) and value.isNull())
 
@@ -205,12 +216,7 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         # e.g. a file that exists but is no raster is reported by QGIS as "not found".
         value = parameters.get(self.INPUT)
         if isinstance(value, str) and os.path.isfile(value):
-            gdal.PushErrorHandler("CPLQuietErrorHandler")
-            try:
-                readable = gdal.OpenEx(value, gdal.OF_RASTER) is not None
-            finally:
-                gdal.PopErrorHandler()
-            if not readable:
+            if _open_raster(value) is None:
                 return False, (f"{value} exists but is not a raster GDAL can read: choose an elevation raster "
                                "(GeoTIFF, VRT, IMG...).")
         scale = parameters.get(self.VERTICAL_SCALE)
@@ -237,7 +243,7 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             )
         source = layer.dataProvider().dataSourceUri()
         # QGIS may assign a default CRS to a file that has none; the engine reads the file's own CRS.
-        dataset = gdal.Open(source)
+        dataset = _open_raster(source)
         file_crs = dataset.GetProjection() if dataset is not None else ""
         dataset = None
         if not layer.crs().isValid() or not file_crs:

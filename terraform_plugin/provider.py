@@ -1,5 +1,6 @@
 """The Processing provider ``terraform`` ("Terraform")."""
 
+import importlib.util
 import os
 
 from qgis.core import QgsProcessingProvider
@@ -29,6 +30,12 @@ class TerraformProvider(QgsProcessingProvider):
 
     def svgIconPath(self):
         return ICON_PATH
+
+    def warningMessage(self):  # noqa: N802 (QGIS's name)
+        # Shown in the Toolbox next to the provider. find_spec does not import: QGIS start-up stays fast.
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed for QGIS's Python: run Terraform DEM once for the install command."
+        return ""
 
     def loadAlgorithms(self):
         self.addAlgorithm(TerraformDemAlgorithm())

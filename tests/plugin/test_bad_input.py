@@ -41,9 +41,22 @@ def test_all_nodata(run_alg, models, tmp_path, demkit):
     expect_failure(run_alg, {"INPUT": dem, "MODEL": models["identity"]}, tmp_path / "o.tif", "data")
 
 
-def test_not_a_raster(run_alg, models, tmp_path):
+@pytest.mark.parametrize("gdal_exceptions", [False, True])
+def test_not_a_raster(run_alg, models, tmp_path, gdal_exceptions):
+    from osgeo import gdal
+
     fake = tmp_path / "notes.tif"
     fake.write_text("this is a text file, not a GeoTIFF\n" * 20)
+    # GDAL's exception mode is process-wide: anything else in QGIS may have turned it on.
+    was = gdal.GetUseExceptions()
+    gdal.UseExceptions() if gdal_exceptions else gdal.DontUseExceptions()
+    try:
+        _not_a_raster(run_alg, models, tmp_path, fake)
+    finally:
+        gdal.UseExceptions() if was else gdal.DontUseExceptions()
+
+
+def _not_a_raster(run_alg, models, tmp_path, fake):
     expect_failure(run_alg, {"INPUT": str(fake), "MODEL": models["identity"]}, tmp_path / "o.tif", "notes.tif",
                    "not a raster")
 

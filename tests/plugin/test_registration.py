@@ -14,6 +14,7 @@ def test_provider_and_algorithm_ids(qgis_app):
 
     provider = QgsApplication.processingRegistry().providerById("terraform")
     assert provider is not None and provider.name() == "Terraform"
+    assert provider.warningMessage() == ""  # onnxruntime is importable here
     alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
     assert alg is not None
     assert alg.displayName() == "Terraform DEM"
