@@ -61,21 +61,23 @@ def qgis_process():
     )
 
 
-def qgis_env():
-    env = dict(os.environ, QGIS_PLUGINPATH=PLUGIN_PATH, QT_QPA_PLATFORM="offscreen")
+def qgis_env(profile):
+    # A throw-away QGIS profile: enabling the plugin there leaves the user's own QGIS settings alone.
+    env = dict(os.environ, QGIS_PLUGINPATH=PLUGIN_PATH, QT_QPA_PLATFORM="offscreen", QGIS_CUSTOM_CONFIG_PATH=profile)
+    env.pop("PYTHONPATH", None)  # QGIS's own Python must not pick up this venv's packages
     return env
 
 
-def plugin_ready():
+def plugin_ready(profile):
     """'' when qgis_process can run the algorithm from build/, else why not."""
     exe = qgis_process()
     if exe is None:
         return "qgis_process.bin is not installed (make setup installs QGIS)"
     if not os.path.isfile(os.path.join(PLUGIN_PATH, "terraform_plugin", "metadata.txt")):
         return "build/terraform_plugin is missing (make plugin builds it)"
-    # Enabling is persistent in the QGIS profile and harmless to repeat.
-    subprocess.run([exe, "plugins", "enable", "terraform_plugin"], env=qgis_env(), capture_output=True, text=True)
-    probe = subprocess.run([exe, "help", ALGORITHM], env=qgis_env(), capture_output=True, text=True)
+    env = qgis_env(profile)
+    subprocess.run([exe, "plugins", "enable", "terraform_plugin"], env=env, capture_output=True, text=True)
+    probe = subprocess.run([exe, "help", ALGORITHM], env=env, capture_output=True, text=True)
     if probe.returncode != 0:
         return f"qgis_process does not know {ALGORITHM}: {(probe.stderr or probe.stdout).strip()[-300:]}"
     return ""
@@ -98,10 +100,10 @@ def prepare_inputs(tmp):
     return inputs
 
 
-def run_qgis(exe, params):
+def run_qgis(exe, profile, params):
     args = [exe, "run", ALGORITHM, "--"] + [f"{k}={v}" for k, v in params.items()]
     started = time.perf_counter()
-    proc = subprocess.run(args, env=qgis_env(), capture_output=True, text=True)
+    proc = subprocess.run(args, env=qgis_env(profile), capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     log = [line for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode != 0:
@@ -169,10 +171,15 @@ def main(argv=None):
         print(f"demo-mars skipped: the shared MOLA rasters are not here ({MARS_DIR}).")
         return 0
     os.makedirs(args.out, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="demo_mars_") as tmp:
+        return demo(args, tmp)
 
+
+def demo(args, tmp):
+    profile = os.path.join(tmp, "qgis_profile")
     engine, exe = args.engine, qgis_process()
     if engine != "core":
-        why = plugin_ready()
+        why = plugin_ready(profile)
         if why and engine == "qgis":
             raise SystemExit(f"cannot run through QGIS: {why}")
         if why:
@@ -187,38 +194,37 @@ def main(argv=None):
     print(f"engine: {'qgis_process ' + ALGORITHM if engine == 'qgis' else 'core.pipeline.run'}; "
           f"resolution {args.resolution:g} m/pixel; model: {model or 'bundled'}")
     rows, failures = [], []
-    with tempfile.TemporaryDirectory(prefix="demo_mars_") as tmp:
-        for name, path in prepare_inputs(tmp):
-            for sea in SEA_LEVELS:
-                stem = os.path.join(args.out, f"{name}_sea{sea:+.0f}")
-                params = {
-                    "INPUT": path,
-                    "BAND": 1,
-                    "OVERLAP": 64,
-                    "NODATA_MODE": 0,
-                    "RESOLUTION": args.resolution,
-                    "SEA_LEVEL": sea,
-                    "VERTICAL_SCALE": 1.0,
-                    "FIT_TO_EARTH": "true",
-                    "PREVIEW": stem + "_preview.png",
-                    "OUTPUT": stem + ".tif",
-                }
-                if model:
-                    params["MODEL"] = model
-                print(f"-- {name}, sea level {sea:g} m ...", flush=True)
-                try:
-                    if engine == "qgis":
-                        elapsed, log = run_qgis(exe, params)
-                    else:
-                        elapsed, log = run_core(params, model)
-                except RunFailed as exc:  # keep going: the other layers still show what works
-                    print(f"    FAILED: {exc}")
-                    failures.append(f"{name} at sea level {sea:g} m: {exc}")
-                    continue
-                for line in log:  # the engine's choices and the algorithm's summary
-                    if line.startswith(("Vertical scale", "Input ", "Done:")):
-                        print("   ", line.strip())
-                rows.append((name, sea, elapsed, describe_output(params["OUTPUT"]), params["PREVIEW"]))
+    for name, path in prepare_inputs(tmp):
+        for sea in SEA_LEVELS:
+            stem = os.path.join(args.out, f"{name}_sea{sea:+.0f}")
+            params = {
+                "INPUT": path,
+                "BAND": 1,
+                "OVERLAP": 64,
+                "NODATA_MODE": 0,
+                "RESOLUTION": args.resolution,
+                "SEA_LEVEL": sea,
+                "VERTICAL_SCALE": 1.0,
+                "FIT_TO_EARTH": "true",
+                "PREVIEW": stem + "_preview.png",
+                "OUTPUT": stem + ".tif",
+            }
+            if model:
+                params["MODEL"] = model
+            print(f"-- {name}, sea level {sea:g} m ...", flush=True)
+            try:
+                if engine == "qgis":
+                    elapsed, log = run_qgis(exe, profile, params)
+                else:
+                    elapsed, log = run_core(params, model)
+            except RunFailed as exc:  # keep going: the other layers still show what works
+                print(f"    FAILED: {exc}")
+                failures.append(f"{name} at sea level {sea:g} m: {exc}")
+                continue
+            for line in log:  # the engine's choices and the algorithm's summary
+                if line.startswith(("Vertical scale", "Input ", "Done:")):
+                    print("   ", line.strip())
+            rows.append((name, sea, elapsed, describe_output(params["OUTPUT"]), params["PREVIEW"]))
     print("\nlayer              sea (m)   time (s)  output")
     for name, sea, elapsed, desc, preview in rows:
         print(f"{name:<18} {sea:>7g} {elapsed:>10.1f}  {desc}")
