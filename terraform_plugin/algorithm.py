@@ -270,7 +270,8 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         if bundled is None:
             raise QgsProcessingException(
                 f"No model given and the bundled model is missing (expected {os.path.join(PLUGIN_DIR, 'models', MODEL_FILE)}). "
-                "Choose a Terraform ONNX model in the Model parameter, or reinstall the plugin."
+                f"Choose a Terraform ONNX model in the Model parameter (MODEL=<file>.onnx), or put {MODEL_FILE} "
+                "in that folder."
             )
         return bundled
 

@@ -62,3 +62,17 @@ def test_missing_onnxruntime_says_how_to_install(built_plugin, models, tmp_path,
     expected = f'"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}" -m pip install --no-deps --target "{target}" onnxruntime==1.31.1'
     assert expected in text, text
     assert not out.exists()
+
+
+def test_default_model_runs_or_says_it_is_missing(qgis_process, built_plugin, tmp_path, demkit):
+    """MODEL left empty: the bundled model runs when the build has one, else a clear error and no output."""
+    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(64, 64))
+    out = tmp_path / "out.tif"
+    done = qgis_process("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"OUTPUT={out}")
+    if (built_plugin / "terraform_plugin" / "models" / "terraform_generator.onnx").is_file():
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert gdal.Open(str(out)).RasterCount == 4
+    else:
+        assert done.returncode != 0
+        assert "bundled model is missing" in done.stdout + done.stderr
+        assert not out.exists()
