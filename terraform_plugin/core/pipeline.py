@@ -358,6 +358,8 @@ def run(
     cancelled = cancelled or (lambda: False)
     _check_request(request)
     output_path = check_output_path(request.output_path)  # before any long work
+    if request.preview_path:
+        check_output_path(request.preview_path)
 
     dataset = dem_source.open_dem(request.input_path)
     band = dem_source.elevation_band(dataset, request.band)

@@ -237,6 +237,10 @@ def test_unwritable_output_fails_before_any_chip(tmp_path, kit, identity):
     with pytest.raises(OutputError, match="folder does not exist"):
         pipeline.run(request(dem, tmp_path / "no" / "out.tif", identity), progress=percents.append)
     assert percents == []
+    with pytest.raises(OutputError, match="folder does not exist"):
+        pipeline.run(request(dem, tmp_path / "out.tif", identity, preview_path=str(tmp_path / "no" / "p.png")),
+                     progress=percents.append)
+    assert percents == [] and files(tmp_path) == ["dem.tif"]
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from osgeo import gdal
 
 from terraform_plugin.core import source
 from terraform_plugin.core.errors import InputError
