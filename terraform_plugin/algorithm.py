@@ -242,11 +242,13 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
                 "rasters through GDAL. Save it as a GeoTIFF first (Raster › Conversion › Translate)."
             )
         source = layer.dataProvider().dataSourceUri()
-        # QGIS may assign a default CRS to a file that has none; the engine reads the file's own CRS.
+        # The engine reads the file's own CRS, so that is what must exist. QGIS's layer CRS is no guide: QGIS may
+        # give a CRS-less file a default one, and 3.22 cannot resolve some CRSs GDAL reads fine (the IAU_2015
+        # Mars authority: layer.crs() is invalid although the file is correctly georeferenced).
         dataset = _open_raster(source)
         file_crs = dataset.GetProjection() if dataset is not None else ""
         dataset = None
-        if not layer.crs().isValid() or not file_crs:
+        if not file_crs:
             raise QgsProcessingException(
                 f'Layer "{layer.name()}" has no coordinate reference system in its file, so its ground '
                 "resolution is unknown. Assign one to the file (Raster › Projections › Assign Projection, or "

@@ -135,3 +135,23 @@ def test_bundled_model_runs_when_present(run_alg, tmp_path, demkit):
     out = tmp_path / "bundled.tif"
     run_alg({"INPUT": dem, "OUTPUT": str(out)})
     assert gdal.Open(str(out)).RasterCount == 4
+
+
+MARS_IAU_WKT = (  # Mars with the IAU authority: qgis_process 3.22 cannot resolve it (layer.crs() invalid there)
+    'GEOGCS["Mars (2015) - Sphere / Ocentric",DATUM["Mars (2015) - Sphere",SPHEROID["Mars (2015) - Sphere",'
+    '3396190,0,AUTHORITY["IAU","49900"]],AUTHORITY["IAU","49900"]],PRIMEM["Reference Meridian",0,'
+    'AUTHORITY["IAU","49900"]],UNIT["degree",0.0174532925199433,AUTHORITY["EPSG","9122"]],'
+    'AXIS["Latitude",NORTH],AXIS["Longitude",EAST],AUTHORITY["IAU","49900"]]'
+)
+
+
+def test_crs_qgis_cannot_resolve_still_runs(run_alg, models, tmp_path, demkit):
+    """The file's CRS is what counts (the engine reads it): a Mars IAU CRS must not be taken for "no CRS".
+
+    In-process QGIS resolves this CRS; under qgis_process it does not (tests/test_mars_crs.py runs that path)."""
+    z = demkit.terrain(40, 60, low=-4000, high=8000)
+    dem = demkit.write(tmp_path / "mars.tif", z, wkt=MARS_IAU_WKT, pixel=0.01, origin=(140.0, 10.0))
+    out = tmp_path / "mars_out.tif"
+    run_alg({"INPUT": dem, "MODEL": models["identity"], "SEA_LEVEL": -2000, "OUTPUT": str(out)})
+    result = gdal.Open(str(out))
+    assert result.GetProjection() == gdal.Open(dem).GetProjection()
