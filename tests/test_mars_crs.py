@@ -262,21 +262,8 @@ def write_iau_vrt(tmp_path):
     return path, resolution
 
 
-@pytest.mark.parametrize(
-    "name",
-    sorted(CASES)
-    + [
-        pytest.param(
-            "mars_iau_authority_vrt",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="terraform_plugin/algorithm.py refuses a layer whose CRS QGIS 3.22 cannot resolve "
-                "(layer.crs().isValid() is False for the IAU authority) even though the file has a CRS the "
-                "engine reads; the shared MOLA VRT is refused the same way",
-            ),
-        )
-    ],
-)
+# The IAU-authority VRT: QGIS shows its CRS as invalid, yet the algorithm must run on the file's own CRS.
+@pytest.mark.parametrize("name", sorted(CASES) + ["mars_iau_authority_vrt"])
 def test_crs_through_qgis_process(name, tmp_path, qgis_process, models):
     if name == "mars_iau_authority_vrt":
         dem, resolution = write_iau_vrt(tmp_path)
