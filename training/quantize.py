@@ -9,9 +9,10 @@ Two methods, chosen by measurement (docs/release_model.md, docs/size_study.json)
   symmetric scale per output channel; onnxruntime turns them back into float32 weights at load, so
   arithmetic stays float32. A quarter of the fp32 file, the fp32 model's speed, the smallest drift.
 - ``static``: full QDQ int8 (uint8 activations calibrated on ramp chips, per-channel int8 weights),
-  onnxruntime's static quantisation. Same file size, but measured here it took 8-15% MORE CPU per tile
-  than float32 (ConvTranspose has no int8 CPU kernel, so its Q/DQ pairs only add work, and every
-  InstanceNorm needs a DQ/Q round trip) and its drift was 4-5x larger.
+  onnxruntime's static quantisation. Same file size, but it took up to 26% MORE CPU per tile than
+  float32 (teacher +26%, ngf 32 +11%, ngf 16 +15%, ngf 32 cap 128 -3%; docs/size_study.json):
+  ConvTranspose has no int8 CPU kernel, so its Q/DQ pairs only add work, and every InstanceNorm needs
+  a DQ/Q round trip. Its drift was 4-5x larger.
 
 Dynamic quantisation (ConvInteger) is not offered: it was the slowest variant measured (about 2x fp32)
 and leaves the ConvTranspose half of the weights in float32 (12.4 MB instead of 4.4 for ngf 32 cap 128).
@@ -175,6 +176,9 @@ def quantize(input_path, output_path, method="weights", calibration=None, chips=
     os.makedirs(out_dir, exist_ok=True)
     tmp_path = output_path + ".tmp"
     try:
+        if any(i.data_type == onnx.TensorProto.FLOAT16 for i in src.graph.initializer):
+            # fp16 weights sit behind Casts, out of the quantiser's sight: int8 must start from float32.
+            raise SystemExit(f"{input_path} has float16 weights; quantise the float32 export (without --fp16)")
         if method == "weights":
             model = quantize_weights_int8(onnx.load(input_path))
         else:

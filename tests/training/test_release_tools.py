@@ -80,7 +80,7 @@ def test_quantize_refuses_excess_drift_and_leaves_nothing(tiny_onnx, tmp_path):
 def test_macs_count_the_reference_generator():
     # ngf 64 by hand: encoder 2.01 G + decoder 4.02 G multiply-accumulates per 256² tile (the decoder's
     # ConvTransposes see the skip-doubled channels); all but the RGB ends scale with ngf², so ngf 32 ~ 1/4.
-    assert 1.45e9 < macs_per_tile(build_generator(32)) < 1.56e9
+    assert 1.45e9 < macs_per_tile(build_generator(32)) < 1.62e9
 
 
 @pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
