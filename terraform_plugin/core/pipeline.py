@@ -385,6 +385,7 @@ def run(
         scale = request.vertical_scale
         log(f"Vertical scale {scale:g}, sea level {request.sea_level:g}")
     relief = Relief(request.sea_level, scale)
+    dataset.FlushCache()  # the sampled passes above leave source blocks in GDAL's cache; none are needed now
 
     stripes = plan_stripes(layout, request.stripe_width)
     total = len(layout.ys) * sum(len(s.columns) for s in stripes)

@@ -44,7 +44,11 @@ def open_dem(path) -> "gdal.Dataset":
 
 
 def elevation_band(dataset, band) -> "gdal.Band":
-    """The 1-based ``band`` of ``dataset``; InputError when out of range."""
+    """The 1-based ``band`` of ``dataset``; InputError when out of range.
+
+    Keep ``dataset`` referenced while using the band: GDAL 3.6's Python bands do not keep their dataset
+    alive, and a band of a collected dataset crashes the interpreter.
+    """
     count = dataset.RasterCount
     if isinstance(band, bool) or not isinstance(band, (int, np.integer)) or not 1 <= band <= count:
         raise InputError(
@@ -57,23 +61,32 @@ def elevation_band(dataset, band) -> "gdal.Band":
 def check_has_data(band, name="the raster"):
     """InputError when a decimated look at ``band`` (and its nodata/mask) finds no valid elevation.
 
-    At most CHECK_SIDE² pixels are read (GDAL takes them from an overview when there is one), so this costs
-    the same on a 46080 x 23040 mosaic as on a chip; a raster whose rare valid pixels all fall between the
-    samples passes and simply comes out transparent.
+    At most CHECK_SIDE² pixels are sampled (GDAL takes them from an overview when there is one), in strips
+    that stop at the first valid pixel, with the band's cached blocks dropped after each strip, so this costs
+    the same memory on a 46080 x 23040 mosaic as on a chip. A raster whose rare valid pixels all fall between
+    the samples passes and simply comes out transparent.
     """
-    scale = max(1.0, max(band.XSize, band.YSize) / CHECK_SIDE)
-    buf_w, buf_h = max(1, int(band.XSize / scale)), max(1, int(band.YSize / scale))
-    values = _call("cannot read the elevation band", band.ReadAsArray, 0, 0, band.XSize, band.YSize, buf_w, buf_h)
-    valid = np.isfinite(values)
+    width, height = band.XSize, band.YSize
+    scale = max(1.0, max(width, height) / CHECK_SIDE)
+    buf_w, buf_h = max(1, int(width / scale)), max(1, int(height / scale))
+    has_mask = not band.GetMaskFlags() & gdal.GMF_ALL_VALID
     mask = band.GetMaskBand()
-    if not band.GetMaskFlags() & gdal.GMF_ALL_VALID:
-        valid &= _call("cannot read the nodata mask", mask.ReadAsArray, 0, 0, band.XSize, band.YSize, buf_w, buf_h) > 0
-    if not valid.any():
-        nodata = band.GetNoDataValue()
-        raise InputError(
-            f"{name} has no valid elevations: every sampled pixel is nodata"
-            + (f" (nodata value {nodata:g})" if nodata is not None else "")
-        )
+    step = max(1, buf_h // 16)
+    for r0 in range(0, buf_h, step):
+        r1 = min(buf_h, r0 + step)
+        y0, y1 = r0 * height // buf_h, r1 * height // buf_h  # source rows mapping exactly onto r0..r1
+        args = (0, y0, width, y1 - y0, buf_w, r1 - r0)
+        valid = np.isfinite(_call("cannot read the elevation band", band.ReadAsArray, *args))
+        if has_mask:
+            valid &= _call("cannot read the nodata mask", mask.ReadAsArray, *args) > 0
+        band.FlushCache()
+        if valid.any():
+            return
+    nodata = band.GetNoDataValue()
+    raise InputError(
+        f"{name} has no valid elevations: every sampled pixel is nodata"
+        + (f" (nodata value {nodata:g})" if nodata is not None else "")
+    )
 
 
 def reflect_indices(index: np.ndarray, size: int) -> np.ndarray:

@@ -33,6 +33,7 @@ CREATION_OPTIONS = (
     "ALPHA=NON-PREMULTIPLIED",
     "INTERLEAVE=PIXEL",
 )
+OVERVIEW_CACHE_BYTES = 64 * 2**20
 MIN_OVERVIEW_SIDE = 256  # stop building overviews once the smaller side fits in one tile
 
 
@@ -140,10 +141,18 @@ class OutputWriter:
         if not levels:
             return
         callback = (lambda fraction, *_: 0 if progress(fraction) is False else 1) if progress else None
+        self.dataset.FlushCache()
+        # Overview building reads the whole image back through GDAL's block cache, which would keep up to its
+        # limit (5 % of RAM, 1.2 GB here) of it: measured +360 MB on an 8192² output. Capping the cache for the
+        # duration keeps peak memory flat; the image is read in row chunks, so the cap costs no speed.
+        previous = gdal.GetCacheMax()
+        gdal.SetCacheMax(min(previous, OVERVIEW_CACHE_BYTES))
         try:
             err = self.dataset.BuildOverviews("AVERAGE", levels, callback)
         except RuntimeError:  # gdal.UseExceptions() on
             err = 1
+        finally:
+            gdal.SetCacheMax(previous)
         if err != 0:
             raise OutputError(f"cannot build overviews in {self.temp_path}: {gdal.GetLastErrorMsg()}")
 
