@@ -1,10 +1,13 @@
 """Pictures people look at instead of numbers: the loss curve and image grids."""
 
 import csv
+import warnings
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: training runs on servers
+# Debian's matplotlib beside the venv's makes mpl_toolkits (3-D axes, unused here) warn on import.
+warnings.filterwarnings("ignore", message="Unable to import Axes3D")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402

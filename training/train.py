@@ -27,9 +27,6 @@ from . import plots
 from .data import EpochSampler, PairDataset, find_pairs, split_by_region, to_uint8
 from .nets import build_discriminator, build_generator, count_params
 
-LOSS_FIELDS = ["step", "epoch", "lr", "d", "d_real", "d_fake", "g_gan", "g_l1", "seconds"]
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m training.train",
@@ -62,6 +59,8 @@ def parse_args(argv=None):
                    help="CUDA mixed precision: bf16 where supported, else fp16 with loss scaling")
     p.add_argument("--compile", action="store_true", help="torch.compile both nets (CUDA; slower start, faster steps)")
     p.add_argument("--workers", type=int, default=None, help="data-loader processes (default 4 on CUDA, 0 on CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is faster on a CPU shared with other jobs)")
     p.add_argument("--seed", type=int, default=0, help="seed for init, data order, jitter and dropout")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     args = p.parse_args(argv)
@@ -126,6 +125,9 @@ class Trainer:
         # Without held-out regions the grid still shows progress, on (unjittered) training chips.
         self.grid_set = PairDataset(pick_val_chips(self.val_pairs or self.train_pairs, 4))
 
+        if args.threads:
+            # Oversubscribed OpenMP threads spin at barriers: measured 2-4x slower steps on a busy 2-core box.
+            torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
         if self.cuda:
             torch.backends.cudnn.benchmark = True
@@ -184,11 +186,13 @@ class Trainer:
         for name in ("losses.csv", "val.csv"):
             path = os.path.join(self.args.out, name)
             rows = [r for r in plots.read_csv(path) if int(r["step"]) <= self.step]
-            if os.path.exists(path):
+            if rows:
                 with open(path, "w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else LOSS_FIELDS)
+                    w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
                     w.writeheader()
                     w.writerows(rows)
+            elif os.path.exists(path):
+                os.remove(path)  # _append writes the header again with the first row
         print(f"resumed from {self.ckpt_path} at step {self.step}")
 
     # --- one optimisation step ---------------------------------------------------------------------
@@ -272,6 +276,9 @@ class Trainer:
         return torch.utils.data.DataLoader(
             self.dataset, batch_size=self.args.batch_size, sampler=sampler, drop_last=True,
             num_workers=workers, pin_memory=self.cuda, persistent_workers=False,
+            # Its own generator: a DataLoader otherwise draws its base seed from the global RNG, which also
+            # drives dropout, so a resumed run (one extra loader mid-epoch) would drift from a straight one.
+            generator=torch.Generator().manual_seed(self.args.seed * 100003 + epoch),
         )
 
     def run(self):

@@ -1,0 +1,82 @@
+"""Small data the training tests write themselves: seed-layout pairs and a tiny trained run."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from terraform_plugin.core.ramp import training_ramp
+
+SHARED_PAIRS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "seed-pairs")
+
+
+def synthetic_elevation(seed, size=256):
+    """Smooth relief 0-4000 m with a sea corner, different per seed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    z = np.zeros((size, size))
+    for k in range(1, 4):
+        a, b, p, q = rng.uniform(0.5, 2.0, 4)
+        z += np.sin(2 * np.pi * a * k * y + p * 6) * np.cos(2 * np.pi * b * k * x + q * 6) / k
+    z = (z - z.min()) / np.ptp(z) * 4000.0
+    z[: size // 6, : size // 6] = -5.0  # sea
+    return z
+
+
+def satellite_for(elevation_rgb):
+    """A learnable stand-in for imagery: a fixed colour transform of the ramp colours."""
+    e = elevation_rgb.astype(np.float32)
+    sat = np.stack([0.6 * e[..., 1], 0.3 * e[..., 0] + 0.4 * e[..., 2], 255 - 0.7 * e[..., 2]], -1)
+    return np.clip(sat, 0, 255).astype(np.uint8)
+
+
+def write_pairs(root, regions=(("ALPHA", 3), ("BETA", 2))):
+    ramp = training_ramp()
+    seed = 0
+    for region, n in regions:
+        d = os.path.join(root, region)
+        os.makedirs(d, exist_ok=True)
+        for i in range(n):
+            rgb = ramp.colourise(synthetic_elevation(seed))
+            seed += 1
+            Image.fromarray(rgb).save(os.path.join(d, f"0,{i * 256}c.jpg"), quality=95)
+            Image.fromarray(satellite_for(rgb)).save(os.path.join(d, f"0,{i * 256}.jpg"), quality=95)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def pairs_dir(tmp_path_factory):
+    return write_pairs(tmp_path_factory.mktemp("pairs"))
+
+
+TINY = ["--ngf", "4", "--ndf", "8", "--batch-size", "1", "--device", "cpu", "--val-chips", "2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(pairs_dir, tmp_path_factory):
+    """A 3-step run of a tiny generator holding out region BETA: its folder and summary."""
+    from training.train import main
+
+    out = str(tmp_path_factory.mktemp("run"))
+    summary = main(["--data", pairs_dir, "--out", out, "--max-steps", "3", "--val-regions", "BETA", *TINY])
+    return out, summary
+
+
+@pytest.fixture
+def shared_pairs():
+    if not os.path.isdir(SHARED_PAIRS):
+        pytest.skip(f"shared seed pairs not present at {os.path.abspath(SHARED_PAIRS)} (a fresh clone lacks them)")
+    return os.path.abspath(SHARED_PAIRS)
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_run, tmp_path_factory):
+    """The tiny run exported once (the exporter takes seconds): (path, export report, run folder)."""
+    from training.export import main as export
+
+    out, _ = tiny_run
+    path = str(tmp_path_factory.mktemp("export") / "model.onnx")
+    report = export(["--checkpoint", os.path.join(out, "checkpoints", "last.pt"), "--output", path,
+                     "--name", "tiny", "--version", "9.9.9"])
+    return path, report, out

@@ -1,0 +1,167 @@
+"""Score an exported ONNX on paired chips against the elevation-lookup baseline, per region.
+
+    python -m training.evaluate --model models/terraform_generator.onnx --data ../shared/data/seed-pairs \
+        --out runs/eval
+
+Runs the model through the plugin's own loader (so what is scored is what the plugin runs). Writes
+metrics.json, report.md and grid.png (input | real | model | baseline) into --out. The baseline is fit on
+the model's training regions (from its metadata, or --train-regions); regions the model trained on are
+marked as such: only held-out regions say how it generalises.
+"""
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from terraform_plugin.core.model import TerraformModel
+
+from . import plots
+from .baseline import ElevationLookup
+from .data import find_pairs, load_rgb
+from .metrics import BETTER, RegionScore
+
+METRICS = ["l1", "psnr", "ssim", "sharpness_ratio", "colour_distance"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="the exported .onnx")
+    p.add_argument("--data", nargs="+", required=True, help="dataset folders (region folders, or folders of them)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--regions", nargs="*", default=None, help="regions to score (default: all in --data)")
+    p.add_argument("--train-regions", nargs="*", default=None,
+                   help="regions to fit the baseline on (default: the model's training regions, from its metadata)")
+    p.add_argument("--max-per-region", type=int, default=None, help="score at most N evenly spaced chips per region")
+    p.add_argument("--batch-size", type=int, default=8, help="chips per onnxruntime call (default 8)")
+    p.add_argument("--grid-chips", type=int, default=4, help="rows in grid.png (default 4)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    return p.parse_args(argv)
+
+
+def _arrays(pair):
+    return np.asarray(load_rgb(pair.elevation)), np.asarray(load_rgb(pair.satellite))
+
+
+def _even(items, n):
+    if n is None or len(items) <= n:
+        return items
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))]
+
+
+def evaluate(args):
+    model = TerraformModel(args.model, threads=args.threads)
+    data_meta = model.metadata.extra.get("data") or {}
+    train_regions = args.train_regions or (data_meta.get("train_regions") if isinstance(data_meta, dict) else None)
+    if not train_regions:
+        raise SystemExit("the model's metadata names no training regions: pass --train-regions to fit the baseline")
+    val_regions = set(data_meta.get("val_regions") or []) if isinstance(data_meta, dict) else set()
+    pairs = find_pairs(args.data)
+    regions = sorted({p.region for p in pairs})
+    if args.regions:
+        wanted = {r.upper() for r in args.regions}
+        regions = [r for r in regions if r.upper() in wanted]
+        if not regions:
+            raise SystemExit(f"--regions {' '.join(args.regions)}: none of them are in the data")
+
+    fit_pairs = [p for p in pairs if p.region in set(train_regions)]
+    if not fit_pairs:
+        raise SystemExit(f"training regions {', '.join(train_regions)} are not in --data: cannot fit the baseline")
+    baseline = ElevationLookup(model.ramp).fit(_arrays(p) for p in tqdm(fit_pairs, desc="fit baseline", unit="chip"))
+
+    os.makedirs(args.out, exist_ok=True)
+    results, totals, grid_rows = {}, {}, []
+    infer_seconds, infer_chips = 0.0, 0
+    for region in regions:
+        role = "train" if region in train_regions else ("validation" if region in val_regions else "unseen")
+        chips = _even([p for p in pairs if p.region == region], args.max_per_region)
+        scores = {"model": RegionScore(), "baseline": RegionScore()}
+        for i in tqdm(range(0, len(chips), args.batch_size), desc=f"{region} ({role})", unit="batch"):
+            batch = [_arrays(p) for p in chips[i : i + args.batch_size]]
+            elevation = np.stack([b[0] for b in batch])
+            t0 = time.perf_counter()
+            generated = np.rint(model.predict(elevation)).astype(np.uint8)
+            infer_seconds += time.perf_counter() - t0
+            infer_chips += len(batch)
+            for (elev, real), gen in zip(batch, generated):
+                base = baseline.predict(elev)
+                scores["model"].add(gen, real)
+                scores["baseline"].add(base, real)
+                if role != "train" and len(grid_rows) < args.grid_chips and (i // args.batch_size) % 3 == 0:
+                    grid_rows.append([elev, real, gen, base])
+        results[region] = {"role": role, **{k: v.result() for k, v in scores.items()}}
+        bucket = totals.setdefault(role, {"model": RegionScore(), "baseline": RegionScore()})
+        for k in scores:
+            bucket[k].merge(scores[k])
+
+    if not grid_rows:  # only training regions were scored: still show something, labelled in the report
+        chips = _even([p for p in pairs if p.region in regions], args.grid_chips)
+        for p in chips:
+            elev, real = _arrays(p)
+            grid_rows.append([elev, real, np.rint(model.predict(elev[None])[0]).astype(np.uint8), baseline.predict(elev)])
+    plots.image_grid(grid_rows, os.path.join(args.out, "grid.png"), scale=0.5)
+
+    summary = {
+        "model": os.path.basename(args.model),
+        "model_name": model.name,
+        "model_version": str(model.metadata.extra.get("version", "?")),
+        "steps": model.metadata.extra.get("steps"),
+        "baseline_fit_regions": sorted(train_regions),
+        "regions": results,
+        "by_role": {role: {k: v.result() for k, v in b.items()} for role, b in totals.items()},
+        "better": BETTER,
+        "onnxruntime_ms_per_chip": 1000 * infer_seconds / max(1, infer_chips),
+        "onnxruntime_threads": model.threads,
+        "provider": model.provider,
+    }
+    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    with open(os.path.join(args.out, "report.md"), "w") as f:
+        f.write(report_markdown(summary))
+    print(report_markdown(summary))
+    return summary
+
+
+def _row(label, m):
+    return (f"| {label} | {m['chips']} | {m['l1']:.1f} | {m['psnr']:.2f} | {m['ssim']:.3f} | "
+            f"{m['sharpness_ratio']:.2f} | {m['colour_distance']:.1f} |")
+
+
+def report_markdown(s) -> str:
+    lines = [
+        f"# Evaluation: {s['model_name']} v{s['model_version']} ({s['model']}, {s['steps']} steps)",
+        "",
+        "Model vs the elevation-lookup baseline (mean real colour per ramp colour, fit on "
+        f"{', '.join(s['baseline_fit_regions'])}). L1 and colour distance in 0-255 units (lower is better); "
+        "PSNR dB and SSIM higher is better; sharpness ratio = mean luminance gradient generated / real "
+        "(1 is right, below 1 is blur). Only validation regions measure generalisation.",
+        "",
+        "| region (role) | chips | L1 | PSNR | SSIM | sharpness | colour dist. |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for role, r in s["by_role"].items():
+        lines.append(_row(f"**all {role}** model", r["model"]))
+        lines.append(_row(f"**all {role}** baseline", r["baseline"]))
+    for region, r in s["regions"].items():
+        lines.append(_row(f"{region} ({r['role']}) model", r["model"]))
+        lines.append(_row(f"{region} ({r['role']}) baseline", r["baseline"]))
+    lines += [
+        "",
+        f"onnxruntime: {s['onnxruntime_ms_per_chip']:.1f} ms per 256 px chip ({s['provider']}, "
+        f"{s['onnxruntime_threads']} threads, batches, shared machine: indicative only).",
+        "",
+        "![input | real | model | baseline](grid.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    return evaluate(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
