@@ -30,7 +30,9 @@ from .version import VERSION
 from .writer import BLOCK, OutputWriter, check_output_path
 
 NODATA_MODES = ("transparent", "ocean")
-STRIPE_WIDTH = 8192  # px; about 80 MB of buffers at this width, whatever the raster's size
+# px; about 250 MB of buffers at this width (rows read ahead, accumulator, finished rows), whatever the
+# raster's size. Narrower stripes save memory but recompute one chip column more per join.
+STRIPE_WIDTH = 8192
 QUEUE_DEPTH = 2  # chip rows read ahead / block rows waiting to be written
 # Transparent mode fills nodata from valid pixels up to this far (grid px) so the model sees a plausible
 # surface next to holes; windows are read with the same margin, so neighbouring chips fill identically.
@@ -351,7 +353,8 @@ def run(
 ) -> TerraformResult:
     """Terraform one DEM. Raises TerraformError subclasses with user-facing messages; Cancelled on cancel.
 
-    On any error or cancel nothing is left at ``output_path`` (nor a temporary file).
+    On any error or cancel nothing is left at ``output_path`` (nor a temporary file); a file already there
+    from an earlier run stays as it was until the new one replaces it whole.
     """
     started = time.monotonic()
     progress, log = progress or _noop, log or _noop
