@@ -1,6 +1,6 @@
 """Before/after preview PNG for reports: the colourised DEM (what the model saw) | the terraformed result.
 
-Both panels are read reduced - the result from the output's overviews, the DEM through an averaging warp -
+Both panels are read reduced - the result from the output's overviews, the DEM through a warp (averaging, or bilinear when enlarging) -
 so a preview of a 46080 x 23040 mosaic costs a few megabytes. Written with GDAL's PNG driver (no PIL in QGIS).
 """
 

@@ -90,6 +90,7 @@ def _read_sampled(band, buf_w, buf_h):
         if strip is None:
             raise InputError(f"cannot read the elevation band (rows {y0}-{y1}): {gdal.GetLastErrorMsg()}")
         out[r0:r1] = strip
+        band.FlushCache()  # a decimated read still caches whole source blocks: drop them strip by strip
     return out
 
 

@@ -158,7 +158,9 @@ class ResampledSource:
                 ds.FlushCache()
 
     def read_decimated(self, width: int, height: int) -> np.ndarray:
-        """The whole grid at width x height (pixel averages; from overviews when the input has them)."""
+        """The whole grid at width x height: pixel averages when reducing the source (from overviews when the
+        input has them); bilinear when enlarging it, as the run itself resamples, so coarse MOLA pixels stay
+        smooth like the terraformed panel instead of turning into blocks."""
         left, xres, _, top, _, yres = self.grid.geotransform
         bounds = (left, top + yres * self.grid.height, left + xres * self.grid.width, top)
         small = _call(
@@ -170,7 +172,7 @@ class ResampledSource:
             outputBounds=bounds,
             width=width,
             height=height,
-            resampleAlg="average",
+            resampleAlg="average" if width < self._band_vrt.RasterXSize else "bilinear",
             outputType=gdal.GDT_Float32,
             dstNodata=float("nan"),
         )

@@ -139,3 +139,12 @@ def test_fill_nodata_fills_near_holes_only():
     assert not np.isnan(filled[:, 50:]).any()
     assert np.isnan(filled[:, :45]).all()
     assert np.isnan(z[95, 95])  # the input is left alone
+
+
+def test_read_decimated_enlarges_coarse_sources_smoothly(tmp_path, kit):
+    """A preview larger than a coarse source (MOLA's 15 km pixels) interpolates instead of repeating blocks."""
+    z = kit.terrain(20, 20)
+    src, _ = _source(kit.write_dem(tmp_path / "dem.tif", z), 200.0)
+    big = src.read_decimated(200, 200)
+    steps = np.abs(np.diff(big, axis=1))
+    assert np.count_nonzero(steps < 1e-3) < steps.size * 0.2  # nearest/average would repeat 9 of 10 columns
