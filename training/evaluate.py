@@ -90,18 +90,19 @@ def evaluate(args):
                 base = baseline.predict(elev)
                 scores["model"].add(gen, real)
                 scores["baseline"].add(base, real)
-                if role != "train" and len(grid_rows) < args.grid_chips and (i // args.batch_size) % 3 == 0:
-                    grid_rows.append([elev, real, gen, base])
         results[region] = {"role": role, **{k: v.result() for k, v in scores.items()}}
         bucket = totals.setdefault(role, {"model": RegionScore(), "baseline": RegionScore()})
         for k in scores:
             bucket[k].merge(scores[k])
 
-    if not grid_rows:  # only training regions were scored: still show something, labelled in the report
-        chips = _even([p for p in pairs if p.region in regions], args.grid_chips)
-        for p in chips:
+    # The grid: chips spread evenly over the held-out regions (all regions if none was held out).
+    shown = [r for r in regions if results[r]["role"] != "train"] or regions
+    per_region = -(-args.grid_chips // len(shown))
+    for region in shown:
+        for p in _even([q for q in pairs if q.region == region], per_region)[: args.grid_chips - len(grid_rows)]:
             elev, real = _arrays(p)
-            grid_rows.append([elev, real, np.rint(model.predict(elev[None])[0]).astype(np.uint8), baseline.predict(elev)])
+            gen = np.rint(model.predict(elev[None])[0]).astype(np.uint8)
+            grid_rows.append([elev, real, gen, baseline.predict(elev)])
     plots.image_grid(grid_rows, os.path.join(args.out, "grid.png"), scale=0.5)
 
     summary = {
@@ -112,6 +113,7 @@ def evaluate(args):
         "baseline_fit_regions": sorted(train_regions),
         "regions": results,
         "by_role": {role: {k: v.result() for k, v in b.items()} for role, b in totals.items()},
+        "grid_regions": shown,
         "better": BETTER,
         "onnxruntime_ms_per_chip": 1000 * infer_seconds / max(1, infer_chips),
         "onnxruntime_threads": model.threads,
@@ -153,7 +155,8 @@ def report_markdown(s) -> str:
         f"onnxruntime: {s['onnxruntime_ms_per_chip']:.1f} ms per 256 px chip ({s['provider']}, "
         f"{s['onnxruntime_threads']} threads, batches, shared machine: indicative only).",
         "",
-        "![input | real | model | baseline](grid.png)",
+        f"![input | real | model | baseline](grid.png)  \nGrid: input | real | model | baseline, "
+        f"{', '.join(s['grid_regions'])}.",
         "",
     ]
     return "\n".join(lines)
