@@ -50,6 +50,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.dem and not (args.imagery and args.region):
         p.error("--dem needs --imagery and --region")
+    for path in (args.dem, args.imagery):
+        if path and not os.path.isfile(path):
+            p.error(f"{path}: no such file")
     if args.region and not all(ch.isalnum() or ch in "_-" for ch in args.region):
         p.error(f"--region {args.region!r}: use letters, digits, _ and - only")
     return args
