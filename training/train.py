@@ -169,7 +169,8 @@ class Trainer:
     def resume(self):
         if not os.path.isfile(self.ckpt_path):
             sys.exit(f"--resume: no checkpoint at {self.ckpt_path}")
-        state = ckpt.load(self.ckpt_path, map_location=self.device)
+        # CPU first: RNG states must stay CPU byte tensors; load_state_dict moves weights to the device.
+        state = ckpt.load(self.ckpt_path, map_location="cpu")
         if state["generator_config"] != self.G.config:
             sys.exit(f"--resume: checkpoint generator {state['generator_config']} differs from {self.G.config}")
         if state["total_steps"] != self.total:
