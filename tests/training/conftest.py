@@ -53,6 +53,12 @@ def pairs_dir(tmp_path_factory):
 TINY = ["--ngf", "4", "--ndf", "8", "--batch-size", "1", "--device", "cpu", "--val-chips", "2"]
 
 
+@pytest.fixture
+def tiny_flags():
+    """Trainer flags of a tiny, fast CPU net (a fixture: test modules should not import conftest)."""
+    return list(TINY)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(pairs_dir, tmp_path_factory):
     """A 3-step run of a tiny generator holding out region BETA: its folder and summary."""

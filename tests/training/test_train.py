@@ -6,8 +6,6 @@ from training import checkpoint as ckpt
 from training.data import PairDataset, find_pairs
 from training.train import Trainer, learning_rate, main, parse_args
 
-from conftest import TINY
-
 
 def test_run_writes_logs_plots_and_checkpoint(tiny_run):
     out, summary = tiny_run
@@ -50,9 +48,10 @@ def _weights(out):
     return state
 
 
-def test_resume_ends_with_the_same_weights(pairs_dir, tmp_path):
+def test_resume_ends_with_the_same_weights(pairs_dir, tmp_path, tiny_flags):
     # 3 training chips, batch 1: 5 steps cross an epoch boundary; the "kill" lands mid-epoch at step 2.
-    common = ["--data", pairs_dir, "--max-steps", "5", "--checkpoint-every", "2", "--val-regions", "BETA", *TINY]
+    common = ["--data", pairs_dir, "--max-steps", "5", "--checkpoint-every", "2", "--val-regions", "BETA",
+              *tiny_flags]
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
     main(["--out", straight, *common])
     main(["--out", killed, "--stop-after", "3", *common])  # dies after step 3; last checkpoint is step 2
