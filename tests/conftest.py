@@ -9,8 +9,9 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
+
+import rasters
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QGIS_PROCESS = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
@@ -23,42 +24,17 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def utm_wkt(epsg=32633):
-    from osgeo import osr
-
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    return srs.ExportToWkt()
+    return rasters.crs_wkt(f"EPSG:{epsg}")
 
 
 def terrain(height, width, seed=0, low=-300.0, high=3000.0):
-    """Smooth deterministic relief with some ground below 0 m (sea), enough to make chips differ."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    z = np.zeros((height, width))
-    for k in range(1, 5):
-        fy, fx, py, px = rng.uniform(0.5, 2.0, 4) * [k, k, 6, 6]
-        z += np.sin(2 * np.pi * fy * y / height + py) * np.cos(2 * np.pi * fx * x / width + px) / k
-    z = (z - z.min()) / (np.ptp(z) or 1.0)
-    return (low + z * (high - low)).astype(np.float32)
+    """The shared synthetic relief, kept below 3000 m here so plugin runs have sea and mid-range land."""
+    return rasters.terrain(height, width, seed, low, high)
 
 
-def write_dem(path, z, wkt="utm", pixel=200.0, origin=(500000.0, 4500000.0), nodata=None, bands=None):
-    """GeoTIFF of ``z`` (H, W) or ``bands`` (list of arrays); ``wkt`` None writes a raster with no CRS."""
-    from osgeo import gdal
-
-    arrays = bands if bands is not None else [z]
-    h, w = arrays[0].shape
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, len(arrays), gdal.GDT_Float32)
-    ds.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
-    if wkt is not None:
-        ds.SetProjection(utm_wkt() if wkt == "utm" else wkt)
-    for i, a in enumerate(arrays, start=1):
-        band = ds.GetRasterBand(i)
-        if nodata is not None:
-            band.SetNoDataValue(nodata)
-        band.WriteArray(np.asarray(a, dtype=np.float32))
-    ds = None
-    return str(path)
+def write_dem(path, z, wkt="utm", **kwargs):
+    """GeoTIFF of ``z``; ``wkt`` None writes a raster with no CRS."""
+    return rasters.write_dem(path, z, crs="EPSG:32633" if wkt == "utm" else wkt, **kwargs)
 
 
 class DemKit:

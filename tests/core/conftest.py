@@ -9,45 +9,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
 
 from terraform_plugin.core import source
 from terraform_plugin.core.grid import processing_grid
 from terraform_plugin.core.ramp import training_ramp
 from terraform_plugin.core.relief import Relief
-
-
-def terrain(height, width, seed=0, low=-500.0, high=6000.0):
-    """Smooth deterministic relief spanning sea and mountains, different in every chip."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    z = np.zeros((height, width))
-    for k in range(1, 6):
-        fy, fx, py, px = rng.uniform(0.5, 2.0, 4) * [k, k, 6, 6]
-        z += np.sin(2 * np.pi * fy * y / max(height, 64) + py) * np.cos(2 * np.pi * fx * x / max(width, 64) + px) / k
-    z = (z - z.min()) / (np.ptp(z) or 1.0)
-    return (low + z * (high - low)).astype(np.float32)
-
-
-def crs_wkt(crs="EPSG:32633"):
-    srs = osr.SpatialReference()
-    srs.SetFromUserInput(crs)
-    return srs.ExportToWkt()
-
-
-def write_dem(path, z=None, crs="EPSG:32633", pixel=200.0, origin=(500000.0, 4500000.0), nodata=None, bands=None):
-    """Float32 GeoTIFF of ``z`` (or of the arrays in ``bands``)."""
-    arrays = bands if bands is not None else [z]
-    h, w = arrays[0].shape
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, len(arrays), gdal.GDT_Float32)
-    ds.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
-    ds.SetProjection(crs if crs.lstrip().startswith(("GEOG", "PROJ")) else crs_wkt(crs))
-    for i, a in enumerate(arrays, start=1):
-        if nodata is not None:
-            ds.GetRasterBand(i).SetNoDataValue(nodata)
-        ds.GetRasterBand(i).WriteArray(np.asarray(a, dtype=np.float32))
-    ds = None
-    return str(path)
+from rasters import crs_wkt, terrain, write_dem
 
 
 def grid_elevation(input_path, resolution_m, band=1):
