@@ -92,15 +92,32 @@ class TerraformModel:
         missing = self.fixed_batch - len(x)
         return np.concatenate([x, np.repeat(x[-1:], missing, axis=0)]) if missing else x
 
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
-        """uint8 chips (N, T, T, 3) -> float32 (N, T, T, 3) on the 0-255 scale, unrounded (for blending)."""
+    @property
+    def input_scaling(self) -> tuple:
+        """(scale, offset), float32: model input = RGB (0-255) * scale + offset, per the metadata's input_range."""
         lo, hi = self.metadata.input_range
-        x = rgb.transpose(0, 3, 1, 2).astype(np.float32)
-        x *= (hi - lo) / 255.0
-        x += lo
-        y = self.run(x)
+        return np.float32((hi - lo) / 255.0), np.float32(lo)
+
+    @property
+    def output_scaling(self) -> tuple:
+        """(scale, offset), float32: RGB (0-255) = model output * scale + offset, per the output_range."""
         lo, hi = self.metadata.output_range
-        y = (y - lo) * (255.0 / (hi - lo))
+        scale = np.float32(255.0 / (hi - lo))
+        return scale, np.float32(-lo * scale)
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 chips (N, T, T, 3) -> float32 (N, T, T, 3) on the 0-255 scale, unrounded.
+
+        For whole chips at a time (evaluation, tests); the streamed pipeline scales a chip row at once instead.
+        """
+        scale, offset = self.input_scaling
+        x = rgb.transpose(0, 3, 1, 2).astype(np.float32)
+        x *= scale
+        x += offset
+        y = self.run(x)
+        scale, offset = self.output_scaling
+        y *= scale
+        y += offset
         np.clip(y, 0.0, 255.0, out=y)
         return y.transpose(0, 2, 3, 1)
 

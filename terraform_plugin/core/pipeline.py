@@ -233,10 +233,8 @@ class _Mosaic:
         self.transparent = request.nodata_mode == "transparent"
         self.ramp_1d = edge_ramp(layout.tile, layout.overlap)
         self.weights = blend_weights(layout.tile, layout.overlap)
-        lo, hi = model.metadata.input_range
-        self.in_scale, self.in_offset = np.float32((hi - lo) / 255.0), np.float32(lo)
-        lo, hi = model.metadata.output_range
-        self.out_scale, self.out_offset = np.float32(255.0 / (hi - lo)), np.float32(lo)
+        self.in_scale, self.in_offset = model.input_scaling
+        self.out_scale, self.out_offset = model.output_scaling
 
     # --- reader thread -----------------------------------------------------------------------------------
     def _read_rows(self, worker):
@@ -329,9 +327,9 @@ class _Mosaic:
         norm = np.outer(row_sum[local], column_sum[cols]).astype(np.float32)
         norm = (self.out_scale / norm)[None]
         mean = acc[:, local, cols].copy()
-        # (weighted sum / weight sum - lo) * 255 / (hi - lo), with the weight sum folded into one factor.
+        # (weighted sum / weight sum) * scale + offset, with the weight sum folded into one factor.
         mean *= norm
-        mean -= self.out_offset * self.out_scale
+        mean += self.out_offset
         np.clip(mean, 0.0, 255.0, out=mean)
         np.rint(mean, out=mean)
         rgba = np.empty((y1 - y0, stripe.x1 - stripe.x0, 4), dtype=np.uint8)
