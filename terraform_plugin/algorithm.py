@@ -30,11 +30,11 @@ from qgis.PyQt.QtCore import QVariant
 from qgis.PyQt.QtGui import QIcon
 
 from . import deps
+from .core.pipeline import NODATA_MODES  # numpy and GDAL only: onnxruntime is imported when a model loads
 from .help import SHORT_HELP
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 MODEL_FILE = "terraform_generator.onnx"
-NODATA_MODES = ("transparent", "ocean")  # == core.pipeline.NODATA_MODES (a test keeps them equal)
 
 
 def bundled_model_path():
