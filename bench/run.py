@@ -95,17 +95,14 @@ def throughput_model(folder):
         import torch  # noqa: F401
 
         from terraform_plugin.core.ramp import training_ramp
-        from terraform_plugin.core.schema import build_metadata
+        from terraform_plugin.core.schema import build_metadata, stamp
         from training.export import to_onnx
         from training.nets import build_generator
 
         path = os.path.join(folder, "unet256_untrained.onnx")
         generator = build_generator(ngf=64).eval()
         model = to_onnx(generator, path)
-        del model.metadata_props[:]
-        for key, value in build_metadata(training_ramp(), name="unet256-untrained", version="bench").items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
+        stamp(model, build_metadata(training_ramp(), name="unet256-untrained", version="bench"))
         import onnx
 
         onnx.save(model, path)

@@ -10,7 +10,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from terraform_plugin.core.ramp import training_ramp
-from terraform_plugin.core.schema import build_metadata
+from terraform_plugin.core.schema import build_metadata, stamp
 
 
 def contract_metadata(**overrides) -> dict:
@@ -32,9 +32,7 @@ def write_model(path, op="identity", metadata="contract", tile=256, channels=3, 
     model.ir_version = 8  # readable by any onnxruntime from 1.10 on
     if metadata == "contract":
         metadata = contract_metadata()
-    for key, value in (metadata or {}).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    stamp(model, metadata or {})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return str(path)

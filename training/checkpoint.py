@@ -38,7 +38,6 @@ def generator_from_checkpoint(state: dict):
     """Rebuild the eval-mode generator a checkpoint describes (used by export)."""
     from .nets import UnetGenerator
 
-    cfg = state["generator_config"]
-    net = UnetGenerator(ngf=cfg["ngf"], max_channels=cfg["max_channels"], dropout=cfg["dropout"])
+    net = UnetGenerator.from_config(state["generator_config"])
     net.load_state_dict(state["generator"])
     return net.eval()

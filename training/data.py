@@ -13,6 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from terraform_plugin.core.schema import MODEL_RANGE
+
+LOW, HIGH = MODEL_RANGE
+
 CHIP = 256
 LOAD = 286  # the paper's jitter: resize to 286, crop a random 256
 _CHIP_NAME = re.compile(r"^(\d+),(\d+)c\.jpg$")
@@ -83,14 +87,14 @@ def load_rgb(path) -> Image.Image:
 
 
 def to_tensor(img) -> torch.Tensor:
-    """PIL RGB -> float32 CHW in [-1, 1] (the contract's scaling)."""
+    """PIL RGB -> float32 CHW in the contract's MODEL_RANGE ([-1, 1])."""
     a = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float()
-    return a / 127.5 - 1.0
+    return a * ((HIGH - LOW) / 255.0) + LOW
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
-    """float CHW (or NCHW) in [-1, 1] -> uint8 HWC (NHWC)."""
-    a = ((t.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    """float CHW (or NCHW) in MODEL_RANGE -> uint8 HWC (NHWC)."""
+    a = ((t.detach().float().cpu().clamp(LOW, HIGH) - LOW) * (255.0 / (HIGH - LOW))).round().to(torch.uint8)
     return a.permute(*range(a.dim() - 3), -2, -1, -3).numpy()
 
 

@@ -2,8 +2,8 @@
 
     python -m training.export --checkpoint runs/demo/checkpoints/last.pt --output models/terraform_generator.onnx
 
-The generator is exported in eval mode (dropout off; InstanceNorm uses each chip's own statistics in both
-modes), opset 18, dynamic batch, one self-contained file, with the model contract's metadata.
+The generator is exported in eval mode (dropout off; BatchNorm uses its running statistics, InstanceNorm each
+chip's own), opset 18, dynamic batch, one self-contained file, with the model contract's metadata.
 """
 
 import argparse
@@ -20,9 +20,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from terraform_plugin.core.model import TerraformModel
 from terraform_plugin.core.ramp import training_ramp
-from terraform_plugin.core.schema import build_metadata
+from terraform_plugin.core.schema import build_metadata, stamp
 
 from . import checkpoint as ckpt
+from .nets import REFERENCE
+from .prepare import SEED_RESOLUTION_M
 
 OPSET = 18
 INPUT, OUTPUT = "dem_rgb", "satellite_rgb"
@@ -99,6 +101,18 @@ def weights_to_fp16(model: onnx.ModelProto, min_size=1024) -> onnx.ModelProto:
     return model
 
 
+def architecture(cfg) -> dict:
+    """The generator's build, as recorded in the metadata and the model card."""
+    full = {**REFERENCE, **cfg}
+    return {"generator": "U-Net 256 (8 down / 8 up, skips)", "ngf": full["ngf"], "max_channels": full["max_channels"],
+            "upsample": {"transposed": "4x4 stride-2 transposed conv", "bilinear": "bilinear x2 + 3x3 conv",
+                         "nearest": "nearest x2 + 3x3 conv"}[full["upsample"]],
+            "norm": {"instance": "InstanceNorm (per-chip statistics)",
+                     "batch": "BatchNorm (running statistics, fixed at inference)"}[full["norm"]],
+            "padding": full["padding"], "dropout_in_training": full["dropout"],
+            "discriminator": "70x70 PatchGAN, InstanceNorm"}
+
+
 def metadata_for(state, args) -> dict:
     cfg = state["generator_config"]
     name = args.name or f"terraform-pix2pix-ngf{cfg['ngf']}" + (f"-cap{cfg['max_channels']}" if cfg["max_channels"] else "")
@@ -109,16 +123,18 @@ def metadata_for(state, args) -> dict:
         "val_regions": state.get("val_regions"),
         "train_chips": state.get("train_chips"),
         "val_chips": state.get("val_chips"),
-        "resolution_m": 200.0,
     }
-    training = {k: run_args.get(k) for k in ("batch_size", "lr", "lambda_l1", "ndf", "amp", "seed", "no_dropout")}
+    training = {k: run_args.get(k) for k in ("batch_size", "lr", "lambda_l1", "ndf", "amp", "precision", "seed")}
     return build_metadata(
         training_ramp(),
+        # What training.prepare used (recorded in the checkpoint); checkpoints from before it was: the seed's.
+        resolution_m=state.get("resolution_m", SEED_RESOLUTION_M),
         name=name,
         version=args.version,
         ngf=cfg["ngf"],
         max_channels=cfg["max_channels"],
-        dropout_in_training=cfg["dropout"],
+        architecture=architecture(cfg),
+        warm_start=state.get("warm_start"),
         steps=state["step"],
         training=training,
         data=data,
@@ -139,10 +155,7 @@ def export(args):
     if args.fp16:
         model = weights_to_fp16(model)
     model.producer_name = "terraform-dem training.export"
-    del model.metadata_props[:]
-    for key, value in metadata_for(state, args).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    stamp(model, metadata_for(state, args))
     onnx.checker.check_model(model, full_check=True)
     tmp_path = args.output + ".tmp"
     onnx.save(model, tmp_path)  # < 2 GB, so protobuf holds it all: one self-contained file

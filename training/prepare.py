@@ -19,13 +19,14 @@ import numpy as np
 from osgeo import gdal, osr
 from PIL import Image
 
-from terraform_plugin.core.ramp import training_ramp
+from terraform_plugin.core.ramp import is_sea, training_ramp
 
 from .data import CHIP, find_pairs
 
 gdal.UseExceptions()  # errors as exceptions with GDAL's message, not silent None
 
 MANIFEST = "manifest.json"
+SEED_RESOLUTION_M = 200.0  # the seed pairs: 256 px chips of 51.2 km (../shared/data/README.md)
 
 
 def parse_args(argv=None):
@@ -37,7 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--imagery", help="RGB GeoTIFF co-registered with --dem (first three bands are R, G, B)")
     p.add_argument("--region", help="region name for --dem (folder name; letters, digits, _ and -)")
     p.add_argument("--out", required=True, help="dataset folder (created; a manifest.json is kept up to date)")
-    p.add_argument("--resolution", type=float, default=200.0, help="metres per pixel of the chips (default 200)")
+    p.add_argument("--resolution", type=float, default=SEED_RESOLUTION_M, help="metres per pixel of the chips (default 200)")
     p.add_argument("--crs", default=None, help="grid CRS (default: the DEM's if projected in metres, else UTM)")
     p.add_argument("--max-nodata", type=float, default=0.02,
                    help="skip chips with more than this fraction of no-data in either image (default 0.02)")
@@ -145,7 +146,7 @@ def from_rasters(args):
             if nodata.mean() > args.max_nodata:
                 skipped += 1
                 continue
-            colour = ramp.colourise(zc, sea=zc <= args.sea_level)  # NaN also gets the below colour, as in the seed
+            colour = ramp.colourise(zc, sea=is_sea(zc, args.sea_level))  # NaN also gets the below colour, as in the seed
             image = np.nan_to_num(ic, nan=0.0).transpose(1, 2, 0) * (255.0 / top)
             Image.fromarray(colour).save(os.path.join(out_dir, f"{row},{col}c.jpg"), quality=args.quality)
             Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8)).save(

@@ -23,7 +23,7 @@ import onnx
 import torch
 
 from terraform_plugin.core.ramp import training_ramp
-from terraform_plugin.core.schema import build_metadata
+from terraform_plugin.core.schema import build_metadata, stamp
 
 from .export import to_onnx, weights_to_fp16
 from .nets import build_generator, count_params
@@ -67,12 +67,8 @@ def macs_per_tile(net) -> int:
 
 def contract_model(model: onnx.ModelProto, name, ngf, max_channels, weights) -> onnx.ModelProto:
     """Stamp the contract metadata on an exported graph (what training.export does for a checkpoint)."""
-    del model.metadata_props[:]
-    props = build_metadata(training_ramp(), name=name, version="0.0.0-study", ngf=ngf, max_channels=max_channels,
-                           weights=weights, note="random init, for size/speed only")
-    for k, v in props.items():
-        model.metadata_props.add(key=k, value=v)
-    return model
+    return stamp(model, build_metadata(training_ramp(), name=name, version="0.0.0-study", ngf=ngf,
+                                       max_channels=max_channels, weights=weights, note="random init, for size/speed only"))
 
 
 def export_variants(net, folder, tag, ngf, max_channels, chips) -> dict:

@@ -25,7 +25,9 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from . import plots
 from .data import EpochSampler, PairDataset, find_pairs, split_by_region, to_uint8
-from .nets import build_discriminator, build_generator, count_params
+from .nets import NORMS, PADDINGS, SEAMLESS, UPSAMPLES, build_discriminator, build_generator, count_params
+from .precision import choose_cpu_precision
+from .warm_start import load_generator_weights
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -43,8 +45,18 @@ def parse_args(argv=None):
     p.add_argument("--max-channels", type=int, default=None,
                    help="cap every generator width at this many channels (compact models); default no cap")
     p.add_argument("--ndf", type=int, default=64, help="discriminator base width (default 64)")
-    p.add_argument("--no-dropout", action="store_true",
-                   help="train without the reference's decoder dropout (default: dropout 0.5 in train mode only)")
+    p.add_argument("--dropout", action=argparse.BooleanOptionalAction, default=SEAMLESS["dropout"],
+                   help="the reference's p=0.5 dropout in the three innermost decoder blocks, train mode only "
+                        "(default off: it shifts BatchNorm's statistics between train and eval)")
+    p.add_argument("--upsample", choices=UPSAMPLES, default=SEAMLESS["upsample"],
+                   help="decoder upsampling (default bilinear x2 + 3x3 conv; transposed = reference, paints a lattice)")
+    p.add_argument("--norm", choices=NORMS, default=SEAMLESS["norm"],
+                   help="generator normalisation (default batch: fixed statistics at inference, no per-chip tone)")
+    p.add_argument("--padding", choices=PADDINGS, default=SEAMLESS["padding"],
+                   help="generator convolution padding (default reflect: chip borders behave like the interior)")
+    p.add_argument("--init-from", default=None, metavar="PATH",
+                   help="warm start: generator weights from a checkpoint (.pt) or an exported model (.onnx); "
+                        "tensors are matched by name and shape, the discriminator starts fresh")
     p.add_argument("--lambda-l1", type=float, default=100.0, help="weight of the L1 term (default 100)")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
     p.add_argument("--decay-start", type=float, default=0.5,
@@ -57,6 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--amp", nargs="?", const="auto", choices=["auto", "bf16", "fp16"], default=None,
                    help="CUDA mixed precision: bf16 where supported, else fp16 with loss scaling")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="CPU arithmetic (default auto: bf16 autocast only where oneDNN has native bf16 and a "
+                        "timed step shows it faster; without AVX-512 BF16 it is ~30x slower)")
     p.add_argument("--compile", action="store_true", help="torch.compile both nets (CUDA; slower start, faster steps)")
     p.add_argument("--workers", type=int, default=None, help="data-loader processes (default 4 on CUDA, 0 on CPU)")
     p.add_argument("--threads", type=int, default=None,
@@ -78,14 +93,33 @@ def pick_device(name):
 
 
 def amp_dtype(args, device):
-    if not args.amp:
-        return None
     if device.type != "cuda":
-        print("--amp ignored on CPU (mixed precision only pays on CUDA)", file=sys.stderr)
+        if args.amp:
+            print("--amp is for CUDA; on the CPU --precision chooses", file=sys.stderr)
+        return None
+    if not args.amp:
         return None
     if args.amp == "fp16" or (args.amp == "auto" and not torch.cuda.is_bf16_supported()):
         return torch.float16
     return torch.bfloat16
+
+
+def data_resolution_m(folders):
+    """Ground size of a chip pixel: what ``training.prepare`` recorded in its manifest, else the seed's.
+
+    Export writes it into the model's metadata, so a model trained on 30 m chips does not claim 200 m.
+    """
+    from .prepare import MANIFEST, SEED_RESOLUTION_M
+
+    found = set()
+    for folder in folders:
+        path = os.path.join(folder, MANIFEST)
+        if os.path.isfile(path):
+            with open(path) as f:
+                found |= {float(r["resolution_m"]) for r in json.load(f)["regions"].values() if "resolution_m" in r}
+    if len(found) > 1:
+        sys.exit(f"--data mixes chip resolutions {sorted(found)} m: one model learns one ground scale")
+    return found.pop() if found else SEED_RESOLUTION_M
 
 
 def learning_rate(step, total, base, decay_start):
@@ -133,11 +167,21 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self.G = build_generator(args.ngf, args.max_channels, dropout=not args.no_dropout).to(self.device)
+        self.G = build_generator(args.ngf, args.max_channels, dropout=args.dropout, upsample=args.upsample,
+                                 norm=args.norm, padding=args.padding).to(self.device)
+        self.warm_start = None
+        if args.init_from and not (args.resume and os.path.isfile(self.ckpt_path)):
+            self.warm_start = load_generator_weights(self.G, args.init_from)
+            print(f"warm start from {args.init_from}: {self.warm_start}")
+        self.resolution_m = data_resolution_m(args.data)
         self.D = build_discriminator(args.ndf).to(self.device)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=args.lr, betas=(0.5, 0.999))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=args.lr, betas=(0.5, 0.999))
         self.amp = amp_dtype(args, self.device)
+        self.cpu_precision = None
+        if not self.cuda:
+            self.cpu_precision = choose_cpu_precision(args.precision, self._timed_step)
+            self.amp = torch.bfloat16 if self.cpu_precision == "bf16" else None
         # Loss scaling only for fp16: bf16 has fp32's exponent range.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.bce = nn.BCEWithLogitsLoss()
@@ -163,6 +207,8 @@ class Trainer:
             train_regions=sorted({p.region for p in self.train_pairs}),
             val_regions=sorted({p.region for p in self.val_pairs}),
             train_chips=len(self.train_pairs),
+            resolution_m=self.resolution_m,
+            warm_start=self.warm_start,
             val_chips=len(self.val_pairs),
         )
 
@@ -231,6 +277,27 @@ class Trainer:
         return {"d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
                 "g_gan": g_gan.item(), "g_l1": g_l1.item()}
 
+    def _timed_step(self, dtype, repeats=2):
+        """Seconds per G + D step in ``dtype`` on a throwaway copy of the nets (the run's own stay untouched)."""
+        import copy
+
+        g, d = copy.deepcopy(self.G), copy.deepcopy(self.D)
+        opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
+        x = torch.zeros(self.args.batch_size, 3, 256, 256)
+        times = []
+        for _ in range(repeats + 1):  # the first pays for warm-up
+            t = time.perf_counter()
+            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                fake = g(x)
+                loss = d(x, fake).float().mean() + fake.float().abs().mean()
+            opt_g.zero_grad()
+            opt_d.zero_grad()
+            loss.backward()
+            opt_g.step()
+            opt_d.step()
+            times.append(time.perf_counter() - t)
+        return min(times[1:])
+
     # --- validation --------------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self):
@@ -286,7 +353,9 @@ class Trainer:
         a = self.args
         if a.resume:
             self.resume()
-        print(f"device {self.device}{' amp ' + str(self.amp).split('.')[-1] if self.amp else ''}; "
+        print(f"device {self.device}{' amp ' + str(self.amp).split('.')[-1] if self.amp else ''}"
+              f"{' precision ' + self.cpu_precision if self.cpu_precision else ''}; "
+              f"generator {self.G.config}; "
               f"G {count_params(self.G) / 1e6:.2f} M params (ngf {a.ngf}, cap {a.max_channels}), "
               f"D {count_params(self.D) / 1e6:.2f} M; train {len(self.train_pairs)} chips "
               f"({', '.join(sorted({p.region for p in self.train_pairs}))}), "
@@ -336,7 +405,8 @@ class Trainer:
         bar.close()
         ips = timed_images / timed_seconds if timed_seconds else float("nan")
         summary = {"steps": self.step, "images_per_second": ips, "seconds_per_step": 1 / ips * a.batch_size if ips else None,
-                   "device": str(self.device), "amp": str(self.amp), "compile": a.compile, "batch_size": a.batch_size,
+                   "device": str(self.device), "amp": str(self.amp), "cpu_precision": self.cpu_precision,
+                   "compile": a.compile, "batch_size": a.batch_size,
                    "generator_params": count_params(self.G), "discriminator_params": count_params(self.D),
                    "checkpoint": self.ckpt_path}
         with open(os.path.join(a.out, "summary.json"), "w") as f:

@@ -75,6 +75,16 @@ class Ramp:
         return out
 
 
+def is_sea(z, sea_level) -> np.ndarray:
+    """The sea rule, one for training data and the plugin: at or below sea level (NaN is not sea).
+
+    "At or below" because the seed chips render SRTM's 0 m sea white: a model fed Turbo's 0 m colour
+    over an ocean of exact zeros sees something it never saw in training.
+    """
+    with np.errstate(invalid="ignore"):
+        return np.asarray(z) <= sea_level
+
+
 def training_ramp() -> Ramp:
     """The ramp of the seed data and of every model this project trains."""
     turbo = np.asarray(TURBO_RGB, dtype=np.float64)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .ramp import is_sea
 
 # A few million samples pin a 99th percentile to well under a percent of the relief, in tens of MB at most,
 # whatever the raster's size.
@@ -46,8 +47,8 @@ class Relief:
         return out
 
     def sea_mask(self, z: np.ndarray) -> np.ndarray:
-        """True where z < sea_level (NaN is not sea)."""
-        return np.asarray(z) < self.sea_level  # comparisons with NaN are False
+        """Where the ocean is: ``ramp.is_sea`` (at or below sea level; NaN is not sea)."""
+        return is_sea(z, self.sea_level)
 
 
 def _finite_number(value) -> bool:

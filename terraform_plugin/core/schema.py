@@ -12,6 +12,8 @@ from .errors import ModelError
 from .ramp import Ramp
 
 SCHEMA_VERSION = 1
+# What every model this project trains takes and gives: RGB 0-255 scaled linearly onto this range.
+MODEL_RANGE = (-1.0, 1.0)
 REQUIRED_KEYS = ("terraform_schema", "tile_size", "resolution_m", "ramp", "input_range", "output_range")
 
 
@@ -92,10 +94,18 @@ def build_metadata(ramp: Ramp, resolution_m=200.0, tile_size=256, **extra) -> di
         "tile_size": int(tile_size),
         "resolution_m": float(resolution_m),
         "ramp": ramp.to_dict(),
-        "input_range": [-1.0, 1.0],
-        "output_range": [-1.0, 1.0],
+        "input_range": list(MODEL_RANGE),
+        "output_range": list(MODEL_RANGE),
         **extra,
     }
     props = {k: json.dumps(v) for k, v in values.items()}
     parse_metadata(props)  # never write what the plugin would refuse
     return props
+
+
+def stamp(model, props: dict):
+    """Replace an ONNX ``ModelProto``'s ``metadata_props`` with ``props`` (str -> str), in place."""
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    return model

@@ -27,7 +27,7 @@ def test_learning_rate_is_constant_then_linear_to_zero():
 
 def test_a_few_steps_lower_l1_on_a_tiny_set(pairs_dir, tmp_path):
     args = parse_args(["--data", pairs_dir, "--out", str(tmp_path), "--max-steps", "1", "--ngf", "8",
-                       "--ndf", "8", "--device", "cpu", "--no-dropout"])
+                       "--ndf", "8", "--device", "cpu", "--no-dropout", "--precision", "fp32"])
     trainer = Trainer(args)
     x, y = (torch.stack(t) for t in zip(*[PairDataset(find_pairs([pairs_dir]))[i] for i in range(2)]))
 
