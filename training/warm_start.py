@@ -2,7 +2,8 @@
 
 So that training adds up across sessions, and so that a user can fine-tune the bundled model on their own
 region. Tensors are matched by name and shape: an ONNX file exported by ``training.export`` keeps the
-PyTorch parameter and buffer names as its initializer names. What does not match (another architecture's
+PyTorch parameter names as its initializer names (each BatchNorm folded into its convolution, which
+``_unfold_batchnorm`` undoes). What does not match (another architecture's
 decoder, say) keeps its fresh initialisation, and the report says how much was taken.
 """
 
@@ -32,6 +33,36 @@ def _checkpoint_tensors(path) -> dict:
     return state["generator"]
 
 
+def _conv_norm_pairs(net):
+    """(convolution name, BatchNorm module name, BatchNorm module) for each BatchNorm right after a convolution."""
+    for name, module in net.named_modules():
+        if isinstance(module, torch.nn.Sequential):
+            children = list(module.named_children())
+            for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
+                if isinstance(conv, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and isinstance(norm, torch.nn.BatchNorm2d):
+                    yield f"{name}.{conv_name}" if name else conv_name, f"{name}.{norm_name}" if name else norm_name, norm
+
+
+def _unfold_batchnorm(net, source) -> dict:
+    """BatchNorm tensors for a graph whose exporter folded each BatchNorm into its convolution.
+
+    The folded graph keeps the convolution's name for the scaled weight W' = W * gamma / sigma and adds
+    ``<conv>.weight_bias`` = beta - gamma * mu / sigma. With W' in the convolution and an identity BatchNorm
+    (mean 0, variance 1 - eps, scale 1) shifted by that bias, eval mode computes exactly what the ONNX does;
+    gamma and beta start from 1 and the folded bias when training resumes (a checkpoint keeps them apart).
+    """
+    extra = {}
+    for conv, norm_name, norm in _conv_norm_pairs(net):
+        bias = source.get(f"{conv}.weight_bias")
+        if bias is None or f"{norm_name}.weight" in source:
+            continue
+        extra[f"{norm_name}.weight"] = torch.ones_like(norm.weight)
+        extra[f"{norm_name}.bias"] = bias.reshape(norm.bias.shape)
+        extra[f"{norm_name}.running_mean"] = torch.zeros_like(norm.running_mean)
+        extra[f"{norm_name}.running_var"] = torch.full_like(norm.running_var, 1.0 - norm.eps)
+    return extra
+
+
 def load_generator_weights(generator: torch.nn.Module, path: str) -> dict:
     """Copy every tensor of ``path`` whose name and shape match into ``generator``; return a report."""
     if not os.path.isfile(path):
@@ -42,6 +73,7 @@ def load_generator_weights(generator: torch.nn.Module, path: str) -> dict:
         raise
     except Exception as exc:  # a truncated or foreign file: say which, not a protobuf/pickle trace
         raise SystemExit(f"--init-from {path}: cannot read weights ({type(exc).__name__}: {exc})") from None
+    source = {**source, **_unfold_batchnorm(generator, source)}
     own = generator.state_dict()
     taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     if not taken:
