@@ -7,7 +7,6 @@ No iface or GUI here: it must run headless (qgis_process), in batch mode and ins
 import collections
 import os
 
-from osgeo import gdal
 from qgis.core import (
     QgsMultiBandColorRenderer,
     QgsProcessing,
@@ -48,17 +47,6 @@ def bundled_model_path():
 
 def output_layer_name(input_name, sea_level):
     return f"{input_name} terraformed (sea {sea_level:g} m)"
-
-
-def _open_raster(path):
-    """GDAL dataset or None, quietly, whether gdal.UseExceptions() is on or not (another plugin may turn it on)."""
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        return gdal.OpenEx(path, gdal.OF_RASTER)
-    except RuntimeError:
-        return None
-    finally:
-        gdal.PopErrorHandler()
 
 
 def _unset(value):
@@ -213,20 +201,24 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
         # Runs before processAlgorithm (dialog, batch, qgis_process): catch what QGIS would word misleadingly,
-        # e.g. a file that exists but is no raster is reported by QGIS as "not found".
+        # e.g. a file that exists but is no raster is reported by QGIS as "not found". The checks are the
+        # engine's own (core), asked early; processAlgorithm's run makes them again on the evaluated values.
+        from .core.errors import TerraformError
+        from .core.relief import Relief
+        from .core.source import open_dem
+
         value = parameters.get(self.INPUT)
-        if isinstance(value, str) and os.path.isfile(value):
-            if _open_raster(value) is None:
-                return False, (f"{value} exists but is not a raster GDAL can read: choose an elevation raster "
-                               "(GeoTIFF, VRT, IMG...).")
-        scale = parameters.get(self.VERTICAL_SCALE)
-        if not _unset(scale):
-            try:
-                value = float(scale)
-            except (TypeError, ValueError):
-                value = None  # a QgsProperty/expression: evaluated, and checked, in processAlgorithm
-            if value is not None and not value > 0:
-                return False, f"Vertical scale must be greater than 0, got {scale}."
+        try:
+            scale = float(parameters.get(self.VERTICAL_SCALE))
+        except (TypeError, ValueError):
+            scale = None  # unset, or a QgsProperty/expression: evaluated, and checked, in processAlgorithm
+        try:
+            if isinstance(value, str) and os.path.isfile(value):
+                open_dem(value)
+            if scale is not None:
+                Relief(vertical_scale=scale)
+        except TerraformError as exc:
+            return False, f"{exc}."
         return super().checkParameterValues(parameters, context)
 
     def _input_source(self, parameters, context):
@@ -241,33 +233,16 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
                 f'Layer "{layer.name()}" comes from the {layer.providerType()} provider; Terraform DEM reads '
                 "rasters through GDAL. Save it as a GeoTIFF first (Raster › Conversion › Translate)."
             )
+        # The engine checks the file itself (its own CRS, the band): QGIS's layer CRS is no guide, as QGIS may
+        # give a CRS-less file a default one, and 3.22 cannot resolve some CRSs GDAL reads fine (IAU_2015 Mars).
         source = layer.dataProvider().dataSourceUri()
-        # The engine reads the file's own CRS, so that is what must exist. QGIS's layer CRS is no guide: QGIS may
-        # give a CRS-less file a default one, and 3.22 cannot resolve some CRSs GDAL reads fine (the IAU_2015
-        # Mars authority: layer.crs() is invalid although the file is correctly georeferenced).
-        dataset = _open_raster(source)
-        file_crs = dataset.GetProjection() if dataset is not None else ""
-        dataset = None
-        if not file_crs:
-            raise QgsProcessingException(
-                f'Layer "{layer.name()}" has no coordinate reference system in its file, so its ground '
-                "resolution is unknown. Assign one to the file (Raster › Projections › Assign Projection, or "
-                "gdal_edit.py -a_srs) and run again."
-            )
         band = 1 if _unset(parameters.get(self.BAND)) else self.parameterAsInt(parameters, self.BAND, context)
-        if not 1 <= band <= layer.bandCount():
-            raise QgsProcessingException(
-                f'Band {band} does not exist: layer "{layer.name()}" has {layer.bandCount()} band'
-                f"{'s' if layer.bandCount() != 1 else ''} (1-{layer.bandCount()})."
-            )
         return layer, source, band
 
     def _model_path(self, parameters, context):
         path = self.parameterAsFile(parameters, self.MODEL, context)
         if path:
-            if not os.path.isfile(path):
-                raise QgsProcessingException(f"Model file not found: {path}")
-            return path
+            return path  # the engine says when it is missing or no Terraform model
         bundled = bundled_model_path()
         if bundled is None:
             raise QgsProcessingException(
@@ -276,17 +251,6 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
                 "in that folder."
             )
         return bundled
-
-    def _output_path(self, parameters, context):
-        path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
-            raise QgsProcessingException(f"Terraform DEM writes GeoTIFF: give the output a .tif name, not {path}")
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
-            raise QgsProcessingException(
-                f"Cannot write {path}: the folder {folder} does not exist or is not writable."
-            )
-        return path
 
     def _optional_float(self, parameters, name, context):
         if _unset(parameters.get(name)):
@@ -306,18 +270,10 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
 
         layer, source, band = self._input_source(parameters, context)
         model_path = self._model_path(parameters, context)
-        output = self._output_path(parameters, context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         scale = self.parameterAsDouble(parameters, self.VERTICAL_SCALE, context)
-        if not scale > 0:
-            raise QgsProcessingException(f"Vertical scale must be greater than 0, got {scale:g}.")
         resolution = self._optional_float(parameters, self.RESOLUTION, context)
-        if resolution is not None and not resolution > 0:
-            raise QgsProcessingException(
-                f"Output resolution must be a positive number of ground metres per pixel (or empty), got {resolution:g}."
-            )
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
-        if overlap < 0:
-            raise QgsProcessingException(f"Chip overlap must be 0 or more pixels, got {overlap}.")
         # Index-valued like QGIS's own enums (qgis_process help lists "0: transparent", "1: ocean").
         nodata_mode = NODATA_MODES[self.parameterAsEnum(parameters, self.NODATA_MODE, context)]
         sea_level = self.parameterAsDouble(parameters, self.SEA_LEVEL, context)

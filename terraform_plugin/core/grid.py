@@ -89,7 +89,10 @@ def _spatial_ref(dataset):
 
     wkt = dataset.GetProjection()
     if not wkt:
-        raise InputError(f"the layer has no CRS, so its pixel size in metres is unknown; {ASSIGN_CRS_HINT}")
+        raise InputError(
+            "the layer has no coordinate reference system (no CRS) in its file, so its pixel size in metres is "
+            f"unknown; {ASSIGN_CRS_HINT}"
+        )
     srs = dataset.GetSpatialRef()
     if srs is None:
         srs = osr.SpatialReference()

@@ -78,6 +78,8 @@ def _read_sampled(band, buf_w, buf_h):
     """The whole ``band`` read at buf_w × buf_h (nearest, so values are real elevations), in strips."""
     from osgeo import gdal
 
+    from .gdalcall import gdal_call
+
     width, height = band.XSize, band.YSize
     rows_per_strip = max(1, _STRIP_SAMPLES // buf_w)
     out = np.empty((buf_h, buf_w), dtype=np.float64)
@@ -85,11 +87,10 @@ def _read_sampled(band, buf_w, buf_h):
         r1 = min(buf_h, r0 + rows_per_strip)
         # Source rows that map exactly onto buffer rows r0..r1 (the same rounding for every strip).
         y0, y1 = (r0 * height) // buf_h, (r1 * height) // buf_h
-        strip = band.ReadAsArray(
-            0, y0, width, y1 - y0, buf_xsize=buf_w, buf_ysize=r1 - r0, resample_alg=gdal.GRIORA_NearestNeighbour
+        strip = gdal_call(
+            InputError, f"cannot read the elevation band (rows {y0}-{y1})", band.ReadAsArray,
+            0, y0, width, y1 - y0, buf_xsize=buf_w, buf_ysize=r1 - r0, resample_alg=gdal.GRIORA_NearestNeighbour,
         )
-        if strip is None:
-            raise InputError(f"cannot read the elevation band (rows {y0}-{y1}): {gdal.GetLastErrorMsg()}")
         out[r0:r1] = strip
         band.FlushCache()  # a decimated read still caches whole source blocks: drop them strip by strip
     return out

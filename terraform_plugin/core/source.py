@@ -12,21 +12,14 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import InputError
+from .gdalcall import gdal_call
 
 # The validity check reads at most this many pixels per side (decimated, or from an overview).
 CHECK_SIDE = 1024
 
 
 def _call(what, fn, *args, **kwargs):
-    """Run a GDAL call whether or not gdal.UseExceptions() is on (QGIS leaves it off, tests may turn it on)."""
-    gdal.ErrorReset()
-    try:
-        result = fn(*args, **kwargs)
-    except RuntimeError as exc:
-        raise InputError(f"{what}: {exc}") from None
-    if result is None:
-        raise InputError(f"{what}: {gdal.GetLastErrorMsg() or 'GDAL gave no result'}")
-    return result
+    return gdal_call(InputError, what, fn, *args, **kwargs)
 
 
 def open_dem(path) -> "gdal.Dataset":
@@ -35,8 +28,8 @@ def open_dem(path) -> "gdal.Dataset":
     if not os.path.exists(path) and not path.startswith("/vsi"):
         raise InputError(f"elevation raster not found: {path}")
     try:
-        dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
-    except RuntimeError:
+        dataset = gdal_call(InputError, path, gdal.OpenEx, path, gdal.OF_RASTER | gdal.OF_READONLY)
+    except InputError:
         dataset = None
     if dataset is None or dataset.RasterCount == 0:
         raise InputError(f"{path} is not a raster GDAL can read (is it an elevation model? a vector file?)")

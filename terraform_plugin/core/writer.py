@@ -17,6 +17,7 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import OutputError
+from .gdalcall import gdal_call
 
 BLOCK = 256  # TIFF tile side; rows are written in whole block rows so no tile is compressed twice
 CREATION_OPTIONS = (
@@ -59,13 +60,13 @@ def check_output_path(path) -> str:
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     if os.path.isdir(path):
-        raise OutputError(f"the output path is a folder, not a file: {path}")
+        raise OutputError(f"cannot write {path}: the output path is a folder, not a file")
     if not os.path.isdir(folder):
-        raise OutputError(f"the output folder does not exist: {folder}")
+        raise OutputError(f"cannot write {path}: the output folder does not exist ({folder})")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"the output folder is not writable: {folder}")
+        raise OutputError(f"cannot write {path}: the output folder is not writable ({folder})")
     if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise OutputError(f"the output file exists and is read-only: {path}")
+        raise OutputError(f"cannot write {path}: the output file exists and is read-only")
     return path
 
 
@@ -91,17 +92,14 @@ class OutputWriter:
         self.temp_path = temp_name(self.path, ".part.tif")
         self._extra_temps = []
         try:
-            driver = gdal.GetDriverByName("GTiff")
-            self.dataset = driver.Create(
-                self.temp_path, grid.width, grid.height, 4, gdal.GDT_Byte, list(CREATION_OPTIONS)
+            self.dataset = gdal_call(
+                OutputError, f"cannot create the output GeoTIFF in {folder}", gdal.GetDriverByName("GTiff").Create,
+                self.temp_path, grid.width, grid.height, 4, gdal.GDT_Byte, list(CREATION_OPTIONS),
             )
-        except RuntimeError as exc:
+        except OutputError:
             self.dataset = None
             self.abort()
-            raise OutputError(f"cannot create the output GeoTIFF in {folder}: {exc}") from None
-        if self.dataset is None:
-            self.abort()
-            raise OutputError(f"cannot create the output GeoTIFF in {folder}: {gdal.GetLastErrorMsg()}")
+            raise
         self.dataset.SetGeoTransform(grid.geotransform)
         self.dataset.SetProjection(grid.wkt)
         for i, interp in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand)):
@@ -124,16 +122,13 @@ class OutputWriter:
         """
         h, w, _ = rgba.shape
         data = np.ascontiguousarray(rgba, dtype=np.uint8)
-        try:
-            err = self.dataset.WriteRaster(
-                x0, y0, w, h, data.tobytes(), w, h, gdal.GDT_Byte, [1, 2, 3, 4], 4, 4 * w, 1
-            )
-            # Blocks stay in GDAL's cache (up to 5 % of RAM) until flushed: flush to keep memory flat.
-            self.dataset.FlushCache()
-        except RuntimeError as exc:  # gdal.UseExceptions() on
-            raise OutputError(f"cannot write to {self.temp_path} (disk full?): {exc}") from None
-        if err != 0:
-            raise OutputError(f"cannot write to {self.temp_path} (disk full?): {gdal.GetLastErrorMsg()}")
+        what = f"cannot write to {self.temp_path} (disk full?)"
+        gdal_call(
+            OutputError, what, self.dataset.WriteRaster,
+            x0, y0, w, h, data.tobytes(), w, h, gdal.GDT_Byte, [1, 2, 3, 4], 4, 4 * w, 1, status=True,
+        )
+        # Blocks stay in GDAL's cache (up to 5 % of RAM) until flushed: flush to keep memory flat.
+        gdal_call(OutputError, what, self.dataset.FlushCache, status=True)
 
     def build_overviews(self, progress=None):
         """Internal AVERAGE overviews (alpha-aware for RGBA) so large outputs pan smoothly in QGIS."""
@@ -148,13 +143,12 @@ class OutputWriter:
         previous = gdal.GetCacheMax()
         gdal.SetCacheMax(min(previous, OVERVIEW_CACHE_BYTES))
         try:
-            err = self.dataset.BuildOverviews("AVERAGE", levels, callback)
-        except RuntimeError:  # gdal.UseExceptions() on
-            err = 1
+            gdal_call(
+                OutputError, f"cannot build overviews in {self.temp_path}", self.dataset.BuildOverviews,
+                "AVERAGE", levels, callback, status=True,
+            )
         finally:
             gdal.SetCacheMax(previous)
-        if err != 0:
-            raise OutputError(f"cannot build overviews in {self.temp_path}: {gdal.GetLastErrorMsg()}")
 
     def close(self):
         """Close the temporary file; put the exact input CRS in its sidecar when GeoTIFF keys altered it."""
@@ -162,9 +156,7 @@ class OutputWriter:
             return
         self.dataset.FlushCache()
         self.dataset = None
-        check = gdal.Open(self.temp_path)
-        if check is None:
-            raise OutputError(f"the written output cannot be reopened: {gdal.GetLastErrorMsg()}")
+        check = gdal_call(OutputError, "the written output cannot be reopened", gdal.Open, self.temp_path)
         if check.GetProjection() != self.grid.wkt:
             self._extra_temps.append(_sidecar(self.temp_path))
             check.SetProjection(self.grid.wkt)  # read-only dataset: GDAL puts it in the .aux.xml (PAM)

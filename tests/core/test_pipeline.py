@@ -16,6 +16,8 @@ from osgeo import gdal
 from terraform_plugin.core import pipeline
 from terraform_plugin.core.chips import ChipLayout
 from terraform_plugin.core.errors import Cancelled, InputError, ModelError, OutputError
+from terraform_plugin.core.plan import plan_stripes
+from terraform_plugin.core.request import STRIPE_WIDTH
 from terraform_plugin.core.schema import stamp
 from terraform_plugin.core.ramp import SEA_RGB, training_ramp
 from terraform_plugin.core.relief import fit_target_m, fit_vertical_scale
@@ -285,12 +287,12 @@ def test_buffers_are_bounded_whatever_the_raster_width(width):
     """Structural memory check: the stripes' accumulators do not grow with the raster, and stripes tile the
     grid in whole TIFF blocks with every chip they need."""
     layout = ChipLayout.build(width, 1000, 256, 64)
-    stripes = pipeline.plan_stripes(layout, pipeline.STRIPE_WIDTH)
+    stripes = plan_stripes(layout, STRIPE_WIDTH)
     assert stripes[0].x0 == 0 and stripes[-1].x1 == width
     for a, b in zip(stripes, stripes[1:]):
         assert a.x1 == b.x0 and a.x1 % 256 == 0
     for s in stripes:
-        assert s.width <= pipeline.STRIPE_WIDTH + 2 * 256  # accumulator: stripe plus chip overhang
+        assert s.width <= STRIPE_WIDTH + 2 * 256  # accumulator: stripe plus chip overhang
         assert s.ax0 <= s.x0 and s.ax0 + s.width >= s.x1
         assert list(s.columns) == list(layout.columns_touching(s.x0, s.x1))
     # Bytes held per stripe: float32 RGB + weight accumulators, one chip row high.
