@@ -69,11 +69,21 @@ def test_parameters_serialise_for_models_and_batch(qgis_app):
         assert copy.defaultValue() == param.defaultValue()
 
 
-def test_enum_values_match_the_engine():
-    from terraform_plugin.algorithm import NODATA_MODES
-    from terraform_plugin.core import pipeline
+def test_every_nodata_option_is_a_mode_the_engine_accepts(qgis_app, tmp_path):
+    """The dialog's NODATA_MODE options, as the algorithm declares them, pass the engine's own request check
+    (and an unknown mode does not): the QGIS enum cannot offer a mode the engine would refuse."""
+    from qgis.core import QgsApplication
 
-    assert tuple(NODATA_MODES) == tuple(pipeline.NODATA_MODES)
+    from terraform_plugin.core.errors import InputError
+    from terraform_plugin.core.request import TerraformRequest, check_request
+
+    alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
+    options = alg.parameterDefinition("NODATA_MODE").options()
+    assert options
+    for mode in options:
+        check_request(TerraformRequest("in.tif", str(tmp_path / "out.tif"), "m.onnx", nodata_mode=mode))
+    with pytest.raises(InputError, match="nodata mode"):
+        check_request(TerraformRequest("in.tif", str(tmp_path / "out.tif"), "m.onnx", nodata_mode="sea"))
 
 
 def test_class_factory_needs_no_iface(qgis_app):
