@@ -1,4 +1,4 @@
-"""The streamed run end to end: real GDAL, real onnxruntime, contract models from onnx_factory.
+"""The streamed run end to end: real GDAL, real onnxruntime, contract models from training.contract_models.
 
 An identity model must give back the colourised DEM bit for bit - across chip overlaps, stripe joins, odd
 sizes and rasters smaller than one chip - so every seam, shift or darkened edge would show as a mismatch.
@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from onnx_factory import contract_metadata, write_model
+from training.contract_models import contract_metadata, write_model
 from osgeo import gdal
 
 from terraform_plugin.core import pipeline
@@ -74,6 +74,14 @@ def test_identity_reproduces_the_colourised_dem_exactly(tmp_path, kit, identity,
     assert (got[..., 3] == 255).all()
     assert result.chips == ChipLayout.build(shape[1], shape[0], 256, overlap).count
     assert files(tmp_path) == ["dem.tif", "out.tif"]
+    # The per-stage counters saw every stage of the run, each chip through the model once.
+    assert {"read", "colourise", "scale", "batch", "infer", "blend", "rows", "write"} <= set(result.profile)
+    assert result.profile["infer"]["visits"] == sum(-(-n // 3) for n in _chips_per_row(result, overlap, stripe))
+
+
+def _chips_per_row(result, overlap, stripe):
+    layout = ChipLayout.build(result.width, result.height, 256, overlap)
+    return [len(s.columns) for s in plan_stripes(layout, stripe) for _ in layout.ys]
 
 
 def test_negate_model_inverts_every_pixel(tmp_path, kit, negate):
