@@ -1,4 +1,4 @@
-"""The output GeoTIFF: RGBA Byte, tiled 256, DEFLATE, internal overviews, the input's CRS, written atomically.
+"""The output GeoTIFF: RGBA Byte, tiled 256, ZSTD (DEFLATE without it), internal overviews, the input's CRS, written atomically.
 
 The raster is written to a hidden temporary file beside the target and moved into place (os.replace) only when
 complete, so a cancelled or failed run never leaves a half-written file where the user expects a result, and
@@ -20,15 +20,27 @@ from .errors import OutputError
 from .gdalcall import gdal_call
 
 BLOCK = 256  # TIFF tile side; rows are written in whole block rows so no tile is compressed twice
+
+
+def _compression() -> tuple:
+    """ZSTD level 1 with the horizontal predictor where this GDAL has it, else DEFLATE level 1.
+
+    Measured on the bundled model's 4096² output (bench/README.md): ZSTD 1 + predictor writes it in 0.13 s of
+    CPU against 0.58 s for DEFLATE 1 + predictor, and is smaller (35.5 vs 37.3 MB; DEFLATE 6: 36.8 MB, 0.98 s);
+    reading it back (overviews, QGIS) is faster too. GDAL has read ZSTD GeoTIFFs since 2.3, and the GDAL of
+    every QGIS 3 distribution is built with it. DEFLATE stays as the fallback for a GDAL without it.
+    """
+    options = gdal.GetDriverByName("GTiff").GetMetadataItem("DMD_CREATIONOPTIONLIST") or ""
+    if "ZSTD" in options:
+        return ("COMPRESS=ZSTD", "ZSTD_LEVEL=1", "PREDICTOR=2")
+    return ("COMPRESS=DEFLATE", "ZLEVEL=1", "PREDICTOR=2")
+
+
 CREATION_OPTIONS = (
     "TILED=YES",
     f"BLOCKXSIZE={BLOCK}",
     f"BLOCKYSIZE={BLOCK}",
-    "COMPRESS=DEFLATE",
-    "PREDICTOR=2",  # horizontal differencing: imagery compresses noticeably better, losslessly
-    # Measured on real satellite imagery (a seed mosaic crop): level 1 with the predictor is as small as the
-    # default level 6 (6.6 vs 6.5 MB) at less than half the CPU, which the model needs more.
-    "ZLEVEL=1",
+    *_compression(),  # PREDICTOR=2 (horizontal differencing): imagery compresses noticeably better, losslessly
     "BIGTIFF=IF_SAFER",
     "PHOTOMETRIC=RGB",
     "ALPHA=NON-PREMULTIPLIED",
@@ -123,9 +135,9 @@ class OutputWriter:
         h, w, _ = rgba.shape
         data = np.ascontiguousarray(rgba, dtype=np.uint8)
         what = f"cannot write to {self.temp_path} (disk full?)"
-        gdal_call(
+        gdal_call(  # the array itself: GDAL reads its buffer, no copy
             OutputError, what, self.dataset.WriteRaster,
-            x0, y0, w, h, data.tobytes(), w, h, gdal.GDT_Byte, [1, 2, 3, 4], 4, 4 * w, 1, status=True,
+            x0, y0, w, h, data, w, h, gdal.GDT_Byte, [1, 2, 3, 4], 4, 4 * w, 1, status=True,
         )
         # Blocks stay in GDAL's cache (up to 5 % of RAM) until flushed: flush to keep memory flat.
         gdal_call(OutputError, what, self.dataset.FlushCache, status=True)
