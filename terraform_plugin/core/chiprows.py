@@ -1,7 +1,7 @@
 """Chip rows: the model's input for one stripe, one chip row (256 grid rows) at a time.
 
-read (resampled, mirrored at the grid's edges) -> no-data fill -> colourise with the model's ramp -> scale to
-the model's input range, channel first. Done once per chip row rather than once per chip: the chips of a row
+read (resampled, mirrored at the grid's edges) -> no-data fill -> colourise with the model's ramp, straight
+into the model's input range, channel first (the ramp's table maps elevations to input values in one pass). Done once per chip row rather than once per chip: the chips of a row
 are then plain slices of it.
 """
 
@@ -29,10 +29,18 @@ class ChipRow:
     valid: Optional[np.ndarray]  # (tile, stripe.width) bool where the DEM has data; None in ocean mode
 
 
+def input_levels(scale, offset) -> np.ndarray:
+    """Model input of each colour value 0-255: v * scale + offset, in float32 as ``TerraformModel.predict``."""
+    levels = np.arange(256, dtype=np.float32)
+    levels *= scale
+    levels += offset
+    return levels
+
+
 def read_chip_rows(plan, source, stripe, clock: StageClock):
     """Yield the ChipRow of every chip row of ``stripe``, top to bottom."""
     tile = plan.layout.tile
-    scale, offset = plan.input_scaling
+    levels = input_levels(*plan.input_scaling)
     previous = None  # (end row, window) of the last chip row: its bottom rows are this one's top
     for row, y0 in enumerate(plan.layout.ys):
         y0, y1 = int(y0), int(y0) + tile
@@ -54,10 +62,6 @@ def read_chip_rows(plan, source, stripe, clock: StageClock):
                 z = dem_source.fill_nodata(wide, m)[m : m + tile, m : m + stripe.width]
         with clock.stage("read"):
             source.release_cache(keep_bytes=GDAL_CACHE_KEEP)
-        with clock.stage("colourise"):
-            rgb = plan.ramp.colourise(plan.relief.ramp_elevation(z), sea=plan.relief.sea_mask(z))
-        with clock.stage("scale"):
-            x = rgb.transpose(2, 0, 1).astype(np.float32)
-            x *= scale
-            x += offset
+        with clock.stage("colourise"):  # straight into the model's input range, channel first
+            x = plan.ramp.colourise_planes(plan.relief.ramp_elevation(z), plan.relief.sea_mask(z), levels)
         yield ChipRow(stripe, row, x, valid if plan.transparent else None)

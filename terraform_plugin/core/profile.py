@@ -13,8 +13,7 @@ import time
 STAGES = (
     "read",  # resample a window of the DEM onto the grid (GDAL warp), mirror at the edges
     "fill",  # no-data fill (transparent mode, only where a chip row has holes)
-    "colourise",  # elevation -> ramp RGB
-    "scale",  # RGB -> channel-first float32 in the model's input range
+    "colourise",  # elevation -> ramp colours, as channel-first float32 in the model's input range
     "batch",  # copy chips into the batch
     "infer",  # onnxruntime
     "blend",  # weight the predictions, add them into the accumulator

@@ -76,6 +76,20 @@ class Ramp:
             return out
         return table.colourise(z, sea, self)
 
+    def colourise_planes(self, z, sea=None, levels=None) -> np.ndarray:
+        """Channel-first colours (3, H, W), each 0-255 value mapped through ``levels`` when given.
+
+        ``levels`` (256 values, any dtype) lets a caller get what it needs in one pass - the pipeline gets the
+        model's input directly, ``levels[v] = v * scale + offset`` - instead of colours it converts after.
+        Equal, value for value, to ``levels[colourise(z, sea)].transpose(2, 0, 1)``.
+        """
+        z = np.asarray(z, dtype=np.float32)
+        levels = np.arange(256, dtype=np.uint8) if levels is None else np.asarray(levels)
+        table = self._table
+        if table is None:
+            return np.ascontiguousarray(levels[self.colourise(z, sea)].transpose(2, 0, 1))
+        return table.planes(z, sea, self, levels)
+
     def _interpolate(self, z: np.ndarray) -> np.ndarray:
         """float32 elevations -> uint8 RGB: linear between stops, rounded; the first stop's colour below it."""
         out = np.empty(z.shape + (3,), dtype=np.uint8)
@@ -133,7 +147,8 @@ class _ColourTable:
         exact = np.concatenate([[False], ~constant, [False, False]])
         return cls(np.float32(1.0 / step), k0, k1, packed.astype(np.uint32), exact)
 
-    def colourise(self, z, sea, ramp):
+    def _index(self, z, sea, ramp):
+        """(table index, flat positions to interpolate exactly) of every elevation."""
         with np.errstate(over="ignore", invalid="ignore"):  # huge or infinite elevations: clipped next
             t = z * self.inv_step
             np.floor(t, out=t)
@@ -145,10 +160,24 @@ class _ColourTable:
         if sea is not None:
             under |= sea
         np.putmask(index, under, self.below_index)
+        return index, np.flatnonzero(self.exact.take(index))
+
+    def colourise(self, z, sea, ramp):
+        index, exact = self._index(z, sea, ramp)
         out = np.ascontiguousarray(self.packed.take(index).view(np.uint8).reshape(z.shape + (4,))[..., :3])
-        exact = self.exact.take(index)
-        if exact.any():
-            out[exact] = ramp._interpolate(z[exact])
+        if len(exact):
+            out.reshape(-1, 3)[exact] = ramp._interpolate(z.reshape(-1).take(exact))
+        return out
+
+    def planes(self, z, sea, ramp, levels):
+        index, exact = self._index(z, sea, ramp)
+        rgb = self.packed.view(np.uint8).reshape(-1, 4)
+        out = np.empty((3,) + z.shape, dtype=levels.dtype)
+        colours = ramp._interpolate(z.reshape(-1).take(exact)) if len(exact) else None
+        for c in range(3):
+            levels[rgb[:, c]].take(index, out=out[c])
+            if colours is not None:
+                out[c].reshape(-1).put(exact, levels[colours[:, c]])
         return out
 
 

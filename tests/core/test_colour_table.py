@@ -61,3 +61,20 @@ def test_table_colours_equal_interpolation(name):
 def test_the_training_ramp_uses_its_table_and_most_bins_are_plain_lookups():
     table = training_ramp()._table
     assert table is not None and table.exact.mean() < 0.02
+
+
+@pytest.mark.parametrize("name", RAMPS)
+def test_planes_through_levels_equal_the_colours_mapped_after(name):
+    """What the pipeline asks for: the model's input (v * scale + offset, float32) straight from the table."""
+    ramp = RAMPS[name]
+    rng = np.random.default_rng(6)
+    z = hard_values(ramp, rng)[: 1200 * 1000].reshape(1200, 1000)
+    sea = rng.random(z.shape) < 0.1
+    levels = np.arange(256, dtype=np.float32)
+    levels *= np.float32(2 / 255)
+    levels += np.float32(-1)
+    expected = by_definition(ramp, z, sea).transpose(2, 0, 1).astype(np.float32)
+    expected *= np.float32(2 / 255)
+    expected += np.float32(-1)
+    np.testing.assert_array_equal(ramp.colourise_planes(z, sea, levels), expected)
+    np.testing.assert_array_equal(ramp.colourise_planes(z), by_definition(ramp, z).transpose(2, 0, 1))

@@ -75,7 +75,7 @@ def test_identity_reproduces_the_colourised_dem_exactly(tmp_path, kit, identity,
     assert result.chips == ChipLayout.build(shape[1], shape[0], 256, overlap).count
     assert files(tmp_path) == ["dem.tif", "out.tif"]
     # The per-stage counters saw every stage of the run, each chip through the model once.
-    assert {"read", "colourise", "scale", "batch", "infer", "blend", "rows", "write"} <= set(result.profile)
+    assert {"read", "colourise", "batch", "infer", "blend", "rows", "write"} <= set(result.profile)
     assert result.profile["infer"]["visits"] == sum(-(-n // 3) for n in _chips_per_row(result, overlap, stripe))
 
 
