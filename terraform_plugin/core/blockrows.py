@@ -12,23 +12,24 @@ from .writer import BLOCK
 
 
 def block_rows(finished, x0: int, height: int, clock=None):
-    """Yield (x0, y0, rgba) whole block rows (the last may be shorter) from ``finished`` (y0, rgba) rows,
-    which arrive in order and together cover grid rows [0, height). ``clock`` times the joins as "rows"."""
+    """Yield (x0, y0, planes) whole block rows (the last may be shorter) from ``finished`` (y0, planes) rows,
+    band first (4, rows, width), which arrive in order and together cover grid rows [0, height). ``clock``
+    times the joins as "rows"."""
     parts, start, rows = [], 0, 0
-    for y0, rgba in finished:
+    for y0, planes in finished:
         assert y0 == start + rows, "finished rows arrive in order"
-        parts.append(rgba)
-        rows += len(rgba)
+        parts.append(planes)
+        rows += planes.shape[1]
         end = start + rows
         complete = end if end >= height else (end // BLOCK) * BLOCK
         if complete > start:
             if len(parts) > 1:
                 with clock.stage("rows") if clock else nullcontext():
-                    joined = np.concatenate(parts)
+                    joined = np.concatenate(parts, axis=1)
             else:
                 joined = parts[0]
             cut = complete - start
-            yield x0, start, joined[:cut]
-            rest = joined[cut:]
-            parts = [rest] if len(rest) else []
-            start, rows = complete, len(rest)
+            yield x0, start, joined[:, :cut]
+            rest = joined[:, cut:]
+            parts = [rest] if rest.shape[1] else []
+            start, rows = complete, rest.shape[1]

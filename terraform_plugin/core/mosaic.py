@@ -25,10 +25,10 @@ def _column_weight_sum(layout, stripe, ramp_1d):
 
 
 def blend_stripe(plan, stripe, chip_rows, model, on_batch, clock: StageClock):
-    """Yield (y0, rgba) finished rows of ``stripe`` from its ``chip_rows`` (ChipRows, in order).
+    """Yield (y0, planes) finished rows of ``stripe`` from its ``chip_rows`` (ChipRows, in order).
 
-    ``rgba`` is (rows, stripe.x1 - stripe.x0, 4) uint8 for grid rows from ``y0``; ``on_batch(chips)`` is
-    called after every batch (progress, cancel).
+    ``planes`` is (4, rows, stripe.x1 - stripe.x0) uint8 RGBA, band first (GDAL interleaves it as it writes),
+    for grid rows from ``y0``; ``on_batch(chips)`` is called after every batch (progress, cancel).
     """
     layout = plan.layout
     tile, stride, overlap, batch_size = layout.tile, layout.stride, layout.overlap, plan.batch_size
@@ -37,6 +37,15 @@ def blend_stripe(plan, stripe, chip_rows, model, on_batch, clock: StageClock):
     acc = np.zeros((3, tile, stripe.width), dtype=np.float32)
     batch = np.empty((batch_size, 3, tile, tile), dtype=np.float32)
     column_sum = _column_weight_sum(layout, stripe, ramp_1d)
+    cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
+    cache = {}
+
+    def norms(row, local):  # the same for every chip row but the first and the last: computed once each
+        key = (row > 0, local.start, local.stop)
+        if key not in cache:
+            cache[key] = _norm(plan, row, local, column_sum, cols, ramp_1d)
+        return cache[key]
+
     offsets = [int(layout.xs[c]) - stripe.ax0 for c in stripe.columns]
     for row in range(len(layout.ys)):
         with clock.stage("wait_reader"):
@@ -62,28 +71,31 @@ def blend_stripe(plan, stripe, chip_rows, model, on_batch, clock: StageClock):
         y0, y1 = layout.finished_rows(row)
         if y1 > y0:
             with clock.stage("rows"):
-                rgba = _finish(plan, acc, row, y0, y1, stripe, column_sum, ramp_1d, chip_row.valid)
-            yield y0, rgba
+                planes = _finish(plan, acc, row, y0, y1, stripe, norms, chip_row.valid)
+            yield y0, planes
 
 
-def _finish(plan, acc, row, y0, y1, stripe, column_sum, ramp_1d, valid):
-    """Finished rows [y0, y1) of the stripe: weighted mean -> 0-255 -> uint8 RGBA."""
+def _norm(plan, row, local, column_sum, cols, ramp_1d):
+    """out_scale / (sum of the chip weights) over rows ``local`` of chip row ``row``: (1, rows, cols)."""
     layout = plan.layout
-    out_scale, out_offset = plan.output_scaling
-    local = slice(y0 - int(layout.ys[row]), y1 - int(layout.ys[row]))
-    cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
     row_sum = ramp_1d.copy()
     if row:  # the previous chip row's bottom edge overlaps this row's top
         row_sum[: layout.overlap] += ramp_1d[layout.stride :]
     norm = np.outer(row_sum[local], column_sum[cols]).astype(np.float32)
-    norm = (out_scale / norm)[None]
-    mean = acc[:, local, cols].copy()
+    return (plan.output_scaling[0] / norm)[None]
+
+
+def _finish(plan, acc, row, y0, y1, stripe, norms, valid):
+    """Finished rows [y0, y1) of the stripe: weighted mean -> 0-255 -> uint8, band first (4, rows, width)."""
+    layout = plan.layout
+    local = slice(y0 - int(layout.ys[row]), y1 - int(layout.ys[row]))
+    cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
     # (weighted sum / weight sum) * scale + offset, with the weight sum folded into one factor.
-    mean *= norm
-    mean += out_offset
+    mean = acc[:, local, cols] * norms(row, local)
+    mean += plan.output_scaling[1]
     np.clip(mean, 0.0, 255.0, out=mean)
     np.rint(mean, out=mean)
-    rgba = np.empty((y1 - y0, stripe.x1 - stripe.x0, 4), dtype=np.uint8)
-    rgba[..., :3] = mean.transpose(1, 2, 0)
-    rgba[..., 3] = 255 if valid is None else valid[local, cols] * np.uint8(255)
-    return rgba
+    planes = np.empty((4, y1 - y0, stripe.x1 - stripe.x0), dtype=np.uint8)
+    planes[:3] = mean
+    planes[3] = 255 if valid is None else valid[local, cols] * np.uint8(255)
+    return planes

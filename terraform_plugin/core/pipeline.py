@@ -8,7 +8,7 @@ of the model and the writer thread behind it), ``profile`` (per-stage counters, 
 One stripe on its own - what a distributed runner needs - is::
 
     rows = read_chip_rows(plan, source, stripe, clock)
-    for x0, y0, rgba in stripe_blocks(plan, stripe, rows, model, on_batch, clock): ...
+    for x0, y0, planes in stripe_blocks(plan, stripe, rows, model, on_batch, clock): ...
 """
 
 import hashlib
@@ -116,7 +116,7 @@ def load_model(request):
 
 
 def stripe_blocks(plan: Plan, stripe, chip_rows, model, on_batch, clock: StageClock):
-    """Whole block rows (x0, y0, rgba) of one stripe from its chip rows: infer, blend, regroup."""
+    """Whole block rows (x0, y0, planes: (4, rows, width) uint8 RGBA) of one stripe from its chip rows: infer, blend, regroup."""
     finished = blend_stripe(plan, stripe, chip_rows, model, on_batch, clock)
     return block_rows(finished, stripe.x0, plan.grid.height, clock)
 
@@ -126,7 +126,7 @@ def write_mosaic(plan: Plan, source, model, out, on_batch, clock: StageClock):
 
     def write(block):
         with clock.stage("write"):
-            out.write(*block)
+            out.write_planes(*block)
 
     reading = (chip_row for stripe in plan.stripes for chip_row in read_chip_rows(plan, source, stripe, clock))
     with Ahead(reading) as chip_rows, Behind(write) as writer:

@@ -133,11 +133,19 @@ class OutputWriter:
         aligned the same way, so each tile is compressed exactly once.
         """
         h, w, _ = rgba.shape
-        data = np.ascontiguousarray(rgba, dtype=np.uint8)
+        self._write(x0, y0, w, h, np.ascontiguousarray(rgba, dtype=np.uint8), 4, 4 * w, 1)
+
+    def write_planes(self, x0: int, y0: int, planes: np.ndarray):
+        """``write`` for band-first (4, h, w) uint8: GDAL interleaves the pixels as it writes them."""
+        _, h, w = planes.shape
+        self._write(x0, y0, w, h, np.ascontiguousarray(planes, dtype=np.uint8), 1, w, w * h)
+
+    def _write(self, x0, y0, w, h, data, pixel_space, line_space, band_space):
         what = f"cannot write to {self.temp_path} (disk full?)"
         gdal_call(  # the array itself: GDAL reads its buffer, no copy
             OutputError, what, self.dataset.WriteRaster,
-            x0, y0, w, h, data, w, h, gdal.GDT_Byte, [1, 2, 3, 4], 4, 4 * w, 1, status=True,
+            x0, y0, w, h, data, w, h, gdal.GDT_Byte, [1, 2, 3, 4], pixel_space, line_space, band_space,
+            status=True,
         )
         # Blocks stay in GDAL's cache (up to 5 % of RAM) until flushed: flush to keep memory flat.
         gdal_call(OutputError, what, self.dataset.FlushCache, status=True)

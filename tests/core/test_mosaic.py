@@ -56,9 +56,10 @@ def test_identity_chips_blend_back_to_the_image_exactly(identity, overlap, strip
     for stripe in plan.stripes:
         rows = chip_rows(plan, image, stripe)
         finished = blend_stripe(plan, stripe, rows, identity, batches.append, clock)
-        for x0, y0, rgba in block_rows(finished, stripe.x0, plan.grid.height, clock):
-            assert y0 % 256 == 0 and (len(rgba) == 256 or y0 + len(rgba) == 333)  # whole TIFF block rows
-            out[y0 : y0 + len(rgba), x0 : x0 + rgba.shape[1]] = rgba
+        for x0, y0, planes in block_rows(finished, stripe.x0, plan.grid.height, clock):
+            h = planes.shape[1]
+            assert y0 % 256 == 0 and (h == 256 or y0 + h == 333)  # whole TIFF block rows
+            out[y0 : y0 + h, x0 : x0 + planes.shape[2]] = planes.transpose(1, 2, 0)
     np.testing.assert_array_equal(out[..., :3], image)
     assert (out[..., 3] == 255).all()
     assert sum(batches) == plan.chip_runs and max(batches) <= 3
