@@ -42,6 +42,7 @@ def read_chip_rows(plan, source, stripe, clock: StageClock):
     tile = plan.layout.tile
     levels = input_levels(*plan.input_scaling)
     previous = None  # (end row, window) of the last chip row: its bottom rows are this one's top
+    last = None  # (end row, model input, filled) of the last chip row
     for row, y0 in enumerate(plan.layout.ys):
         y0, y1 = int(y0), int(y0) + tile
         with clock.stage("read"):
@@ -53,7 +54,8 @@ def read_chip_rows(plan, source, stripe, clock: StageClock):
                 z = source.read(stripe.ax0, y0, stripe.width, tile)
             previous = (y1, z)
             valid = np.isfinite(z)
-        if plan.transparent and not valid.all():
+        filled = plan.transparent and not valid.all()
+        if filled:
             with clock.stage("fill"):
                 # From a window FILL_DISTANCE wider on every side, so that neighbouring chip rows and stripes
                 # see the same filled surface where they overlap.
@@ -63,5 +65,15 @@ def read_chip_rows(plan, source, stripe, clock: StageClock):
         with clock.stage("read"):
             source.release_cache(keep_bytes=GDAL_CACHE_KEEP)
         with clock.stage("colourise"):  # straight into the model's input range, channel first
-            x = plan.ramp.colourise_planes(plan.relief.ramp_elevation(z), plan.relief.sea_mask(z), levels)
+            x = np.empty((3, tile, stripe.width), dtype=levels.dtype)
+            # The rows shared with the last chip row (the overlap) are already colourised, unless either row
+            # was filled (fills from different windows need not agree to the bit).
+            done = last[0] - y0 if last is not None and last[0] > y0 and not (filled or last[2]) else 0
+            if done:
+                x[:, :done] = last[1][:, tile - done :]
+            z = z[done:]
+            plan.ramp.colourise_planes(
+                plan.relief.ramp_elevation(z), plan.relief.sea_mask(z), levels, out=x[:, done:]
+            )
+            last = (y1, x, filled)
         yield ChipRow(stripe, row, x, valid if plan.transparent else None)

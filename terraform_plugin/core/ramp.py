@@ -76,19 +76,23 @@ class Ramp:
             return out
         return table.colourise(z, sea, self)
 
-    def colourise_planes(self, z, sea=None, levels=None) -> np.ndarray:
+    def colourise_planes(self, z, sea=None, levels=None, out=None) -> np.ndarray:
         """Channel-first colours (3, H, W), each 0-255 value mapped through ``levels`` when given.
 
         ``levels`` (256 values, any dtype) lets a caller get what it needs in one pass - the pipeline gets the
         model's input directly, ``levels[v] = v * scale + offset`` - instead of colours it converts after.
-        Equal, value for value, to ``levels[colourise(z, sea)].transpose(2, 0, 1)``.
+        Equal, value for value, to ``levels[colourise(z, sea)].transpose(2, 0, 1)``; written into ``out``
+        (3, H, W) of ``levels``' dtype when given.
         """
         z = np.asarray(z, dtype=np.float32)
         levels = np.arange(256, dtype=np.uint8) if levels is None else np.asarray(levels)
+        if out is None:
+            out = np.empty((3,) + z.shape, dtype=levels.dtype)
         table = self._table
         if table is None:
-            return np.ascontiguousarray(levels[self.colourise(z, sea)].transpose(2, 0, 1))
-        return table.planes(z, sea, self, levels)
+            out[...] = levels[self.colourise(z, sea)].transpose(2, 0, 1)
+            return out
+        return table.planes(z, sea, self, levels, out)
 
     def _interpolate(self, z: np.ndarray) -> np.ndarray:
         """float32 elevations -> uint8 RGB: linear between stops, rounded; the first stop's colour below it."""
@@ -169,15 +173,14 @@ class _ColourTable:
             out.reshape(-1, 3)[exact] = ramp._interpolate(z.reshape(-1).take(exact))
         return out
 
-    def planes(self, z, sea, ramp, levels):
+    def planes(self, z, sea, ramp, levels, out):
         index, exact = self._index(z, sea, ramp)
         rgb = self.packed.view(np.uint8).reshape(-1, 4)
-        out = np.empty((3,) + z.shape, dtype=levels.dtype)
         colours = ramp._interpolate(z.reshape(-1).take(exact)) if len(exact) else None
         for c in range(3):
             levels[rgb[:, c]].take(index, out=out[c])
             if colours is not None:
-                out[c].reshape(-1).put(exact, levels[colours[:, c]])
+                out[c].put(exact, levels[colours[:, c]])  # flat positions, whatever out's strides
         return out
 
 

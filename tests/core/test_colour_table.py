@@ -78,3 +78,8 @@ def test_planes_through_levels_equal_the_colours_mapped_after(name):
     expected += np.float32(-1)
     np.testing.assert_array_equal(ramp.colourise_planes(z, sea, levels), expected)
     np.testing.assert_array_equal(ramp.colourise_planes(z), by_definition(ramp, z).transpose(2, 0, 1))
+    # Into part of a bigger buffer (the pipeline writes a chip row's new rows below the reused overlap).
+    buffer = np.zeros((3, 1200, 1100), np.float32)
+    ramp.colourise_planes(z, sea, levels, out=buffer[:, :, 50:1050])
+    np.testing.assert_array_equal(buffer[:, :, 50:1050], expected)
+    assert not buffer[:, :, :50].any() and not buffer[:, :, 1050:].any()
