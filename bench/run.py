@@ -48,6 +48,7 @@ README = os.path.join(ROOT, "bench", "README.md")
 PIXEL_M = 200.0  # DEMs on the model's own grid: the chip count is exactly the layout's
 TARGET_RATIO = 0.95
 SECTIONS = ("throughput", "overlap", "memory")
+BIG = 8192  # DEMs from this side on: --big-repeats runs, no spinning-session comparison (time)
 
 
 def _status_mb(field):
@@ -221,7 +222,7 @@ def compare(model, dem, folder, batch_size, repeats, overlap=64, label=None, spi
     return row
 
 
-def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats):
+def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats, big_repeats):
     model_path, description = throughput_model(folder)
     model = TerraformModel(model_path, threads=threads)
     spinning = TerraformModel(model_path, threads=threads, spinning=True)  # onnxruntime's default threads
@@ -231,7 +232,9 @@ def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats
                         warm_up=True))
     print(json.dumps(rows[-1]), flush=True)
     for size in sizes:  # already warm; a big raster's own first run is one of the repeats
-        rows.append(compare(model, dem_of_size(folder, size), folder, batch_size, repeats, spinning=spinning))
+        big = size >= BIG
+        rows.append(compare(model, dem_of_size(folder, size), folder, batch_size, big_repeats if big else repeats,
+                            spinning=None if big else spinning))
         print(json.dumps(rows[-1]), flush=True)
     return {
         "model": description,
@@ -241,6 +244,7 @@ def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats
         "threads": model.threads,
         "batch_size": batch_size,
         "repeats": repeats,
+        "big_repeats": big_repeats,
         "target_ratio": TARGET_RATIO,
         "rows": rows,
         "note": "pipeline time is the whole run: reading, resampling, colourising, blending, DEFLATE writing "
@@ -337,8 +341,8 @@ def write_readme(results):
             "## Throughput: whole pipeline vs bare onnxruntime",
             "",
             f"Model: {t['model']} (sha256 {t.get('model_sha256_12', '?')}…); {t['provider']}, {t['threads']} "
-            f"threads, batches of {t['batch_size']}, overlap 64. Best of {t['repeats']} interleaved runs; spread "
-            "= slowest / fastest.",
+            f"threads, batches of {t['batch_size']}, overlap 64. Best of {t['repeats']} interleaved runs "
+            f"({t.get('big_repeats', t['repeats'])} from {BIG}² on); spread = slowest / fastest.",
             "",
             "| DEM | chips | bare onnxruntime s | pipeline s | **ratio** (target ≥ "
             f"{t['target_ratio']}) | spread pipeline / bare | bare, spinning threads s (ratio) | output MPx/s "
@@ -424,6 +428,8 @@ def main(argv=None):
     p.add_argument("--overlap-size", type=int, default=4096)
     p.add_argument("--overlaps", type=int, nargs="*", default=[0, 32, 64, 96])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--big-repeats", type=int, default=2, help=f"repeats of the throughput rows from {BIG}² on")
+    p.add_argument("--overlap-repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one, removed)")
@@ -448,12 +454,13 @@ def main(argv=None):
         if "throughput" in args.sections:
             print("throughput...", flush=True)
             results["throughput"] = measure_throughput(
-                folder, args.throughput_chips, args.throughput_sizes, args.threads, args.batch_size, args.repeats
+                folder, args.throughput_chips, args.throughput_sizes, args.threads, args.batch_size, args.repeats,
+                args.big_repeats,
             )
         if "overlap" in args.sections:
             print("overlap...", flush=True)
             results["overlap"] = measure_overlap(
-                folder, args.overlap_size, args.overlaps, args.threads, args.batch_size, max(2, args.repeats - 1)
+                folder, args.overlap_size, args.overlaps, args.threads, args.batch_size, args.overlap_repeats
             )
         results = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
