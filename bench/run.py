@@ -227,15 +227,18 @@ def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats
     model = TerraformModel(model_path, threads=threads)
     spinning = TerraformModel(model_path, threads=threads, spinning=True)  # onnxruntime's default threads
     rows = []
-    dem, _ = dem_for_chips(folder, chips_wanted)
-    rows.append(compare(model, dem, folder, batch_size, repeats, label=f"{chips_wanted} chips", spinning=spinning,
-                        warm_up=True))
-    print(json.dumps(rows[-1]), flush=True)
+    if chips_wanted:
+        dem, _ = dem_for_chips(folder, chips_wanted)
+        rows.append(compare(model, dem, folder, batch_size, repeats, label=f"{chips_wanted} chips",
+                            spinning=spinning, warm_up=True))
+        print(json.dumps(rows[-1]), flush=True)
     for size in sizes:  # already warm; a big raster's own first run is one of the repeats
         big = size >= BIG
         rows.append(compare(model, dem_of_size(folder, size), folder, batch_size, big_repeats if big else repeats,
                             spinning=None if big else spinning))
         print(json.dumps(rows[-1]), flush=True)
+    for row in rows:
+        row["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return {
         "model": description,
         "model_file": os.path.basename(model_path),
@@ -247,7 +250,7 @@ def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats
         "big_repeats": big_repeats,
         "target_ratio": TARGET_RATIO,
         "rows": rows,
-        "note": "pipeline time is the whole run: reading, resampling, colourising, blending, DEFLATE writing "
+        "note": "pipeline time is the whole run: reading, resampling, colourising, blending, compressed writing "
         f"and overviews; best of {repeats} interleaved runs each, after a warm-up; ratio = bare s / pipeline s",
     }
 
@@ -265,6 +268,18 @@ def measure_overlap(folder, size, overlaps, threads, batch_size, repeats):
         rows.append({k: v for k, v in row.items() if k != "profile"})
         print(json.dumps(rows[-1]), flush=True)
     return {"model": description, "dem_px": size, "rows": rows}
+
+
+def merge_rows(previous, fresh):
+    """``fresh`` with the rows of ``previous`` it did not measure again (same model and settings only), so a
+    row can be rerun on its own (``--throughput-chips 0 --throughput-sizes 8192``)."""
+    same = ("model_sha256_12", "threads", "batch_size")
+    if not previous or any(previous.get(k) != fresh.get(k) for k in same):
+        return fresh
+    labels = {r["label"] for r in fresh["rows"]}
+    kept = [r for r in previous.get("rows", []) if r["label"] not in labels]
+    order = lambda r: (r["chip_runs"], r["label"])  # noqa: E731
+    return {**fresh, "rows": sorted(kept + fresh["rows"], key=order)}
 
 
 def memory_case(size, folder):
@@ -453,10 +468,11 @@ def main(argv=None):
             results["memory_model"] = "identity contract model (training/contract_models.py), 1 onnxruntime thread"
         if "throughput" in args.sections:
             print("throughput...", flush=True)
-            results["throughput"] = measure_throughput(
+            fresh = measure_throughput(
                 folder, args.throughput_chips, args.throughput_sizes, args.threads, args.batch_size, args.repeats,
                 args.big_repeats,
             )
+            results["throughput"] = merge_rows(results.get("throughput"), fresh)
         if "overlap" in args.sections:
             print("overlap...", flush=True)
             results["overlap"] = measure_overlap(
