@@ -6,13 +6,13 @@ Every check of a parameter lives here or in the module that owns the thing check
 lets these checks speak; it does not repeat them.
 """
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Optional
 
 from .chips import DEFAULT_OVERLAP
 from .errors import InputError, OutputError
+from .grid import check_resolution
 from .relief import Relief
 from .writer import BLOCK, check_output_path
 
@@ -56,14 +56,8 @@ def check_request(request: TerraformRequest) -> str:
         raise InputError(f"batch size must be a whole number >= 1, got {request.batch_size!r}")
     if request.threads is not None and (not _whole(request.threads) or request.threads < 1):
         raise InputError(f"threads must be a whole number >= 1 (or None for all cores), got {request.threads!r}")
-    resolution = request.resolution_m
-    if resolution is not None and not (
-        isinstance(resolution, (int, float)) and not isinstance(resolution, bool) and math.isfinite(resolution)
-        and resolution > 0
-    ):
-        raise InputError(
-            f"output resolution must be a positive number of ground metres per pixel (or empty), got {resolution!r}"
-        )
+    if request.resolution_m is not None:  # None: the model's
+        check_resolution(request.resolution_m)
     width = request.stripe_width
     if not _whole(width) or width < BLOCK or width % BLOCK:
         raise InputError(f"stripe width must be a positive multiple of {BLOCK} pixels, got {width!r}")

@@ -261,6 +261,8 @@ def test_unwritable_output_fails_before_any_chip(tmp_path, kit, identity):
         ({"batch_size": 0}, "batch size"),
         ({"stripe_width": 300}, "stripe width"),
         ({"vertical_scale": 0.0}, "vertical scale"),
+        ({"resolution_m": -5.0}, "resolution must be a positive number"),
+        ({"threads": 0}, "threads"),
     ],
 )
 def test_bad_requests_are_clear_errors_and_leave_nothing(tmp_path, kit, identity, change, message):
@@ -320,3 +322,10 @@ def test_shared_mola_tharsis_when_present(tmp_path, kit, identity):
     out = gdal.Open(str(tmp_path / "out.tif"))
     assert out.GetProjection() == gdal.Open(path).GetProjection()
     np.testing.assert_array_equal(kit.read_rgba(tmp_path / "out.tif")[..., :3][valid], rgb[valid])
+
+
+def test_output_must_be_a_geotiff_name(tmp_path, kit, identity):
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(50, 50))
+    with pytest.raises(OutputError, match="writes GeoTIFF: give the output a .tif name"):
+        pipeline.run(request(dem, tmp_path / "out.png", identity))
+    assert files(tmp_path) == ["dem.tif"]
