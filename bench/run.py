@@ -196,6 +196,7 @@ def compare(model, dem, folder, batch_size, repeats, overlap=64, label=None, spi
     os.remove(out)
     row = {
         "label": label or f"{result.width}²",
+        "repeats": repeats,
         "dem_px": result.width,
         "overlap": overlap,
         "chips": result.chips,
@@ -222,7 +223,7 @@ def compare(model, dem, folder, batch_size, repeats, overlap=64, label=None, spi
     return row
 
 
-def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats, big_repeats):
+def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats, big_repeats, conditions=None):
     model_path, description = throughput_model(folder)
     model = TerraformModel(model_path, threads=threads)
     spinning = TerraformModel(model_path, threads=threads, spinning=True)  # onnxruntime's default threads
@@ -239,6 +240,8 @@ def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats
         print(json.dumps(rows[-1]), flush=True)
     for row in rows:
         row["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        if conditions:
+            row["conditions"] = conditions
     return {
         "model": description,
         "model_file": os.path.basename(model_path),
@@ -255,7 +258,7 @@ def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats
     }
 
 
-def measure_overlap(folder, size, overlaps, threads, batch_size, repeats):
+def measure_overlap(folder, size, overlaps, threads, batch_size, repeats, conditions=None):
     model_path, description = throughput_model(folder)
     model = TerraformModel(model_path, threads=threads)
     dem = dem_of_size(folder, size)
@@ -267,7 +270,7 @@ def measure_overlap(folder, size, overlaps, threads, batch_size, repeats):
         row["ideal_factor"] = round((256 / (256 - overlap)) ** 2, 3)
         rows.append({k: v for k, v in row.items() if k != "profile"})
         print(json.dumps(rows[-1]), flush=True)
-    return {"model": description, "dem_px": size, "rows": rows}
+    return {"model": description, "dem_px": size, "rows": rows, **({"conditions": conditions} if conditions else {})}
 
 
 def merge_rows(previous, fresh):
@@ -356,17 +359,17 @@ def write_readme(results):
             "## Throughput: whole pipeline vs bare onnxruntime",
             "",
             f"Model: {t['model']} (sha256 {t.get('model_sha256_12', '?')}…); {t['provider']}, {t['threads']} "
-            f"threads, batches of {t['batch_size']}, overlap 64. Best of {t['repeats']} interleaved runs "
-            f"({t.get('big_repeats', t['repeats'])} from {BIG}² on); spread = slowest / fastest.",
+            f"threads, batches of {t['batch_size']}, overlap 64. Best of N interleaved runs (N per row); spread = "
+            "slowest / fastest.",
             "",
-            "| DEM | chips | bare onnxruntime s | pipeline s | **ratio** (target ≥ "
+            "| DEM | N | chips | bare onnxruntime s | pipeline s | **ratio** (target ≥ "
             f"{t['target_ratio']}) | spread pipeline / bare | bare, spinning threads s (ratio) | output MPx/s "
             "| ceiling MPx/s | engine CPU ms/chip |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in t["rows"]:
             lines.append(
-                f"| {r['label']} | {r['chip_runs']} | {r['bare_onnxruntime_s']} | {r['pipeline_s']} | "
+                f"| {r['label']} | {r.get('repeats', '')} | {r['chip_runs']} | {r['bare_onnxruntime_s']} | {r['pipeline_s']} | "
                 f"**{r['ratio']}** | {r['pipeline_spread']} / {r['bare_spread']} | "
                 f"{r.get('bare_spinning_s', '')} ({r.get('ratio_vs_bare_spinning', '')}) | {r['output_mpx_per_s']} | "
                 f"{r['ceiling_mpx_per_s']} | {r['engine_cpu_ms_per_chip']} |"
@@ -375,7 +378,9 @@ def write_readme(results):
             "",
             "Ceiling: output megapixels/s if the pipeline cost nothing beside bare onnxruntime on the same chips. "
             "Engine CPU: process CPU seconds of the run minus those of bare onnxruntime on as many chips, per chip. "
-            "The engine's session does not let onnxruntime's threads spin (`core/model.py` SPINNING); \"bare, "
+            + "".join(f"{r['label']}: measured {r.get('measured', '?')}, {r['conditions']}. " for r in t["rows"]
+                      if r.get("conditions"))
+            + "The engine's session does not let onnxruntime's threads spin (`core/model.py` SPINNING); \"bare, "
             "spinning threads\" is bare onnxruntime with its default (spinning) session, for comparison.",
             "",
             "### Where the time goes (ms per chip; CPU of the thread that ran the stage)",
@@ -403,7 +408,8 @@ def write_readme(results):
             )
         lines += [
             "",
-            "What overlap buys - the chip-grid score of the mosaic evaluation at each overlap - is measured by "
+            (f"Conditions: {o['conditions']}. " if o.get("conditions") else "")
+            + "What overlap buys - the chip-grid score of the mosaic evaluation at each overlap - is measured by "
             "training/'s evaluation of the bundled model; the default overlap (64) is chosen from both.",
             "",
         ]
@@ -445,6 +451,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--big-repeats", type=int, default=2, help=f"repeats of the throughput rows from {BIG}² on")
     p.add_argument("--overlap-repeats", type=int, default=2)
+    p.add_argument("--conditions", default=None, help="what else ran on the machine, recorded with the rows")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one, removed)")
@@ -470,13 +477,14 @@ def main(argv=None):
             print("throughput...", flush=True)
             fresh = measure_throughput(
                 folder, args.throughput_chips, args.throughput_sizes, args.threads, args.batch_size, args.repeats,
-                args.big_repeats,
+                args.big_repeats, args.conditions,
             )
             results["throughput"] = merge_rows(results.get("throughput"), fresh)
         if "overlap" in args.sections:
             print("overlap...", flush=True)
             results["overlap"] = measure_overlap(
-                folder, args.overlap_size, args.overlaps, args.threads, args.batch_size, args.overlap_repeats
+                folder, args.overlap_size, args.overlaps, args.threads, args.batch_size, args.overlap_repeats,
+                args.conditions,
             )
         results = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
