@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from . import guard  # issue 11: data-safety checks
 from . import preview as preview_png
 from . import source as dem_source
 from .chips import DEFAULT_OVERLAP, ChipLayout, blend_weights, edge_ramp
@@ -60,6 +61,8 @@ class TerraformRequest:
     batch_size: int = 8
     threads: Optional[int] = None  # onnxruntime intra-op threads; None = all cores
     stripe_width: int = STRIPE_WIDTH  # widest column stripe processed at once (multiple of 256): bounds memory
+    allow_huge_grid: bool = False  # issue 11: opt-in for grids beyond guard.MAX_GRID_PIXELS
+    max_abs_elevation: float = guard.DEFAULT_MAX_ABS_ELEVATION  # issue 11: |z| beyond this is no-data
 
 
 @dataclass
@@ -361,11 +364,21 @@ def run(
     output_path = check_output_path(request.output_path)  # before any long work
     if request.preview_path:
         check_output_path(request.preview_path)
+    # issue 11: no output over the input, stale temps of killed runs removed, absurd grids refused early
+    guard.check_paths(request.input_path, output_path, request.preview_path)
+    limit = guard.check_elevation_limit(request.max_abs_elevation)
+    for target in filter(None, (output_path, request.preview_path)):
+        guard.remove_stale_temps(target, log)
 
     dataset = dem_source.open_dem(request.input_path)
     band = dem_source.elevation_band(dataset, request.band)
     name = os.path.basename(os.fspath(request.input_path))
+    guard.check_georeferencing(dataset, name)  # issue 11
+    if request.resolution_m:  # issue 11: refuse an absurd grid before the model loads
+        guard.check_grid_size(processing_grid(dataset, float(request.resolution_m)), dataset,
+                              float(request.resolution_m), request.allow_huge_grid)
     dem_source.check_has_data(band, name)
+    guard.report_non_physical(band, limit, name, log)  # issue 11
     if model is None:
         from .model import TerraformModel  # imports onnxruntime: only once the input is known to be usable
 
@@ -374,10 +387,12 @@ def run(
 
     resolution_m = float(request.resolution_m or model.metadata.resolution_m)
     grid = processing_grid(dataset, resolution_m)
+    guard.check_grid_size(grid, dataset, resolution_m, request.allow_huge_grid)  # issue 11
+    guard.check_disk_space(output_path, grid)  # issue 11
     layout = ChipLayout.build(grid.width, grid.height, model.tile_size, request.overlap)
     if request.fit_to_earth:
         target = fit_target_m(model.ramp)
-        scale = fit_vertical_scale(band, request.sea_level, target)
+        scale = fit_vertical_scale(band, request.sea_level, target, limit=limit)  # issue 11: limit
         log(
             f"Vertical scale {scale:.6g} (fit to Earth: the 99th percentile of the relief above sea level "
             f"{request.sea_level:g} lands at {target:g} m)"
@@ -401,7 +416,7 @@ def run(
         + f", batches of {request.batch_size}, nodata {request.nodata_mode}"
     )
 
-    source = dem_source.ResampledSource(dataset, request.band, grid)
+    source = dem_source.ResampledSource(dataset, request.band, grid, max_abs_elevation=limit)  # issue 11
     temps = []
     try:
         with OutputWriter(output_path, grid, output_metadata(request, model, relief, resolution_m)) as out:
