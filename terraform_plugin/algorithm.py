@@ -116,6 +116,8 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
     FIT_TO_EARTH = "FIT_TO_EARTH"
     PREVIEW = "PREVIEW"
     OUTPUT = "OUTPUT"
+    ALLOW_HUGE_GRID = "ALLOW_HUGE_GRID"  # issue 11
+    MAX_ABS_ELEVATION = "MAX_ABS_ELEVATION"  # issue 11
 
     def name(self):
         return "terraformdem"
@@ -208,12 +210,68 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             )
         )
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Terraformed"))
+        self._add_safety_parameters()  # issue 11
+
+    def _add_safety_parameters(self):
+        """Issue 11: the opt-in for huge grids and the non-physical elevation limit (advanced)."""
+        from .core.guard import DEFAULT_MAX_ABS_ELEVATION, MAX_GRID_PIXELS
+
+        huge = QgsProcessingParameterBoolean(
+            self.ALLOW_HUGE_GRID,
+            f"Allow a huge output grid (over {MAX_GRID_PIXELS / 1e9:.2g} gigapixels; otherwise refused as a likely typo)",
+            defaultValue=False,
+            optional=True,
+        )
+        limit = QgsProcessingParameterNumber(
+            self.MAX_ABS_ELEVATION,
+            "Non-physical elevation limit (|z| above it is no-data; layer units)",
+            QgsProcessingParameterNumber.Double,
+            defaultValue=DEFAULT_MAX_ABS_ELEVATION,
+            optional=True,
+        )
+        for param in (huge, limit):
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+
+    def _check_safety_values(self, parameters):
+        """Issue 11: what QGIS would round silently or word vaguely; (ok, message) like checkParameterValues."""
+        for name, what in ((self.BAND, "Elevation band"), (self.OVERLAP, "Chip overlap")):
+            raw = parameters.get(name)
+            if _unset(raw) or isinstance(raw, bool):
+                continue
+            try:
+                number = float(raw)
+            except (TypeError, ValueError):
+                continue  # an expression or a layer band name: QGIS evaluates and checks it
+            if not number.is_integer():
+                return False, f"{what} must be a whole number, got {raw} (it would be rounded to {round(number)})."
+            if name == self.OVERLAP and number < 0:
+                return False, f"Chip overlap must be 0 or more pixels, got {raw}."
+        model = parameters.get(self.MODEL)
+        if isinstance(model, str) and model and not model.lower().endswith(".onnx"):
+            return False, f"The model must be an ONNX file (.onnx), got {model}."
+        value = parameters.get(self.INPUT)
+        if isinstance(value, str) and os.path.isdir(value) and _open_raster(value) is None:
+            return False, (f"{value} is a folder, not an elevation raster: choose a raster file in it "
+                           "(GeoTIFF, VRT, IMG...).")
+        limit = parameters.get(self.MAX_ABS_ELEVATION)
+        if not _unset(limit):
+            try:
+                number = float(limit)
+            except (TypeError, ValueError):
+                number = None
+            if number is not None and not number > 0:
+                return False, f"The non-physical elevation limit must be greater than 0, got {limit}."
+        return True, ""
 
     # -- validation QGIS can do before the engine starts -------------------------------------------------
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
         # Runs before processAlgorithm (dialog, batch, qgis_process): catch what QGIS would word misleadingly,
         # e.g. a file that exists but is no raster is reported by QGIS as "not found".
+        ok, message = self._check_safety_values(parameters)  # issue 11
+        if not ok:
+            return ok, message
         value = parameters.get(self.INPUT)
         if isinstance(value, str) and os.path.isfile(value):
             if _open_raster(value) is None:
@@ -247,6 +305,14 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         # Mars authority: layer.crs() is invalid although the file is correctly georeferenced).
         dataset = _open_raster(source)
         file_crs = dataset.GetProjection() if dataset is not None else ""
+        if dataset is not None and not file_crs:  # issue 11: a GCP-only raster is told how to warp it
+            from .core.errors import TerraformError
+            from .core.guard import check_georeferencing
+
+            try:
+                check_georeferencing(dataset, os.path.basename(source))
+            except TerraformError as exc:
+                raise QgsProcessingException(str(exc)) from None
         dataset = None
         if not file_crs:
             raise QgsProcessingException(
@@ -335,6 +401,9 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             vertical_scale=scale,
             fit_to_earth=self.parameterAsBoolean(parameters, self.FIT_TO_EARTH, context),
             preview_path=preview,
+            allow_huge_grid=self.parameterAsBoolean(parameters, self.ALLOW_HUGE_GRID, context),  # issue 11
+            max_abs_elevation=pipeline.guard.DEFAULT_MAX_ABS_ELEVATION if _unset(parameters.get(self.MAX_ABS_ELEVATION))
+            else self.parameterAsDouble(parameters, self.MAX_ABS_ELEVATION, context),  # issue 11
         )
         feedback.pushInfo(f"Model file: {model_path}")
         try:

@@ -42,6 +42,8 @@ def test_parameters(qgis_app):
         "FIT_TO_EARTH": ("boolean", False),
         "PREVIEW": ("fileDestination", None),
         "OUTPUT": ("rasterDestination", None),
+        "ALLOW_HUGE_GRID": ("boolean", None),  # issue 11 (default False: see test_data_safety)
+        "MAX_ABS_ELEVATION": ("number", 1e5),  # issue 11
     }
     assert set(params) == set(expected)
     for name, (kind, default) in expected.items():
