@@ -56,7 +56,7 @@ def test_parameters(qgis_app):
     optional = {n for n, p in params.items() if p.flags() & Def.FlagOptional}
     assert {"MODEL", "RESOLUTION", "PREVIEW"} <= optional and "INPUT" not in optional
     advanced = {n for n, p in params.items() if p.flags() & Def.FlagAdvanced}
-    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION"}
+    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION", "ALLOW_HUGE_GRID", "MAX_ABS_ELEVATION"}  # + issue 11
     assert alg.provider().supportedOutputRasterLayerExtensions() == ["tif"]
 
 
