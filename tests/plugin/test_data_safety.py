@@ -6,6 +6,7 @@ and nothing new beside the target.
 
 import hashlib
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -193,3 +194,46 @@ def test_huge_grid_opt_in_is_an_advanced_parameter(qgis_app):
         assert param is not None and param.flags() & QgsProcessingParameterDefinition.FlagAdvanced
     assert alg.parameterDefinition("ALLOW_HUGE_GRID").defaultValue() is False
     assert alg.parameterDefinition("MAX_ABS_ELEVATION").defaultValue() == 1e5
+
+
+def test_sigkilled_qgis_process_run_is_cleaned_by_the_next(qgis_process, built_plugin, qgis_process_factory, models,
+                                                           tmp_path, demkit):
+    """Issue 11 case 4 as users hit it: qgis_process.bin killed with SIGKILL while writing; the next run to the
+    same target removes the orphaned temporary and succeeds."""
+    import signal
+    import subprocess
+    import time
+
+    qgis_process_bin = shutil.which("qgis_process.bin") or "/usr/bin/qgis_process.bin"
+    profile = tmp_path / "profile"
+    qgis_process_factory(built_plugin, profile)  # enables the plugin in this profile
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=str(built_plugin),
+               QGIS_CUSTOM_CONFIG_PATH=str(profile))
+    env.pop("PYTHONPATH", None)
+    work = tmp_path / "work"
+    work.mkdir()
+    dem = demkit.write(work / "dem.tif", demkit.terrain(2000, 2000))
+    before = sha(dem)
+    out = work / "out.tif"
+    args = qp_args({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(out)})
+    child = subprocess.Popen([qgis_process_bin, *args], env=env, cwd=str(profile), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline, temps = time.monotonic() + 300, []
+        while not temps and child.poll() is None and time.monotonic() < deadline:
+            temps = [n for n in os.listdir(work) if n.endswith(".part.tif")]
+            time.sleep(0.02)
+        assert temps, f"no temporary file appeared (exit {child.poll()})"
+        time.sleep(0.5)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait() == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert [n for n in os.listdir(work) if n.startswith(".out.tif.tdem-")] and not out.exists()
+    done = qgis_process(*args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "left by an earlier run that was killed" in done.stdout
+    assert sorted(set(os.listdir(work)) - {"dem.tif.aux.xml"}) == ["dem.tif", "out.tif"]
+    assert sha(dem) == before
