@@ -129,3 +129,14 @@ def test_resume_with_no_loadable_checkpoint_says_which_file(pairs_dir, tmp_path,
         main(["--resume", *_run_args(pairs_dir, out, tiny_flags, 3)])
     message = str(caught.value)
     assert "last.pt is truncated or corrupt" in message and "no previous checkpoint" in message
+
+
+def test_export_from_a_damaged_checkpoint_names_it_and_writes_nothing(tmp_path):
+    from training.export import main as export
+
+    damaged = tmp_path / "last.pt"
+    damaged.write_bytes(b"PK\x03\x04" + b"\0" * 200)
+    out = tmp_path / "model.onnx"
+    with pytest.raises(ckpt.CheckpointError, match=r"last\.pt is truncated or corrupt"):
+        export(["--checkpoint", str(damaged), "--output", str(out)])
+    assert sorted(os.listdir(tmp_path)) == ["last.pt"]
