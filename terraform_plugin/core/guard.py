@@ -45,7 +45,7 @@ DISK_MARGIN_BYTES = 64 * 2**20  # the overviews' temporary blocks, the sidecar, 
 
 DEFAULT_MAX_ABS_ELEVATION = 1e5  # metres (layer units): beyond any planet's relief
 SCAN_FULL_PIXELS = 4_000_000  # rasters up to this size are scanned whole (an exact count), larger ones sampled
-SCAN_SIDE = 2048  # sample side for larger rasters
+SCAN_SIDE = 1024  # sample side for larger rasters (GDAL reads it from overviews when the file has them)
 
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 _TEMP_RE = re.compile(r"^tdem-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}(?P<suffix>\..+)$")
