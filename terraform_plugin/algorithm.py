@@ -53,6 +53,28 @@ def _unset(value):
     return value is None or value == "" or (isinstance(value, QVariant) and value.isNull())
 
 
+def _number(value):
+    """A parameter's plain number, or None when unset or a QgsProperty/expression (QGIS evaluates those)."""
+    if _unset(value) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _gdal_reads(path) -> bool:
+    """Whether the engine can open ``path`` as a raster (a folder can be one: an ESRI grid)."""
+    from .core.errors import TerraformError
+    from .core.source import open_dem
+
+    try:
+        open_dem(path)
+    except TerraformError:
+        return False
+    return True
+
+
 # Post-processors must outlive processAlgorithm (QGIS calls them after the run, possibly after the algorithm
 # instance is gone) and Python must hold them or SIP frees them: keep the recent ones.
 _POST_PROCESSORS = collections.deque(maxlen=64)
@@ -104,6 +126,8 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
     FIT_TO_EARTH = "FIT_TO_EARTH"
     PREVIEW = "PREVIEW"
     OUTPUT = "OUTPUT"
+    ALLOW_HUGE_GRID = "ALLOW_HUGE_GRID"  # issue 11
+    MAX_ABS_ELEVATION = "MAX_ABS_ELEVATION"  # issue 11
 
     def name(self):
         return "terraformdem"
@@ -196,6 +220,51 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             )
         )
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Terraformed"))
+        self._add_safety_parameters()  # issue 11
+
+    def _add_safety_parameters(self):
+        """Issue 11: the opt-in for huge grids and the non-physical elevation limit (advanced)."""
+        from .core.guard import DEFAULT_MAX_ABS_ELEVATION, MAX_GRID_PIXELS
+
+        huge = QgsProcessingParameterBoolean(
+            self.ALLOW_HUGE_GRID,
+            f"Allow a huge output grid (over {MAX_GRID_PIXELS / 1e9:.2g} gigapixels; otherwise refused as a likely typo)",
+            defaultValue=False,
+            optional=True,
+        )
+        limit = QgsProcessingParameterNumber(
+            self.MAX_ABS_ELEVATION,
+            "Non-physical elevation limit (|z| above it is no-data; layer units)",
+            QgsProcessingParameterNumber.Double,
+            defaultValue=DEFAULT_MAX_ABS_ELEVATION,
+            optional=True,
+        )
+        for param in (huge, limit):
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+
+    def _check_safety_values(self, parameters):
+        """Issue 11: what QGIS would round silently or word vaguely; (ok, message) like checkParameterValues."""
+        for name, what in ((self.BAND, "Elevation band"), (self.OVERLAP, "Chip overlap")):
+            raw = parameters.get(name)
+            if _unset(raw) or isinstance(raw, bool):
+                continue
+            try:
+                number = float(raw)
+            except (TypeError, ValueError):
+                continue  # an expression or a layer band name: QGIS evaluates and checks it
+            if not number.is_integer():
+                return False, f"{what} must be a whole number, got {raw} (it would be rounded to {round(number)})."
+            if name == self.OVERLAP and number < 0:
+                return False, f"Chip overlap must be 0 or more pixels, got {raw}."
+        model = parameters.get(self.MODEL)
+        if isinstance(model, str) and model and not model.lower().endswith(".onnx"):
+            return False, f"The model must be an ONNX file (.onnx), got {model}."
+        value = parameters.get(self.INPUT)
+        if isinstance(value, str) and os.path.isdir(value) and not _gdal_reads(value):
+            return False, (f"{value} is a folder, not an elevation raster: choose a raster file in it "
+                           "(GeoTIFF, VRT, IMG...).")
+        return True, ""
 
     # -- validation QGIS can do before the engine starts -------------------------------------------------
 
@@ -204,21 +273,29 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         # e.g. a file that exists but is no raster is reported by QGIS as "not found". The checks are the
         # engine's own (core), asked early; processAlgorithm's run makes them again on the evaluated values.
         from .core.errors import TerraformError
+        from .core.guard import check_elevation_limit, check_georeferencing
         from .core.relief import Relief
         from .core.source import open_dem
 
+        ok, message = self._check_safety_values(parameters)  # what only the raw QGIS values show
+        if not ok:
+            return ok, message
         value = parameters.get(self.INPUT)
         try:
             scale = float(parameters.get(self.VERTICAL_SCALE))
         except (TypeError, ValueError):
             scale = None  # unset, or a QgsProperty/expression: evaluated, and checked, in processAlgorithm
+        limit = _number(parameters.get(self.MAX_ABS_ELEVATION))
         try:
             if isinstance(value, str) and os.path.isfile(value):
-                open_dem(value)
+                check_georeferencing(open_dem(value), os.path.basename(value))  # a GCP-only scan: warp it first
             if scale is not None:
                 Relief(vertical_scale=scale)
+            if limit is not None:
+                check_elevation_limit(limit)
         except TerraformError as exc:
-            return False, f"{exc}."
+            message = str(exc)
+            return False, message if message.endswith(".") else f"{message}."
         return super().checkParameterValues(parameters, context)
 
     def _input_source(self, parameters, context):
@@ -278,6 +355,9 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         nodata_mode = NODATA_MODES[self.parameterAsEnum(parameters, self.NODATA_MODE, context)]
         sea_level = self.parameterAsDouble(parameters, self.SEA_LEVEL, context)
         preview = self.parameterAsFileOutput(parameters, self.PREVIEW, context) or None
+        limit = self._optional_float(parameters, self.MAX_ABS_ELEVATION, context)
+        if limit is None:
+            limit = pipeline.TerraformRequest.max_abs_elevation  # the engine's default
 
         request = pipeline.TerraformRequest(
             input_path=source,
@@ -291,6 +371,8 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             vertical_scale=scale,
             fit_to_earth=self.parameterAsBoolean(parameters, self.FIT_TO_EARTH, context),
             preview_path=preview,
+            allow_huge_grid=self.parameterAsBoolean(parameters, self.ALLOW_HUGE_GRID, context),  # issue 11
+            max_abs_elevation=limit,  # issue 11
         )
         feedback.pushInfo(f"Model file: {model_path}")
         try:

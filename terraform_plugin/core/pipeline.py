@@ -19,13 +19,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from . import guard
 from . import preview as preview_png
 from . import source as dem_source
 from .blockrows import block_rows
 from .chiprows import read_chip_rows
 from .errors import Cancelled, OutputError
 from .mosaic import blend_stripe
-from .plan import Plan, make_plan, plan_stripes  # noqa: F401 (plan_stripes: part of this module's interface)
+from .plan import Plan, make_plan, plan_grid, plan_stripes  # noqa: F401 (plan_stripes: part of this module's interface)
 from .profile import StageClock
 from .request import NODATA_MODES, STRIPE_WIDTH, TerraformRequest, check_request  # noqa: F401
 from .version import VERSION
@@ -67,14 +68,18 @@ def run(
     started, clock = time.monotonic(), StageClock()
     log = log or _noop
     output_path = check_request(request)  # before any long work
+    for target in filter(None, (output_path, request.preview_path)):  # what killed runs left beside the targets
+        guard.remove_stale_temps(target, log)
     dataset, band = open_input(request)
+    # A resolution the user typed is checked (grid size, disk space) before the model loads.
+    grid = plan_grid(request, output_path, dataset, float(request.resolution_m)) if request.resolution_m else None
     model = model or load_model(request)
     log(f"Model: {model.describe()}")
-    plan = make_plan(request, output_path, dataset, band, model, log)
+    plan = make_plan(request, output_path, dataset, band, model, log, grid)
     dataset.FlushCache()  # the sampled passes leave source blocks in GDAL's cache; none are needed now
     for line in plan.describe(dataset):
         log(line)
-    source = dem_source.ResampledSource(dataset, request.band, plan.grid)
+    source = dem_source.ResampledSource(dataset, request.band, plan.grid, max_abs_elevation=request.max_abs_elevation)
     ticker = _Progress(plan.chip_runs, progress or _noop, log, cancelled or (lambda: False))
     with OutputWriter(output_path, plan.grid, output_metadata(plan, model)) as out:
         write_mosaic(plan, source, model, out, ticker.chips, clock)
@@ -102,10 +107,13 @@ def run(
 
 
 def open_input(request):
-    """(dataset, band) of the request's DEM, checked to hold some valid elevation."""
+    """(dataset, band) of the request's DEM, checked to be on a pixel grid (not GCPs only) and to hold some
+    valid elevation."""
     dataset = dem_source.open_dem(request.input_path)
     band = dem_source.elevation_band(dataset, request.band)
-    dem_source.check_has_data(band, os.path.basename(os.fspath(request.input_path)))
+    name = os.path.basename(os.fspath(request.input_path))
+    guard.check_georeferencing(dataset, name)
+    dem_source.check_has_data(band, name)
     return dataset, band
 
 

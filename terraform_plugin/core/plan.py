@@ -12,6 +12,7 @@ be computed on its own (another process, another machine) from the plan alone.
 import os
 from dataclasses import dataclass
 
+from . import guard
 from .chips import ChipLayout
 from .grid import Grid, processing_grid
 from .ramp import Ramp
@@ -81,14 +82,30 @@ class Plan:
         ]
 
 
-def make_plan(request: TerraformRequest, output_path: str, dataset, band, model, log) -> Plan:
-    """The plan for ``request`` on an opened, checked ``dataset``/``band`` and a loaded ``model``."""
-    resolution_m = float(request.resolution_m or model.metadata.resolution_m)
+def plan_grid(request: TerraformRequest, output_path: str, dataset, resolution_m: float) -> Grid:
+    """The processing grid at ``resolution_m``, refused when absurd (a likely mistyped resolution, unless the
+    request opts in to a huge grid), beyond what a GeoTIFF can hold, or bigger than the free disk space."""
     grid = processing_grid(dataset, resolution_m)
+    guard.check_grid_size(grid, dataset, resolution_m, request.allow_huge_grid)
+    guard.check_disk_space(output_path, grid)
+    return grid
+
+
+def make_plan(request: TerraformRequest, output_path: str, dataset, band, model, log, grid=None) -> Plan:
+    """The plan for ``request`` on an opened, checked ``dataset``/``band`` and a loaded ``model``.
+
+    ``grid``: the one ``plan_grid`` already made for the request's own resolution, if any (the run checks it
+    before loading the model); else it is made here at the model's resolution.
+    """
+    resolution_m = float(request.resolution_m or model.metadata.resolution_m)
+    grid = grid or plan_grid(request, output_path, dataset, resolution_m)
     layout = ChipLayout.build(grid.width, grid.height, model.tile_size, request.overlap)
+    # Values no planet has are no-data (ResampledSource masks them): say how many, and keep them out of the fit.
+    limit = request.max_abs_elevation
+    guard.report_non_physical(band, limit, os.path.basename(os.fspath(request.input_path)), log)
     if request.fit_to_earth:
         target = fit_target_m(model.ramp)
-        scale = fit_vertical_scale(band, request.sea_level, target)
+        scale = fit_vertical_scale(band, request.sea_level, target, limit=limit)
         log(
             f"Vertical scale {scale:.6g} (fit to Earth: the 99th percentile of the relief above sea level "
             f"{request.sea_level:g} lands at {target:g} m)"

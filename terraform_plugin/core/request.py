@@ -2,7 +2,8 @@
 
 Every check of a parameter lives here or in the module that owns the thing checked (the band and the raster in
 ``source``, the CRS and grid size in ``grid``, the overlap against the model's chip in ``chips``, the model in
-``model``), and runs once, before any long work. The QGIS algorithm maps its parameters onto a request and
+``model``, what protects the user's data - paths, preview, elevation limit, grid size, disk space - in
+``guard``), and runs once, before any long work. The QGIS algorithm maps its parameters onto a request and
 lets these checks speak; it does not repeat them.
 """
 
@@ -10,6 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from . import guard
 from .chips import DEFAULT_OVERLAP
 from .errors import InputError, OutputError
 from .grid import check_resolution
@@ -39,6 +41,8 @@ class TerraformRequest:
     batch_size: int = 8
     threads: Optional[int] = None  # onnxruntime intra-op threads; None = all cores
     stripe_width: int = STRIPE_WIDTH  # widest column stripe processed at once (multiple of 256): bounds memory
+    allow_huge_grid: bool = False  # opt-in for grids beyond guard.MAX_GRID_PIXELS (issue 11)
+    max_abs_elevation: float = guard.DEFAULT_MAX_ABS_ELEVATION  # |z| beyond this is no-data (issue 11)
 
 
 def _whole(value) -> bool:
@@ -69,4 +73,7 @@ def check_request(request: TerraformRequest) -> str:
     output = check_output_path(output)
     if request.preview_path:
         check_output_path(request.preview_path)
+    # No output or preview over the input or each other, however spelled; the preview is a PNG (issue 11).
+    guard.check_paths(request.input_path, output, request.preview_path)
+    guard.check_elevation_limit(request.max_abs_elevation)
     return output

@@ -95,9 +95,12 @@ def reflect_indices(index: np.ndarray, size: int) -> np.ndarray:
 class ResampledSource:
     """One band of a DEM on a processing grid, read in windows as float32 with NaN for nodata."""
 
-    def __init__(self, dataset, band_index: int, grid):
+    def __init__(self, dataset, band_index: int, grid, max_abs_elevation=None):
         self.dataset = dataset
         self.grid = grid
+        # issue 11: values beyond ±max_abs_elevation (fill values, garbage) read as NaN, i.e. no-data. They are
+        # masked after resampling, so grid pixels that a bilinear kernel mixed with one are masked too.
+        self.max_abs_elevation = max_abs_elevation
         # The band on its own first (gdalwarp in GDAL 3.6 has no band selection); a VRT, so nothing is copied.
         self._band_vrt = _call(
             "cannot select the elevation band", gdal.Translate, "", dataset, format="VRT", bandList=[band_index]
@@ -137,7 +140,13 @@ class ResampledSource:
             r1 - r0,
         ).astype(np.float32, copy=False)
         inside = r0 == y0 and c0 == x0 and r1 - r0 == height and c1 - c0 == width
-        return block if inside else block[np.ix_(rows - r0, cols - c0)]
+        return self._physical(block if inside else block[np.ix_(rows - r0, cols - c0)])
+
+    def _physical(self, z):
+        if self.max_abs_elevation is not None:
+            with np.errstate(invalid="ignore"):
+                z[np.abs(z) > self.max_abs_elevation] = np.nan
+        return z
 
     def release_cache(self, keep_bytes: int = 0):
         """Drop GDAL's cached blocks of this source once the block cache holds more than ``keep_bytes``.
@@ -169,7 +178,7 @@ class ResampledSource:
             outputType=gdal.GDT_Float32,
             dstNodata=float("nan"),
         )
-        return small.GetRasterBand(1).ReadAsArray()
+        return self._physical(small.GetRasterBand(1).ReadAsArray())
 
 
 def fill_nodata(z: np.ndarray, max_distance: int) -> np.ndarray:

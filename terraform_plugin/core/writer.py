@@ -11,11 +11,11 @@ file the CRS is read back; when it differs from the input's WKT, the exact WKT g
 """
 
 import os
-import uuid
 
 import numpy as np
 from osgeo import gdal
 
+from . import guard
 from .errors import OutputError
 from .gdalcall import gdal_call
 
@@ -63,8 +63,7 @@ def _remove(path):
 
 def temp_name(path, suffix) -> str:
     """A hidden, unique name beside ``path`` (same folder, so os.replace is an atomic rename)."""
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}{suffix}")
+    return guard.temp_name(path, suffix)  # issue 11: names that say whose temp it is (stale-temp cleanup)
 
 
 def check_output_path(path) -> str:
@@ -103,6 +102,7 @@ class OutputWriter:
         # GDAL creates the file (mkstemp would make it 0600; results should get the user's usual permissions).
         self.temp_path = temp_name(self.path, ".part.tif")
         self._extra_temps = []
+        self._lock = None  # issue 11: flock on the temp while this writer lives
         try:
             self.dataset = gdal_call(
                 OutputError, f"cannot create the output GeoTIFF in {folder}", gdal.GetDriverByName("GTiff").Create,
@@ -112,6 +112,7 @@ class OutputWriter:
             self.dataset = None
             self.abort()
             raise
+        self._lock = guard.TempLock(self.temp_path)  # issue 11: marks the temp live for other runs' cleanup
         self.dataset.SetGeoTransform(grid.geotransform)
         self.dataset.SetProjection(grid.wkt)
         for i, interp in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand)):
@@ -194,6 +195,12 @@ class OutputWriter:
             _remove(_sidecar(self.path))
         os.replace(self.temp_path, self.path)
         self.temp_path = None
+        self._release_lock()
+
+    def _release_lock(self):  # issue 11
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+            self._lock = None
 
     def abort(self):
         """Close and delete the temporary output and its sidecar; the target path is left untouched."""
@@ -202,3 +209,4 @@ class OutputWriter:
             for path in (self.temp_path, _sidecar(self.temp_path), *self._extra_temps):
                 _remove(path)
             self.temp_path = None
+        self._release_lock()  # issue 11

@@ -42,6 +42,8 @@ def test_parameters(qgis_app):
         "FIT_TO_EARTH": ("boolean", False),
         "PREVIEW": ("fileDestination", None),
         "OUTPUT": ("rasterDestination", None),
+        "ALLOW_HUGE_GRID": ("boolean", None),  # issue 11 (default False: see test_data_safety)
+        "MAX_ABS_ELEVATION": ("number", 1e5),  # issue 11
     }
     assert set(params) == set(expected)
     for name, (kind, default) in expected.items():
@@ -54,7 +56,7 @@ def test_parameters(qgis_app):
     optional = {n for n, p in params.items() if p.flags() & Def.FlagOptional}
     assert {"MODEL", "RESOLUTION", "PREVIEW"} <= optional and "INPUT" not in optional
     advanced = {n for n, p in params.items() if p.flags() & Def.FlagAdvanced}
-    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION"}
+    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION", "ALLOW_HUGE_GRID", "MAX_ABS_ELEVATION"}  # + issue 11
     assert alg.provider().supportedOutputRasterLayerExtensions() == ["tif"]
 
 
