@@ -329,3 +329,33 @@ def test_output_must_be_a_geotiff_name(tmp_path, kit, identity):
     with pytest.raises(OutputError, match="writes GeoTIFF: give the output a .tif name"):
         pipeline.run(request(dem, tmp_path / "out.png", identity))
     assert files(tmp_path) == ["dem.tif"]
+
+
+def test_one_stripe_on_its_own_from_a_pickled_plan_matches_the_whole_run(tmp_path, kit, identity):
+    """What a distributed runner does: ship the plan, open the source where the stripe is computed, run the
+    same chiprows -> mosaic -> blockrows recipe for that stripe only. It must give the run's own pixels."""
+    import pickle
+
+    from terraform_plugin.core.chiprows import read_chip_rows
+    from terraform_plugin.core.model import TerraformModel
+    from terraform_plugin.core.profile import StageClock
+    from terraform_plugin.core.source import ResampledSource
+
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(300, 900, seed=4))
+    req = request(dem, tmp_path / "out.tif", identity, stripe_width=256, batch_size=5)
+    pipeline.run(req)
+    whole = kit.read_rgba(tmp_path / "out.tif")
+
+    model = TerraformModel(identity, threads=1)
+    dataset, band = pipeline.open_input(req)
+    plan = pickle.loads(pickle.dumps(pipeline.make_plan(req, str(tmp_path / "out.tif"), dataset, band, model, print)))
+    assert len(plan.stripes) == 4
+    stripe = plan.stripes[2]
+    source = ResampledSource(pipeline.dem_source.open_dem(dem), 1, plan.grid)
+    clock, chips = StageClock(), []
+    rows = read_chip_rows(plan, source, stripe, clock)
+    got = np.zeros((300, stripe.x1 - stripe.x0, 4), np.uint8)
+    for x0, y0, planes in pipeline.stripe_blocks(plan, stripe, rows, model, chips.append, clock):
+        got[y0 : y0 + planes.shape[1]] = planes.transpose(1, 2, 0)
+    np.testing.assert_array_equal(got, whole[:, stripe.x0 : stripe.x1])
+    assert sum(chips) == len(stripe.columns) * len(plan.layout.ys)
