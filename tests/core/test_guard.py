@@ -219,6 +219,19 @@ def test_a_run_holds_the_lock_on_its_temporary(tmp_path, kit):
     assert os.listdir(tmp_path) == []
 
 
+def wait_for_tiles(temp, child, deadline, size=64 * 2**10):
+    """Return once some tiles have landed in the temporary ``temp`` (it holds more than ``size`` bytes), for the
+    caller to SIGKILL the run at once. Since issue 9's speed-ups the whole 2000² mosaic is written in about a
+    second here, so a fixed pause after the temporary appears can outlast the run."""
+    while child.poll() is None and time.monotonic() < deadline:
+        try:
+            if os.path.getsize(temp) > size:
+                return
+        except OSError:
+            return  # already renamed into place: the run finished (the caller's SIGKILL assertion says so)
+        time.sleep(0.005)
+
+
 KILLED_RUN = textwrap.dedent("""
     import sys
     from terraform_plugin.core import pipeline
@@ -242,7 +255,7 @@ def test_sigkilled_run_leaves_a_temp_that_the_next_run_removes(tmp_path, kit, id
             temps = [n for n in os.listdir(tmp_path) if n.endswith(".part.tif")]
             time.sleep(0.02)
         assert temps, f"no temporary file appeared (exit {child.poll()}): {child.stderr.read() if child.poll() is not None else ''}"
-        time.sleep(0.5)  # let some tiles land in it
+        wait_for_tiles(os.path.join(tmp_path, temps[0]), child, deadline)  # let some tiles land in it
         child.send_signal(signal.SIGKILL)
         assert child.wait() == -signal.SIGKILL
     finally:

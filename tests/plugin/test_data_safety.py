@@ -7,6 +7,7 @@ and nothing new beside the target.
 import hashlib
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -196,6 +197,19 @@ def test_huge_grid_opt_in_is_an_advanced_parameter(qgis_app):
     assert alg.parameterDefinition("MAX_ABS_ELEVATION").defaultValue() == 1e5
 
 
+def wait_for_tiles(temp, child, deadline, size=64 * 2**10):
+    """Return once some tiles have landed in the temporary ``temp`` (it holds more than ``size`` bytes), for the
+    caller to SIGKILL the run at once. Since issue 9's speed-ups the whole 2000² mosaic is written in about a
+    second here, so a fixed pause after the temporary appears can outlast the run."""
+    while child.poll() is None and time.monotonic() < deadline:
+        try:
+            if os.path.getsize(temp) > size:
+                return
+        except OSError:
+            return  # already renamed into place: the run finished (the caller's SIGKILL assertion says so)
+        time.sleep(0.005)
+
+
 def test_sigkilled_qgis_process_run_is_cleaned_by_the_next(qgis_process, built_plugin, qgis_process_factory, models,
                                                            tmp_path, demkit):
     """Issue 11 case 4 as users hit it: qgis_process.bin killed with SIGKILL while writing; the next run to the
@@ -224,7 +238,7 @@ def test_sigkilled_qgis_process_run_is_cleaned_by_the_next(qgis_process, built_p
             temps = [n for n in os.listdir(work) if n.endswith(".part.tif")]
             time.sleep(0.02)
         assert temps, f"no temporary file appeared (exit {child.poll()})"
-        time.sleep(0.5)
+        wait_for_tiles(os.path.join(work, temps[0]), child, deadline)
         child.send_signal(signal.SIGKILL)
         assert child.wait() == -signal.SIGKILL
     finally:
