@@ -1,14 +1,23 @@
-"""Benchmarks of the streamed engine -> bench/results.json and the table in bench/README.md.
+"""Benchmarks of the streamed engine -> bench/results.json and the tables in bench/README.md.
 
-1. Throughput: chips/second of the whole pipeline (read, resample, colourise, infer, blend, write, overviews)
-   against bare onnxruntime (``model.run`` on the same number of chips, same batch size, same threads).
-   The model is models/terraform_generator.onnx when it exists; else an untrained generator of the same
-   architecture exported by training/ (weights do not change the cost); else the identity contract model.
-2. Peak memory: the pipeline on procedural 4k², 8k² and 16k² DEMs, each run in its own subprocess (peak RSS
-   from resource.getrusage), with the identity model so that the engine's own buffers dominate. The DEMs are
-   written strip by strip, never held whole in memory.
+1. Throughput: the whole pipeline (read, resample, colourise, infer, blend, write, overviews) against bare
+   onnxruntime (``model.run`` on as many chips as the pipeline ran, same model, batch size and threads), on a
+   49-chip DEM (fixed costs dominate) and on 4096² and 8192² DEMs (a realistic job). Runs are interleaved
+   (pipeline, bare, pipeline, bare...) after a warm-up, so load from other processes drifts into both alike;
+   best-of-N and the spread (worst / best) are reported. Also output megapixels/s, the ceiling bare
+   onnxruntime implies for that overlap, CPU seconds per chip the engine adds, and the per-stage profile
+   (``TerraformResult.profile``: counters, on in every run).
+2. Overlap: output megapixels/s at overlap 0/32/64/96 on the 4096² DEM - what overlap costs. What it buys
+   (the chip-grid score of the mosaic evaluation) comes from training/'s evaluation.
+3. Peak memory: the pipeline on procedural 4k², 8k² and 16k² DEMs, each in its own subprocess (peak RSS), with
+   the identity model so that the engine's own buffers dominate. DEMs are written strip by strip.
 
-    python bench/run.py [--sizes 4096 8192 16384] [--throughput-chips 48] [--keep DIR]
+The model is models/terraform_generator.onnx (whatever is bundled); without it, an untrained generator exported
+by training/ (weights do not change the cost); without torch, the identity contract model.
+
+    python bench/run.py [--sections throughput overlap memory] [--repeats 3] [--keep DIR]
+
+Sections not run keep their previous results in results.json.
 """
 
 import argparse
@@ -25,17 +34,21 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path.insert(0, ROOT)
 
 from osgeo import gdal, osr  # noqa: E402
 
 from terraform_plugin.core import pipeline  # noqa: E402
 from terraform_plugin.core.model import TerraformModel  # noqa: E402
+from terraform_plugin.core.profile import STAGES  # noqa: E402
 
 RELEASE_MODEL = os.path.join(ROOT, "models", "terraform_generator.onnx")
 RESULTS = os.path.join(ROOT, "bench", "results.json")
 README = os.path.join(ROOT, "bench", "README.md")
 PIXEL_M = 200.0  # DEMs on the model's own grid: the chip count is exactly the layout's
+TARGET_RATIO = 0.95
+SECTIONS = ("throughput", "overlap", "memory")
+BIG = 8192  # DEMs from this side on: --big-repeats runs, no spinning-session comparison (time)
 
 
 def _status_mb(field):
@@ -57,6 +70,12 @@ def peak_rss_mb() -> float:
     """
     hwm = _status_mb("VmHWM")
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process, all threads (onnxruntime's pool included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def write_procedural_dem(path, size, rows_per_strip=512):
@@ -82,7 +101,7 @@ def write_procedural_dem(path, size, rows_per_strip=512):
 
 
 def identity_model(folder) -> str:
-    from onnx_factory import write_model
+    from training.contract_models import write_model
 
     return write_model(os.path.join(folder, "identity.onnx"))
 
@@ -92,6 +111,7 @@ def throughput_model(folder):
     if os.path.exists(RELEASE_MODEL):
         return RELEASE_MODEL, "models/terraform_generator.onnx (the bundled generator)"
     try:
+        import onnx
         import torch  # noqa: F401
 
         from terraform_plugin.core.ramp import training_ramp
@@ -99,65 +119,175 @@ def throughput_model(folder):
         from training.export import to_onnx
         from training.nets import build_generator
 
-        path = os.path.join(folder, "unet256_untrained.onnx")
-        generator = build_generator(ngf=64).eval()
+        path = os.path.join(folder, "generator_untrained.onnx")
+        generator = build_generator().eval()
         model = to_onnx(generator, path)
-        stamp(model, build_metadata(training_ramp(), name="unet256-untrained", version="bench"))
-        import onnx
-
+        stamp(model, build_metadata(training_ramp(), name="generator-untrained", version="bench"))
         onnx.save(model, path)
-        return path, "untrained U-Net 256 generator (ngf=64) exported by training/: same architecture and cost"
+        return path, "untrained generator of the trainer's default build, exported by training/: same cost"
     except Exception as exc:  # no torch, or the trainer changed: still measure, and say so
         print(f"(no generator to export: {exc}; using the identity model)", file=sys.stderr)
-        return identity_model(folder), "identity contract model (tests/onnx_factory.py): measures engine overhead"
+        return identity_model(folder), "identity contract model (training/contract_models.py): engine overhead only"
 
 
-def measure_throughput(folder, chips_wanted, threads, batch_size, repeats=3):
+def dem_for_chips(folder, chips_wanted, overlap=64):
+    """A square DEM whose layout has about ``chips_wanted`` chips."""
+    side = max(1, round(chips_wanted**0.5))
+    stride = 256 - overlap
+    size = (side - 1) * stride + 256 - overlap
+    return dem_of_size(folder, size), size
+
+
+def dem_of_size(folder, size):
+    path = os.path.join(folder, f"dem_{size}.tif")
+    if not os.path.exists(path):
+        write_procedural_dem(path, size)
+    return path
+
+
+def _spread(times):
+    return round(max(times) / min(times), 3)
+
+
+def _stage_table(profile, chip_runs):
+    """{stage: {cpu_ms_per_chip, wall_ms_per_chip}} from a run's profile."""
+    return {
+        name: {
+            "cpu_ms_per_chip": round(1000 * p["cpu_s"] / chip_runs, 3),
+            "wall_ms_per_chip": round(1000 * p["wall_s"] / chip_runs, 3),
+        }
+        for name, p in profile.items()
+    }
+
+
+def compare(model, dem, folder, batch_size, repeats, overlap=64, label=None, spinning=None, warm_up=False):
+    """Interleaved best-of-``repeats``: the pipeline on ``dem`` vs bare onnxruntime on as many chips, with the
+    same session (``model``) and, when given, a session with onnxruntime's default spinning threads."""
+    out = os.path.join(folder, "out.tif")
+    request = pipeline.TerraformRequest(dem, out, model.path, batch_size=batch_size, overlap=overlap)
+    x = np.random.default_rng(0).uniform(-1, 1, (batch_size, 3, model.tile_size, model.tile_size)).astype(np.float32)
+
+    def bare(session_model, chip_runs):
+        c0, t0 = cpu_s(), time.perf_counter()
+        for done in range(0, chip_runs, batch_size):
+            session_model.run(x[: min(batch_size, chip_runs - done)])
+        return time.perf_counter() - t0, cpu_s() - c0
+
+    if warm_up:  # onnxruntime's first runs allocate; GDAL opens its drivers
+        chip_runs = pipeline.run(request, model=model).chip_runs
+        bare(model, chip_runs)
+        if spinning is not None:
+            bare(spinning, chip_runs)
+    runs, bares, spins, profiles = [], [], [], []
+    for _ in range(repeats):
+        c0, t0 = cpu_s(), time.perf_counter()
+        result = pipeline.run(request, model=model)
+        runs.append((time.perf_counter() - t0, cpu_s() - c0))
+        profiles.append(result.profile)
+        chip_runs = result.chip_runs
+        bares.append(bare(model, chip_runs))
+        if spinning is not None:
+            spins.append(bare(spinning, chip_runs)[0])
+    best = min(range(repeats), key=lambda i: runs[i][0])
+    best_bare = min(range(repeats), key=lambda i: bares[i][0])
+    pipeline_s, bare_s = runs[best][0], bares[best_bare][0]
+    pixels = result.width * result.height
+    size = os.path.getsize(out)
+    os.remove(out)
+    row = {
+        "label": label or f"{result.width}²",
+        "repeats": repeats,
+        "dem_px": result.width,
+        "overlap": overlap,
+        "chips": result.chips,
+        "chip_runs": chip_runs,
+        "pipeline_s": round(pipeline_s, 3),
+        "bare_onnxruntime_s": round(bare_s, 3),
+        "pipeline_s_all": [round(t, 3) for t, _ in runs],
+        "bare_onnxruntime_s_all": [round(t, 3) for t, _ in bares],
+        "pipeline_spread": _spread([t for t, _ in runs]),
+        "bare_spread": _spread([t for t, _ in bares]),
+        "pipeline_chips_per_s": round(chip_runs / pipeline_s, 2),
+        "bare_onnxruntime_chips_per_s": round(chip_runs / bare_s, 2),
+        "ratio": round(bare_s / pipeline_s, 3),
+        "output_mpx_per_s": round(pixels / pipeline_s / 1e6, 3),
+        "ceiling_mpx_per_s": round(pixels / bare_s / 1e6, 3),  # bare onnxruntime on this overlap's chips
+        # CPU the engine spends beside the model, per chip: process CPU of the run minus bare onnxruntime's.
+        "engine_cpu_ms_per_chip": round(1000 * (runs[best][1] - bares[best_bare][1]) / chip_runs, 2),
+        "output_mb": round(size / 2**20, 2),
+        "profile": _stage_table(profiles[best], chip_runs),
+    }
+    if spins:
+        row["bare_spinning_s"] = round(min(spins), 3)
+        row["ratio_vs_bare_spinning"] = round(min(spins) / pipeline_s, 3)
+    return row
+
+
+def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats, big_repeats, conditions=None):
     model_path, description = throughput_model(folder)
     model = TerraformModel(model_path, threads=threads)
-    # A square DEM on the model grid whose layout has about ``chips_wanted`` chips (overlap 64: stride 192).
-    side = max(1, round(chips_wanted**0.5))
-    size = (side - 1) * 192 + 256 - 64
-    dem = os.path.join(folder, "throughput_dem.tif")
-    write_procedural_dem(dem, size)
-    out = os.path.join(folder, "throughput_out.tif")
-    request = pipeline.TerraformRequest(dem, out, model_path, batch_size=batch_size, threads=threads)
-    x = np.random.default_rng(0).uniform(-1, 1, (batch_size, 3, model.tile_size, model.tile_size)).astype(np.float32)
-    layout_chips = pipeline.run(request, model=model).chips  # warm-up: onnxruntime's first runs allocate
-    runs, bare = [], []
-    for _ in range(repeats):  # interleaved, so that load from other processes drifts into both alike
-        started = time.perf_counter()
-        pipeline.run(request, model=model)
-        runs.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        for done in range(0, layout_chips, batch_size):
-            model.run(x[: min(batch_size, layout_chips - done)])
-        bare.append(time.perf_counter() - started)
-    pipeline_cps, bare_cps = layout_chips / min(runs), layout_chips / min(bare)
+    spinning = TerraformModel(model_path, threads=threads, spinning=True)  # onnxruntime's default threads
+    rows = []
+    if chips_wanted:
+        dem, _ = dem_for_chips(folder, chips_wanted)
+        rows.append(compare(model, dem, folder, batch_size, repeats, label=f"{chips_wanted} chips",
+                            spinning=spinning, warm_up=True))
+        print(json.dumps(rows[-1]), flush=True)
+    for size in sizes:  # already warm; a big raster's own first run is one of the repeats
+        big = size >= BIG
+        rows.append(compare(model, dem_of_size(folder, size), folder, batch_size, big_repeats if big else repeats,
+                            spinning=None if big else spinning))
+        print(json.dumps(rows[-1]), flush=True)
+    for row in rows:
+        row["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        if conditions:
+            row["conditions"] = conditions
     return {
         "model": description,
         "model_file": os.path.basename(model_path),
+        "model_sha256_12": pipeline._sha256(model_path)[:12],
         "provider": model.provider,
         "threads": model.threads,
         "batch_size": batch_size,
-        "dem_px": size,
-        "chips": layout_chips,
-        "pipeline_s": round(min(runs), 3),
-        "bare_onnxruntime_s": round(min(bare), 3),
-        "pipeline_chips_per_s": round(pipeline_cps, 2),
-        "bare_onnxruntime_chips_per_s": round(bare_cps, 2),
-        "ratio": round(pipeline_cps / bare_cps, 3),
-        "target_ratio": 0.9,
-        "note": "pipeline time is the whole run: reading, resampling, colourising, blending, DEFLATE writing "
-        "and overviews; best of %d interleaved runs each, after a warm-up" % repeats,
+        "repeats": repeats,
+        "big_repeats": big_repeats,
+        "target_ratio": TARGET_RATIO,
+        "rows": rows,
+        "note": "pipeline time is the whole run: reading, resampling, colourising, blending, compressed writing "
+        f"and overviews; best of {repeats} interleaved runs each, after a warm-up; ratio = bare s / pipeline s",
     }
+
+
+def measure_overlap(folder, size, overlaps, threads, batch_size, repeats, conditions=None):
+    model_path, description = throughput_model(folder)
+    model = TerraformModel(model_path, threads=threads)
+    dem = dem_of_size(folder, size)
+    rows = []
+    for overlap in overlaps:
+        row = compare(model, dem, folder, batch_size, repeats, overlap=overlap, label=f"overlap {overlap}",
+                      warm_up=not rows)
+        row["inferences_per_output_px"] = round(row["chip_runs"] * 256**2 / (row["dem_px"] ** 2), 3)
+        row["ideal_factor"] = round((256 / (256 - overlap)) ** 2, 3)
+        rows.append({k: v for k, v in row.items() if k != "profile"})
+        print(json.dumps(rows[-1]), flush=True)
+    return {"model": description, "dem_px": size, "rows": rows, **({"conditions": conditions} if conditions else {})}
+
+
+def merge_rows(previous, fresh):
+    """``fresh`` with the rows of ``previous`` it did not measure again (same model and settings only), so a
+    row can be rerun on its own (``--throughput-chips 0 --throughput-sizes 8192``)."""
+    same = ("model_sha256_12", "threads", "batch_size")
+    if not previous or any(previous.get(k) != fresh.get(k) for k in same):
+        return fresh
+    labels = {r["label"] for r in fresh["rows"]}
+    kept = [r for r in previous.get("rows", []) if r["label"] not in labels]
+    order = lambda r: (r["chip_runs"], r["label"])  # noqa: E731
+    return {**fresh, "rows": sorted(kept + fresh["rows"], key=order)}
 
 
 def memory_case(size, folder):
     """Run in a subprocess: generate the DEM, run the pipeline with the identity model, report peak RSS."""
-    dem = os.path.join(folder, f"dem_{size}.tif")
-    if not os.path.exists(dem):
-        write_procedural_dem(dem, size)
+    dem = dem_of_size(folder, size)
     model_path = identity_model(folder)
     model = TerraformModel(model_path, threads=1)
     baseline = peak_rss_mb()
@@ -179,55 +309,149 @@ def memory_case(size, folder):
     return record
 
 
+def measure_memory(folder, sizes):
+    memory = []
+    for size in sizes:
+        print(f"peak memory at {size}²...", flush=True)
+        done = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--memory-case", str(size), "--keep", folder],
+            capture_output=True, text=True, check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"memory case {size} failed:\n{done.stdout}\n{done.stderr}")
+        memory.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(memory[-1]), flush=True)
+    return memory
+
+
+def _profile_lines(rows):
+    stages = [s for s in STAGES if any(s in r["profile"] for r in rows)]
+    lines = [
+        "| stage | " + " | ".join(r["label"] for r in rows) + " |",
+        "|---|" + "---:|" * len(rows),
+    ]
+    for s in stages:
+        cells = []
+        for r in rows:
+            p = r["profile"].get(s)
+            if p is None:
+                cells.append("")
+            elif s == "infer" or s.startswith("wait"):
+                cells.append(f"({p['wall_ms_per_chip']:.2f} wall)")
+            else:
+                cells.append(f"{p['cpu_ms_per_chip']:.3f}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_readme(results):
-    t = results["throughput"]
     lines = [
         "# Benchmarks",
         "",
-        "`make bench` (`python bench/run.py`) writes `results.json`; this table is regenerated from it.",
-        f"Machine: {results['machine']}. Measured {results['date']}. Timings are from a shared 2-core machine "
-        "(other jobs running alongside), so they vary from run to run by 10-20 %; the ratio comes from "
-        "interleaved runs, which the load affects alike.",
-        "",
-        "## Throughput: whole pipeline vs bare onnxruntime",
-        "",
-        f"Model: {t['model']}; {t['provider']}, {t['threads']} threads, batches of {t['batch_size']}, "
-        f"{t['chips']} chips ({t['dem_px']}² px DEM).",
-        "",
-        "| | seconds | chips/s |",
-        "|---|---:|---:|",
-        f"| bare onnxruntime (`model.run`) | {t['bare_onnxruntime_s']} | {t['bare_onnxruntime_chips_per_s']} |",
-        f"| whole pipeline (`pipeline.run`) | {t['pipeline_s']} | {t['pipeline_chips_per_s']} |",
-        f"| **ratio** (target ≥ {t['target_ratio']}) | | **{t['ratio']}** |",
-        "",
-        "## Peak memory (identity model, 1 thread, each size in its own process)",
-        "",
-        "| DEM | chips | peak RSS (MB) | peak before the run (MB) | added by the run (MB) | seconds | output (MB) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for m in results["memory"]:
-        lines.append(
-            f"| {m['size_px']}² | {m['chips']} | {m['peak_rss_mb']} | {m['rss_before_run_mb']} "
-            f"| {round(m['peak_rss_mb'] - m['rss_before_run_mb'], 1)} | {m['seconds']} | {m['output_mb']} |"
-        )
-    lines += [
-        "",
-        "Target: peak RSS flat in the raster size and well under 1.5 GB at 16k². \"Peak before the run\" is "
-        "the process's high-water mark from imports, the model and generating the DEM strip by strip. The run "
-        "holds one chip row of blend accumulators per column stripe, two chip rows read ahead and two block "
-        "rows waiting to be written; GDAL's block cache is flushed as rows finish and capped while overviews "
-        "are built. Stripes are at most 8192 px wide, so what the run adds stops growing from 8k² on (a 4k² "
-        "raster is one narrower stripe).",
+        "`make bench` (`python bench/run.py`) writes `results.json`; these tables are regenerated from it.",
+        f"Machine: {results['machine']}. Measured {results['date']}. The machine is shared (2 cores), so absolute "
+        "times vary from run to run; compare the ratios, which come from interleaved runs in one process.",
         "",
     ]
+    t = results.get("throughput")
+    if t:
+        lines += [
+            "## Throughput: whole pipeline vs bare onnxruntime",
+            "",
+            f"Model: {t['model']} (sha256 {t.get('model_sha256_12', '?')}…); {t['provider']}, {t['threads']} "
+            f"threads, batches of {t['batch_size']}, overlap 64. Best of N interleaved runs (N per row); spread = "
+            "slowest / fastest.",
+            "",
+            "| DEM | N | chips | bare onnxruntime s | pipeline s | **ratio** (target ≥ "
+            f"{t['target_ratio']}) | spread pipeline / bare | bare, spinning threads s (ratio) | output MPx/s "
+            "| ceiling MPx/s | engine CPU ms/chip |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in t["rows"]:
+            lines.append(
+                f"| {r['label']} | {r.get('repeats', '')} | {r['chip_runs']} | {r['bare_onnxruntime_s']} | {r['pipeline_s']} | "
+                f"**{r['ratio']}** | {r['pipeline_spread']} / {r['bare_spread']} | "
+                f"{r.get('bare_spinning_s', '')} ({r.get('ratio_vs_bare_spinning', '')}) | {r['output_mpx_per_s']} | "
+                f"{r['ceiling_mpx_per_s']} | {r['engine_cpu_ms_per_chip']} |"
+            )
+        lines += [
+            "",
+            "Ceiling: output megapixels/s if the pipeline cost nothing beside bare onnxruntime on the same chips. "
+            "Engine CPU: process CPU seconds of the run minus those of bare onnxruntime on as many chips, per chip. "
+            + "".join(f"{r['label']}: measured {r.get('measured', '?')}, {r['conditions']}. " for r in t["rows"]
+                      if r.get("conditions"))
+            + "The engine's session does not let onnxruntime's threads spin (`core/model.py` SPINNING); \"bare, "
+            "spinning threads\" is bare onnxruntime with its default (spinning) session, for comparison.",
+            "",
+            "### Where the time goes (ms per chip; CPU of the thread that ran the stage)",
+            "",
+            "Counters in the engine (`core/profile.py`), on in every run. `infer` and `wait_*` are wall time: "
+            "onnxruntime runs on its own thread pool, and the waits are the main thread blocked on the reader "
+            "(model starved) or on the writer's queue.",
+            "",
+            *_profile_lines(t["rows"]),
+            "",
+        ]
+    o = results.get("overlap")
+    if o:
+        lines += [
+            f"## What overlap costs ({o['dem_px']}² DEM, {o['model']})",
+            "",
+            "| overlap px | chips | inferences per output px (ideal (256/(256-o))²) | output MPx/s | ceiling MPx/s "
+            "| ratio |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in o["rows"]:
+            lines.append(
+                f"| {r['overlap']} | {r['chip_runs']} | {r['inferences_per_output_px']} ({r['ideal_factor']}) | "
+                f"{r['output_mpx_per_s']} | {r['ceiling_mpx_per_s']} | {r['ratio']} |"
+            )
+        lines += [
+            "",
+            (f"Conditions: {o['conditions']}. " if o.get("conditions") else "")
+            + "What overlap buys - the chip-grid score of the mosaic evaluation at each overlap - is measured by "
+            "training/'s evaluation of the bundled model; the default overlap (64) is chosen from both.",
+            "",
+        ]
+    memory = results.get("memory")
+    if memory:
+        lines += [
+            "## Peak memory (identity model, 1 thread, each size in its own process)",
+            "",
+            "| DEM | chips | peak RSS (MB) | peak before the run (MB) | added by the run (MB) | seconds | output (MB) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for m in memory:
+            lines.append(
+                f"| {m['size_px']}² | {m['chips']} | {m['peak_rss_mb']} | {m['rss_before_run_mb']} "
+                f"| {round(m['peak_rss_mb'] - m['rss_before_run_mb'], 1)} | {m['seconds']} | {m['output_mb']} |"
+            )
+        lines += [
+            "",
+            "Target: peak RSS flat in the raster size and well under 1.5 GB at 16k². \"Peak before the run\" is "
+            "the process's high-water mark from imports, the model and generating the DEM strip by strip. The "
+            "run holds one chip row of blend accumulators per column stripe, two chip rows read ahead and two "
+            "block rows waiting to be written; GDAL's block cache is flushed as rows finish and capped while "
+            "overviews are built. Stripes are at most 8192 px wide, so what the run adds stops growing from 8k² "
+            "on (a 4k² raster is one narrower stripe).",
+            "",
+        ]
     with open(README, "w") as f:
         f.write("\n".join(lines))
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", type=int, nargs="*", default=[4096, 8192, 16384])
+    p.add_argument("--sections", nargs="*", choices=SECTIONS, default=list(SECTIONS))
+    p.add_argument("--sizes", type=int, nargs="*", default=[4096, 8192, 16384], help="memory rows")
+    p.add_argument("--throughput-sizes", type=int, nargs="*", default=[4096, 8192])
     p.add_argument("--throughput-chips", type=int, default=49)
+    p.add_argument("--overlap-size", type=int, default=4096)
+    p.add_argument("--overlaps", type=int, nargs="*", default=[0, 32, 64, 96])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--big-repeats", type=int, default=2, help=f"repeats of the throughput rows from {BIG}² on")
+    p.add_argument("--overlap-repeats", type=int, default=2)
+    p.add_argument("--conditions", default=None, help="what else ran on the machine, recorded with the rows")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one, removed)")
@@ -240,27 +464,33 @@ def main(argv=None):
         if args.memory_case is not None:
             print(json.dumps(memory_case(args.memory_case, folder)))
             return 0
-        memory = []
-        for size in args.sizes:
-            print(f"peak memory at {size}²...", flush=True)
-            done = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--memory-case", str(size), "--keep", folder],
-                capture_output=True, text=True, check=False,
+        results = {}
+        if os.path.exists(RESULTS):
+            with open(RESULTS) as f:
+                results = {k: v for k, v in json.load(f).items() if k in (*SECTIONS, "memory_model")}
+            if "rows" not in results.get("throughput", {"rows": 1}):
+                results.pop("throughput")  # the old single-row format
+        if "memory" in args.sections:  # first, so the parent process is still small when it forks
+            results["memory"] = measure_memory(folder, args.sizes)
+            results["memory_model"] = "identity contract model (training/contract_models.py), 1 onnxruntime thread"
+        if "throughput" in args.sections:
+            print("throughput...", flush=True)
+            fresh = measure_throughput(
+                folder, args.throughput_chips, args.throughput_sizes, args.threads, args.batch_size, args.repeats,
+                args.big_repeats, args.conditions,
             )
-            if done.returncode != 0:
-                raise SystemExit(f"memory case {size} failed:\n{done.stdout}\n{done.stderr}")
-            memory.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(json.dumps(memory[-1]), flush=True)
-        print("throughput...", flush=True)  # after the memory runs, so their parent process stays small
-        throughput = measure_throughput(folder, args.throughput_chips, args.threads, args.batch_size)
-        print(json.dumps(throughput, indent=1), flush=True)
+            results["throughput"] = merge_rows(results.get("throughput"), fresh)
+        if "overlap" in args.sections:
+            print("overlap...", flush=True)
+            results["overlap"] = measure_overlap(
+                folder, args.overlap_size, args.overlaps, args.threads, args.batch_size, args.overlap_repeats,
+                args.conditions,
+            )
         results = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
             f"GDAL {gdal.__version__}",
-            "date": time.strftime("%Y-%m-%d"),
-            "throughput": throughput,
-            "memory": memory,
-            "memory_model": "identity contract model (tests/onnx_factory.py), 1 onnxruntime thread",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            **results,
         }
         with open(RESULTS, "w") as f:
             json.dump(results, f, indent=2)

@@ -128,6 +128,7 @@ def run_core(params, model_path):
         sea_level=params["SEA_LEVEL"],
         fit_to_earth=True,
         preview_path=params["PREVIEW"],
+        allow_huge_grid=params.get("ALLOW_HUGE_GRID") == "true",  # issue 11
     )
     log = []
     started = time.perf_counter()
@@ -165,6 +166,8 @@ def main(argv=None):
     parser.add_argument("--model", help="ONNX model (default: the bundled one)")
     parser.add_argument("--engine", choices=("auto", "qgis", "core"), default="auto")
     parser.add_argument("--out", default=OUT_DIR)
+    parser.add_argument("--allow-huge-grid", action="store_true",  # issue 11: e.g. the global layer at 200 m
+                        help="run grids over 2^30 pixels (otherwise refused as a likely mistyped resolution)")
     args = parser.parse_args(argv)
 
     if not os.path.isdir(MARS_DIR):
@@ -211,6 +214,8 @@ def demo(args, tmp):
             }
             if model:
                 params["MODEL"] = model
+            if args.allow_huge_grid:  # issue 11
+                params["ALLOW_HUGE_GRID"] = "true"
             print(f"-- {name}, sea level {sea:g} m ...", flush=True)
             try:
                 if engine == "qgis":

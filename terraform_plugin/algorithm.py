@@ -7,7 +7,6 @@ No iface or GUI here: it must run headless (qgis_process), in batch mode and ins
 import collections
 import os
 
-from osgeo import gdal
 from qgis.core import (
     QgsMultiBandColorRenderer,
     QgsProcessing,
@@ -50,19 +49,30 @@ def output_layer_name(input_name, sea_level):
     return f"{input_name} terraformed (sea {sea_level:g} m)"
 
 
-def _open_raster(path):
-    """GDAL dataset or None, quietly, whether gdal.UseExceptions() is on or not (another plugin may turn it on)."""
-    gdal.PushErrorHandler("CPLQuietErrorHandler")
-    try:
-        return gdal.OpenEx(path, gdal.OF_RASTER)
-    except RuntimeError:
-        return None
-    finally:
-        gdal.PopErrorHandler()
-
-
 def _unset(value):
     return value is None or value == "" or (isinstance(value, QVariant) and value.isNull())
+
+
+def _number(value):
+    """A parameter's plain number, or None when unset or a QgsProperty/expression (QGIS evaluates those)."""
+    if _unset(value) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _gdal_reads(path) -> bool:
+    """Whether the engine can open ``path`` as a raster (a folder can be one: an ESRI grid)."""
+    from .core.errors import TerraformError
+    from .core.source import open_dem
+
+    try:
+        open_dem(path)
+    except TerraformError:
+        return False
+    return True
 
 
 # Post-processors must outlive processAlgorithm (QGIS calls them after the run, possibly after the algorithm
@@ -116,6 +126,8 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
     FIT_TO_EARTH = "FIT_TO_EARTH"
     PREVIEW = "PREVIEW"
     OUTPUT = "OUTPUT"
+    ALLOW_HUGE_GRID = "ALLOW_HUGE_GRID"  # issue 11
+    MAX_ABS_ELEVATION = "MAX_ABS_ELEVATION"  # issue 11
 
     def name(self):
         return "terraformdem"
@@ -208,25 +220,82 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             )
         )
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Terraformed"))
+        self._add_safety_parameters()  # issue 11
+
+    def _add_safety_parameters(self):
+        """Issue 11: the opt-in for huge grids and the non-physical elevation limit (advanced)."""
+        from .core.guard import DEFAULT_MAX_ABS_ELEVATION, MAX_GRID_PIXELS
+
+        huge = QgsProcessingParameterBoolean(
+            self.ALLOW_HUGE_GRID,
+            f"Allow a huge output grid (over {MAX_GRID_PIXELS / 1e9:.2g} gigapixels; otherwise refused as a likely typo)",
+            defaultValue=False,
+            optional=True,
+        )
+        limit = QgsProcessingParameterNumber(
+            self.MAX_ABS_ELEVATION,
+            "Non-physical elevation limit (|z| above it is no-data; layer units)",
+            QgsProcessingParameterNumber.Double,
+            defaultValue=DEFAULT_MAX_ABS_ELEVATION,
+            optional=True,
+        )
+        for param in (huge, limit):
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+
+    def _check_safety_values(self, parameters):
+        """Issue 11: what QGIS would round silently or word vaguely; (ok, message) like checkParameterValues."""
+        for name, what in ((self.BAND, "Elevation band"), (self.OVERLAP, "Chip overlap")):
+            raw = parameters.get(name)
+            if _unset(raw) or isinstance(raw, bool):
+                continue
+            try:
+                number = float(raw)
+            except (TypeError, ValueError):
+                continue  # an expression or a layer band name: QGIS evaluates and checks it
+            if not number.is_integer():
+                return False, f"{what} must be a whole number, got {raw} (it would be rounded to {round(number)})."
+            if name == self.OVERLAP and number < 0:
+                return False, f"Chip overlap must be 0 or more pixels, got {raw}."
+        model = parameters.get(self.MODEL)
+        if isinstance(model, str) and model and not model.lower().endswith(".onnx"):
+            return False, f"The model must be an ONNX file (.onnx), got {model}."
+        value = parameters.get(self.INPUT)
+        if isinstance(value, str) and os.path.isdir(value) and not _gdal_reads(value):
+            return False, (f"{value} is a folder, not an elevation raster: choose a raster file in it "
+                           "(GeoTIFF, VRT, IMG...).")
+        return True, ""
 
     # -- validation QGIS can do before the engine starts -------------------------------------------------
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
         # Runs before processAlgorithm (dialog, batch, qgis_process): catch what QGIS would word misleadingly,
-        # e.g. a file that exists but is no raster is reported by QGIS as "not found".
+        # e.g. a file that exists but is no raster is reported by QGIS as "not found". The checks are the
+        # engine's own (core), asked early; processAlgorithm's run makes them again on the evaluated values.
+        from .core.errors import TerraformError
+        from .core.guard import check_elevation_limit, check_georeferencing
+        from .core.relief import Relief
+        from .core.source import open_dem
+
+        ok, message = self._check_safety_values(parameters)  # what only the raw QGIS values show
+        if not ok:
+            return ok, message
         value = parameters.get(self.INPUT)
-        if isinstance(value, str) and os.path.isfile(value):
-            if _open_raster(value) is None:
-                return False, (f"{value} exists but is not a raster GDAL can read: choose an elevation raster "
-                               "(GeoTIFF, VRT, IMG...).")
-        scale = parameters.get(self.VERTICAL_SCALE)
-        if not _unset(scale):
-            try:
-                value = float(scale)
-            except (TypeError, ValueError):
-                value = None  # a QgsProperty/expression: evaluated, and checked, in processAlgorithm
-            if value is not None and not value > 0:
-                return False, f"Vertical scale must be greater than 0, got {scale}."
+        try:
+            scale = float(parameters.get(self.VERTICAL_SCALE))
+        except (TypeError, ValueError):
+            scale = None  # unset, or a QgsProperty/expression: evaluated, and checked, in processAlgorithm
+        limit = _number(parameters.get(self.MAX_ABS_ELEVATION))
+        try:
+            if isinstance(value, str) and os.path.isfile(value):
+                check_georeferencing(open_dem(value), os.path.basename(value))  # a GCP-only scan: warp it first
+            if scale is not None:
+                Relief(vertical_scale=scale)
+            if limit is not None:
+                check_elevation_limit(limit)
+        except TerraformError as exc:
+            message = str(exc)
+            return False, message if message.endswith(".") else f"{message}."
         return super().checkParameterValues(parameters, context)
 
     def _input_source(self, parameters, context):
@@ -241,33 +310,16 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
                 f'Layer "{layer.name()}" comes from the {layer.providerType()} provider; Terraform DEM reads '
                 "rasters through GDAL. Save it as a GeoTIFF first (Raster › Conversion › Translate)."
             )
+        # The engine checks the file itself (its own CRS, the band): QGIS's layer CRS is no guide, as QGIS may
+        # give a CRS-less file a default one, and 3.22 cannot resolve some CRSs GDAL reads fine (IAU_2015 Mars).
         source = layer.dataProvider().dataSourceUri()
-        # The engine reads the file's own CRS, so that is what must exist. QGIS's layer CRS is no guide: QGIS may
-        # give a CRS-less file a default one, and 3.22 cannot resolve some CRSs GDAL reads fine (the IAU_2015
-        # Mars authority: layer.crs() is invalid although the file is correctly georeferenced).
-        dataset = _open_raster(source)
-        file_crs = dataset.GetProjection() if dataset is not None else ""
-        dataset = None
-        if not file_crs:
-            raise QgsProcessingException(
-                f'Layer "{layer.name()}" has no coordinate reference system in its file, so its ground '
-                "resolution is unknown. Assign one to the file (Raster › Projections › Assign Projection, or "
-                "gdal_edit.py -a_srs) and run again."
-            )
         band = 1 if _unset(parameters.get(self.BAND)) else self.parameterAsInt(parameters, self.BAND, context)
-        if not 1 <= band <= layer.bandCount():
-            raise QgsProcessingException(
-                f'Band {band} does not exist: layer "{layer.name()}" has {layer.bandCount()} band'
-                f"{'s' if layer.bandCount() != 1 else ''} (1-{layer.bandCount()})."
-            )
         return layer, source, band
 
     def _model_path(self, parameters, context):
         path = self.parameterAsFile(parameters, self.MODEL, context)
         if path:
-            if not os.path.isfile(path):
-                raise QgsProcessingException(f"Model file not found: {path}")
-            return path
+            return path  # the engine says when it is missing or no Terraform model
         bundled = bundled_model_path()
         if bundled is None:
             raise QgsProcessingException(
@@ -276,17 +328,6 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
                 "in that folder."
             )
         return bundled
-
-    def _output_path(self, parameters, context):
-        path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
-            raise QgsProcessingException(f"Terraform DEM writes GeoTIFF: give the output a .tif name, not {path}")
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
-            raise QgsProcessingException(
-                f"Cannot write {path}: the folder {folder} does not exist or is not writable."
-            )
-        return path
 
     def _optional_float(self, parameters, name, context):
         if _unset(parameters.get(name)):
@@ -306,22 +347,17 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
 
         layer, source, band = self._input_source(parameters, context)
         model_path = self._model_path(parameters, context)
-        output = self._output_path(parameters, context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         scale = self.parameterAsDouble(parameters, self.VERTICAL_SCALE, context)
-        if not scale > 0:
-            raise QgsProcessingException(f"Vertical scale must be greater than 0, got {scale:g}.")
         resolution = self._optional_float(parameters, self.RESOLUTION, context)
-        if resolution is not None and not resolution > 0:
-            raise QgsProcessingException(
-                f"Output resolution must be a positive number of ground metres per pixel (or empty), got {resolution:g}."
-            )
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
-        if overlap < 0:
-            raise QgsProcessingException(f"Chip overlap must be 0 or more pixels, got {overlap}.")
         # Index-valued like QGIS's own enums (qgis_process help lists "0: transparent", "1: ocean").
         nodata_mode = NODATA_MODES[self.parameterAsEnum(parameters, self.NODATA_MODE, context)]
         sea_level = self.parameterAsDouble(parameters, self.SEA_LEVEL, context)
         preview = self.parameterAsFileOutput(parameters, self.PREVIEW, context) or None
+        limit = self._optional_float(parameters, self.MAX_ABS_ELEVATION, context)
+        if limit is None:
+            limit = pipeline.TerraformRequest.max_abs_elevation  # the engine's default
 
         request = pipeline.TerraformRequest(
             input_path=source,
@@ -335,6 +371,8 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             vertical_scale=scale,
             fit_to_earth=self.parameterAsBoolean(parameters, self.FIT_TO_EARTH, context),
             preview_path=preview,
+            allow_huge_grid=self.parameterAsBoolean(parameters, self.ALLOW_HUGE_GRID, context),  # issue 11
+            max_abs_elevation=limit,  # issue 11
         )
         feedback.pushInfo(f"Model file: {model_path}")
         try:

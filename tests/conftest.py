@@ -1,5 +1,5 @@
 """Shared fixtures: one offscreen QgsApplication with Processing and the Terraform provider, small DEMs the
-tests write, the contract ONNX models of onnx_factory, and a qgis_process.bin runner on the built plugin.
+tests write, the contract ONNX models of training.contract_models, and a qgis_process.bin runner on the built plugin.
 
 QGIS is only started when a test asks for it (core and training tests stay free of it).
 """
@@ -62,10 +62,10 @@ def dem(tmp_path):
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
-    """Contract models (onnx_factory) and broken ones, by name -> path."""
+    """Contract models (training.contract_models) and broken ones, by name -> path."""
     import json
 
-    from onnx_factory import contract_metadata, write_model
+    from training.contract_models import contract_metadata, write_model
 
     d = tmp_path_factory.mktemp("models")
     invalid = contract_metadata(ramp=json.dumps({"stops": [[0, 1, 2, 3]], "below": [0, 0, 0]}))

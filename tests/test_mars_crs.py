@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from onnx_factory import write_model
+from training.contract_models import write_model
 from terraform_plugin.core import pipeline
 from terraform_plugin.core.grid import pixel_size_in_crs_units, processing_grid
 from terraform_plugin.core.ramp import training_ramp

@@ -120,17 +120,66 @@ def _grid(dem, dem_srs, target, resolution):
     return (gt[0], gt[3] + gt[5] * h, gt[0] + gt[1] * w, gt[3]), (h, w)
 
 
+def imagery_bands(img, path):
+    """([R, G, B] band numbers, alpha band number or None); SystemExit saying why imagery cannot be used.
+
+    Three bands are R, G, B; a fourth that is an alpha band (or any band whose colour interpretation says
+    alpha) is used as a mask - transparent pixels are no-data - and is never read as colour.
+    """
+    bands = [img.GetRasterBand(i + 1).GetColorInterpretation() for i in range(img.RasterCount)]
+    alpha = next((i + 1 for i, c in enumerate(bands) if c == gdal.GCI_AlphaBand), None)
+    colour = [i + 1 for i in range(img.RasterCount) if i + 1 != alpha]
+    if len(colour) < 3:
+        kind = {1: "one band (greyscale, panchromatic, or an elevation raster given as --imagery?)",
+                2: "two bands (greyscale + alpha?)"}.get(img.RasterCount, f"{len(colour)} colour bands")
+        raise SystemExit(f"{path}: imagery must be colour, R, G and B (an optional alpha band aside); it has {kind}")
+    if img.RasterCount == 4 and alpha is None:
+        alpha = 4  # RGBA saved without colour interpretation (PNG/JPEG2000 exports): band 4 is not colour
+        colour = [1, 2, 3]
+    return colour[:3], alpha
+
+
+def _footprint(ds, srs, target):
+    """(xmin, ymin, xmax, ymax) of ``ds`` in ``target``, or None when it cannot be transformed there."""
+    try:
+        probe = gdal.Warp("", ds, options=gdal.WarpOptions(format="VRT", srcSRS=srs.ExportToWkt(),
+                                                            dstSRS=target.ExportToWkt()))
+    except RuntimeError:
+        return None
+    gt = probe.GetGeoTransform()
+    w, h = probe.RasterXSize, probe.RasterYSize
+    return (gt[0], gt[3] + gt[5] * h, gt[0] + gt[1] * w, gt[3])
+
+
+def check_overlap(dem_bounds, img_bounds, args, crs_name):
+    """SystemExit when the imagery does not cover any of the DEM: no chip could ever pair them."""
+    def fmt(b):
+        return f"x {b[0]:.0f}..{b[2]:.0f}, y {b[1]:.0f}..{b[3]:.0f}"
+
+    if img_bounds is None or (min(dem_bounds[2], img_bounds[2]) <= max(dem_bounds[0], img_bounds[0])
+                              or min(dem_bounds[3], img_bounds[3]) <= max(dem_bounds[1], img_bounds[1])):
+        where = fmt(img_bounds) if img_bounds else "nowhere it can be placed"
+        raise SystemExit(
+            f"{args.dem} and {args.imagery} do not overlap: in {crs_name} the DEM covers {fmt(dem_bounds)} m and "
+            f"the imagery {where}. Are they of the same place, and is each one's CRS right?")
+
+
 def from_rasters(args):
     # GDAL rather than rasterio: rasterio 1.4 with affine 3.x fails on Python 3.11 (Affine cached_property).
     dem, img = gdal.Open(args.dem), gdal.Open(args.imagery)
-    if img.RasterCount < 3:
-        raise SystemExit(f"{args.imagery}: needs three bands (R, G, B), has {img.RasterCount}")
+    colour, alpha = imagery_bands(img, args.imagery)
     dem_srs, img_srs = _dataset_srs(dem, args.dem), _dataset_srs(img, args.imagery)
     target = grid_srs(dem, dem_srs, args.crs)
     bounds, shape = _grid(dem, dem_srs, target, args.resolution)
+    check_overlap(bounds, _footprint(img, img_srs, target), args,
+                  (target.GetAuthorityName(None) or "") + ":" + (target.GetAuthorityCode(None) or ""))
     z = warp(dem, dem_srs, target, bounds, shape, args.resolution, [1])[0]
-    rgb = warp(img, img_srs, target, bounds, shape, args.resolution, [1, 2, 3])
-    eight_bit = img.GetRasterBand(1).DataType == gdal.GDT_Byte
+    rgb = warp(img, img_srs, target, bounds, shape, args.resolution, colour + ([alpha] if alpha else []))
+    if alpha:  # transparent (even partly, after resampling) = no-data; the alpha band is dropped
+        rgb, opacity = rgb[:3], rgb[3]
+        opaque = {gdal.GDT_Byte: 255.0, gdal.GDT_UInt16: 65535.0}.get(img.GetRasterBand(alpha).DataType, 1.0)
+        rgb[:, ~(opacity >= 0.998 * opaque)] = np.nan
+    eight_bit = img.GetRasterBand(colour[0]).DataType == gdal.GDT_Byte
     top = args.imagery_max or (255.0 if eight_bit else float(np.nanpercentile(rgb, 99.5)))
     crs_name = (target.GetAuthorityName(None) or "") + ":" + (target.GetAuthorityCode(None) or "")
     height, width = shape
@@ -146,11 +195,13 @@ def from_rasters(args):
             if nodata.mean() > args.max_nodata:
                 skipped += 1
                 continue
-            colour = ramp.colourise(zc, sea=is_sea(zc, args.sea_level))  # NaN also gets the below colour, as in the seed
+            ramp_rgb = ramp.colourise(zc, sea=is_sea(zc, args.sea_level))  # NaN also gets the below colour, as in the seed
             image = np.nan_to_num(ic, nan=0.0).transpose(1, 2, 0) * (255.0 / top)
-            Image.fromarray(colour).save(os.path.join(out_dir, f"{row},{col}c.jpg"), quality=args.quality)
-            Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8)).save(
-                os.path.join(out_dir, f"{row},{col}.jpg"), quality=args.quality)
+            # Imagery first, elevation last: find_pairs pairs by the elevation chip, so a killed run never
+            # leaves an elevation chip without its imagery; each file is written whole, then renamed.
+            _save_jpeg(np.clip(np.rint(image), 0, 255).astype(np.uint8), os.path.join(out_dir, f"{row},{col}.jpg"),
+                       args.quality)
+            _save_jpeg(ramp_rgb, os.path.join(out_dir, f"{row},{col}c.jpg"), args.quality)
             written += 1
     if not written:
         raise SystemExit(f"no chip had at most {args.max_nodata:.0%} no-data: do the DEM and imagery overlap by "
@@ -161,6 +212,14 @@ def from_rasters(args):
                           "imagery": os.path.abspath(args.imagery), "crs": crs_name,
                           "resolution_m": args.resolution, "sea_level_m": args.sea_level,
                           "imagery_max": top, "licence": args.licence}}
+
+
+def _save_jpeg(array, path, quality):
+    """Atomic: a kill mid-write leaves a hidden .tmp, never a truncated chip under the real name."""
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.tmp")
+    Image.fromarray(array).save(tmp, format="JPEG", quality=quality)
+    os.replace(tmp, path)
 
 
 def from_pairs(args):

@@ -213,10 +213,15 @@ class Trainer:
         )
 
     def resume(self):
-        if not os.path.isfile(self.ckpt_path):
+        if not os.path.isfile(self.ckpt_path) and not os.path.isfile(ckpt.previous_path(self.ckpt_path)):
             sys.exit(f"--resume: no checkpoint at {self.ckpt_path}")
         # CPU first: RNG states must stay CPU byte tensors; load_state_dict moves weights to the device.
-        state = ckpt.load(self.ckpt_path, map_location="cpu")
+        # A damaged last.pt (a disk that filled, a copy cut short) falls back to the previous checkpoint.
+        try:
+            state, source = ckpt.load_latest(self.ckpt_path, map_location="cpu",
+                                             warn=lambda m: print(f"--resume: {m}", file=sys.stderr))
+        except ckpt.CheckpointError as exc:
+            sys.exit(f"--resume: {exc}")
         if state["generator_config"] != self.G.config:
             sys.exit(f"--resume: checkpoint generator {state['generator_config']} differs from {self.G.config}")
         if state["total_steps"] != self.total:
@@ -240,7 +245,7 @@ class Trainer:
                     w.writerows(rows)
             elif os.path.exists(path):
                 os.remove(path)  # _append writes the header again with the first row
-        print(f"resumed from {self.ckpt_path} at step {self.step}")
+        print(f"resumed from {source} at step {self.step}")
 
     # --- one optimisation step ---------------------------------------------------------------------
     def autocast(self):

@@ -44,6 +44,15 @@ class Grid:
         return (self.geotransform[1], -self.geotransform[5])
 
 
+def check_resolution(resolution_m) -> float:
+    """The output resolution in ground metres per pixel, or InputError: a finite number > 0."""
+    if isinstance(resolution_m, bool) or not (
+        isinstance(resolution_m, (int, float)) and math.isfinite(resolution_m) and resolution_m > 0
+    ):
+        raise InputError(f"resolution must be a positive number of ground metres per pixel, got {resolution_m!r}")
+    return float(resolution_m)
+
+
 def _ellipsoid(srs):
     """(a, e²) of the CRS's own ellipsoid; a sphere (inverse flattening 0, e.g. Mars 2015) has e² = 0."""
     a = srs.GetSemiMajor()
@@ -59,8 +68,7 @@ def pixel_size_in_crs_units(srs, latitude_deg: float, resolution_m: float) -> tu
     Projected: divide by the linear unit. Geographic: degrees from the CRS's own ellipsoid (semi-major axis,
     flattening) at ``latitude_deg`` — Earth, Mars, anything; never an Earth constant.
     """
-    if not (isinstance(resolution_m, (int, float)) and math.isfinite(resolution_m) and resolution_m > 0):
-        raise InputError(f"resolution must be a positive number of metres, got {resolution_m!r}")
+    check_resolution(resolution_m)
     if srs.IsProjected() or (srs.IsLocal() and not srs.IsGeographic()):
         unit = srs.GetLinearUnits()  # metres per CRS unit: 0.3048006 for US survey feet
         if not (unit and unit > 0 and math.isfinite(unit)):
@@ -89,7 +97,10 @@ def _spatial_ref(dataset):
 
     wkt = dataset.GetProjection()
     if not wkt:
-        raise InputError(f"the layer has no CRS, so its pixel size in metres is unknown; {ASSIGN_CRS_HINT}")
+        raise InputError(
+            "the layer has no coordinate reference system (no CRS) in its file, so its pixel size in metres is "
+            f"unknown; {ASSIGN_CRS_HINT}"
+        )
     srs = dataset.GetSpatialRef()
     if srs is None:
         srs = osr.SpatialReference()
@@ -130,8 +141,7 @@ def processing_grid(dataset, resolution_m: float) -> Grid:
     covered, and ``wkt`` is the input's WKT string unchanged (custom CRSs without an authority code stay
     exactly as they are). Raises InputError when the dataset has no CRS or a rotated geotransform.
     """
-    if not (isinstance(resolution_m, (int, float)) and math.isfinite(resolution_m) and resolution_m > 0):
-        raise InputError(f"resolution must be a positive number of metres, got {resolution_m!r}")
+    check_resolution(resolution_m)
     wkt, srs = _spatial_ref(dataset)
     gt = dataset.GetGeoTransform(can_return_null=True)
     if gt is None:

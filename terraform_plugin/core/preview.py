@@ -10,6 +10,7 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import OutputError
+from .gdalcall import gdal_call
 from .writer import temp_name
 
 MAX_PANEL = 1024  # pixels on the longer side of each panel
@@ -55,10 +56,7 @@ def write_png(path, rgba: np.ndarray) -> str:
     mem.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)
     temp = temp_name(path, ".part.png")
     try:
-        out = gdal.GetDriverByName("PNG").CreateCopy(temp, mem)
-        if out is None:
-            raise OutputError(f"cannot write the preview {path}: {gdal.GetLastErrorMsg()}")
-        out = None
+        gdal_call(OutputError, f"cannot write the preview {path}", gdal.GetDriverByName("PNG").CreateCopy, temp, mem)
     except BaseException:
         for leftover in (temp, temp + ".aux.xml"):
             if os.path.exists(leftover):

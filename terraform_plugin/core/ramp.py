@@ -6,7 +6,9 @@ stops, ``below`` under the first stop and wherever the caller marks sea, and the
 above the last stop (relief beyond the training range saturates rather than wrapping).
 """
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -59,8 +61,41 @@ class Ramp:
         """Elevation array (H, W) -> uint8 RGB (H, W, 3).
 
         ``below`` goes under the first stop, on NaN, and where the boolean ``sea`` mask is set.
+
+        Through a lookup table on elevation bins (``_ColourTable``), bit-identical to the interpolation
+        (``_interpolate``): pixels in the few bins where the rounded colour changes are interpolated.
         """
         z = np.asarray(z, dtype=np.float32)
+        table = self._table
+        if table is None:
+            out = self._interpolate(z)
+            under = ~(z >= self.elevations[0])  # also catches NaN
+            if sea is not None:
+                under |= sea
+            out[under] = self.below
+            return out
+        return table.colourise(z, sea, self)
+
+    def colourise_planes(self, z, sea=None, levels=None, out=None) -> np.ndarray:
+        """Channel-first colours (3, H, W), each 0-255 value mapped through ``levels`` when given.
+
+        ``levels`` (256 values, any dtype) lets a caller get what it needs in one pass - the pipeline gets the
+        model's input directly, ``levels[v] = v * scale + offset`` - instead of colours it converts after.
+        Equal, value for value, to ``levels[colourise(z, sea)].transpose(2, 0, 1)``; written into ``out``
+        (3, H, W) of ``levels``' dtype when given.
+        """
+        z = np.asarray(z, dtype=np.float32)
+        levels = np.arange(256, dtype=np.uint8) if levels is None else np.asarray(levels)
+        if out is None:
+            out = np.empty((3,) + z.shape, dtype=levels.dtype)
+        table = self._table
+        if table is None:
+            out[...] = levels[self.colourise(z, sea)].transpose(2, 0, 1)
+            return out
+        return table.planes(z, sea, self, levels, out)
+
+    def _interpolate(self, z: np.ndarray) -> np.ndarray:
+        """float32 elevations -> uint8 RGB: linear between stops, rounded; the first stop's colour below it."""
         out = np.empty(z.shape + (3,), dtype=np.uint8)
         for c in range(3):
             # float32 interpolation is plenty for 8-bit colours and halves memory traffic.
@@ -68,10 +103,84 @@ class Ramp:
             np.rint(channel, out=channel)
             with np.errstate(invalid="ignore"):  # NaN (no data) is overwritten with `below` next
                 out[..., c] = channel
-        under = ~(z >= self.elevations[0])  # also catches NaN
+        return out
+
+    @cached_property
+    def _table(self):
+        return _ColourTable.build(self)
+
+
+class _ColourTable:
+    """The ramp's colours on elevation bins of a power-of-two width (1/16 m for the training ramp).
+
+    A float32 elevation times a power of two is exact, so ``floor(z / step)`` puts every elevation in exactly
+    the bin it belongs to. Within a bin that holds no stop the interpolated colour is monotone, so a bin whose
+    two edges get the same colour is that colour throughout: the table holds it. The other bins (a stop
+    inside, or a colour step) are flagged, and their pixels are interpolated exactly - about 1 % of
+    elevations for the training ramp. Two extra entries: everything above the last bin (the last stop's
+    colour) and ``below`` (first-stop underflow, NaN, sea), chosen by index rather than by a masked write.
+    """
+
+    MAX_BINS = 1 << 18
+    MAX_INDEX = 1 << 23  # bin numbers stay exact integers in float32
+
+    def __init__(self, inv_step, k0, k1, packed, exact):
+        self.inv_step, self.k0, self.k1, self.packed, self.exact = inv_step, k0, k1, packed, exact
+        self.below_index = len(packed) - 1
+
+    @classmethod
+    def build(cls, ramp):
+        e = ramp.elevations
+        span = float(e[-1] - e[0])
+        step = 2.0 ** math.floor(math.log2(span / (cls.MAX_BINS // 2)))
+        k0, k1 = math.floor(e[0] / step), math.floor(e[-1] / step)  # bins k0..k1 hold the stops
+        if max(abs(k0), abs(k1) + 2) >= cls.MAX_INDEX:
+            return None  # stops far from 0 for their spacing: interpolate everything
+        # Entries: bin k0-1 (below the first stop: always `below`), bins k0..k1, bin k1+1 and above, `below`.
+        edges = (np.arange(k0, k1 + 2, dtype=np.float64) * step).astype(np.float32)  # exact
+        colours = ramp._interpolate(edges)
+        constant = np.all(colours[:-1] == colours[1:], axis=1)
+        stop_bins = np.floor(e / step).astype(np.int64)
+        stop_bins[e == stop_bins * step] -= 1  # a stop on a bin's left edge splits the bin before it
+        constant[np.clip(stop_bins, k0, k1) - k0] = False
+        rgb = np.concatenate([[ramp.below], colours[:-1], [ramp.colours[-1]], [ramp.below]])
+        rgb = np.rint(rgb).astype(np.uint32)
+        packed = rgb[:, 0] | rgb[:, 1] << 8 | rgb[:, 2] << 16
+        if np.little_endian is False:  # the uint8 view below reads bytes in memory order
+            packed = packed.byteswap()
+        exact = np.concatenate([[False], ~constant, [False, False]])
+        return cls(np.float32(1.0 / step), k0, k1, packed.astype(np.uint32), exact)
+
+    def _index(self, z, sea, ramp):
+        """(table index, flat positions to interpolate exactly) of every elevation."""
+        with np.errstate(over="ignore", invalid="ignore"):  # huge or infinite elevations: clipped next
+            t = z * self.inv_step
+            np.floor(t, out=t)
+            np.fmin(t, np.float32(self.k1 + 1), out=t)  # also NaN -> the top entry (then `below`, as NaN)
+            np.fmax(t, np.float32(self.k0 - 1), out=t)
+        index = t.astype(np.int32)
+        index -= self.k0 - 1
+        under = ~(z >= ramp.elevations[0])
         if sea is not None:
             under |= sea
-        out[under] = self.below
+        np.putmask(index, under, self.below_index)
+        return index, np.flatnonzero(self.exact.take(index))
+
+    def colourise(self, z, sea, ramp):
+        index, exact = self._index(z, sea, ramp)
+        out = np.ascontiguousarray(self.packed.take(index).view(np.uint8).reshape(z.shape + (4,))[..., :3])
+        if len(exact):
+            out.reshape(-1, 3)[exact] = ramp._interpolate(z.reshape(-1).take(exact))
+        return out
+
+    def planes(self, z, sea, ramp, levels, out):
+        index, exact = self._index(z, sea, ramp)
+        rgb = self.packed.view(np.uint8).reshape(-1, 4)
+        colours = ramp._interpolate(z.reshape(-1).take(exact)) if len(exact) else None
+        for c in range(3):
+            levels[rgb[:, c]].take(index, out=out[c])
+            if colours is not None:
+                out[c].put(exact, levels[colours[:, c]])  # flat positions, whatever out's strides
         return out
 
 

@@ -78,6 +78,8 @@ def _read_sampled(band, buf_w, buf_h):
     """The whole ``band`` read at buf_w × buf_h (nearest, so values are real elevations), in strips."""
     from osgeo import gdal
 
+    from .gdalcall import gdal_call
+
     width, height = band.XSize, band.YSize
     rows_per_strip = max(1, _STRIP_SAMPLES // buf_w)
     out = np.empty((buf_h, buf_w), dtype=np.float64)
@@ -85,22 +87,22 @@ def _read_sampled(band, buf_w, buf_h):
         r1 = min(buf_h, r0 + rows_per_strip)
         # Source rows that map exactly onto buffer rows r0..r1 (the same rounding for every strip).
         y0, y1 = (r0 * height) // buf_h, (r1 * height) // buf_h
-        strip = band.ReadAsArray(
-            0, y0, width, y1 - y0, buf_xsize=buf_w, buf_ysize=r1 - r0, resample_alg=gdal.GRIORA_NearestNeighbour
+        strip = gdal_call(
+            InputError, f"cannot read the elevation band (rows {y0}-{y1})", band.ReadAsArray,
+            0, y0, width, y1 - y0, buf_xsize=buf_w, buf_ysize=r1 - r0, resample_alg=gdal.GRIORA_NearestNeighbour,
         )
-        if strip is None:
-            raise InputError(f"cannot read the elevation band (rows {y0}-{y1}): {gdal.GetLastErrorMsg()}")
         out[r0:r1] = strip
         band.FlushCache()  # a decimated read still caches whole source blocks: drop them strip by strip
     return out
 
 
-def sample_elevations(band, max_samples: int = DEFAULT_MAX_SAMPLES) -> np.ndarray:
+def sample_elevations(band, max_samples: int = DEFAULT_MAX_SAMPLES, limit=None) -> np.ndarray:
     """A spatially even sample of the valid elevations of ``band`` (a ``gdal.Band``): 1-D float64.
 
     At most ``max_samples`` pixels are read, whatever the raster's size: the finest overview that fits when the
     band has overviews (already computed, cheap to read), else a nearest-neighbour decimated read in strips.
-    Nodata (the band's nodata value, NaN, or a mask/alpha band) is dropped.
+    Nodata (the band's nodata value, NaN, or a mask/alpha band) is dropped, and so are values beyond ±``limit``
+    (non-physical fill values that would otherwise set the percentile: issue 11).
     """
     from osgeo import gdal
 
@@ -127,6 +129,8 @@ def sample_elevations(band, max_samples: int = DEFAULT_MAX_SAMPLES) -> np.ndarra
             valid &= _read_sampled(mask_band, buf_w, buf_h) > 0
         else:  # no mask overview of the right size: sample the full-resolution mask at the same buffer size
             valid &= _read_sampled(band.GetMaskBand(), buf_w, buf_h) > 0
+    if limit is not None:
+        valid &= np.abs(z) <= limit
     return z[valid]
 
 
@@ -151,7 +155,7 @@ def land_relief_percentile(elevations: np.ndarray, sea_level: float, percentile:
     return float(np.percentile(land, percentile))
 
 
-def fit_vertical_scale(band, sea_level: float, target_m: float, percentile: float = 99.0) -> float:
+def fit_vertical_scale(band, sea_level: float, target_m: float, percentile: float = 99.0, limit=None) -> float:
     """Scale so the ``percentile`` of land relief (z - sea_level over z > sea_level) lands at ``target_m``.
 
     ``band`` is a ``gdal.Band``; read in a sampled pass (overviews or a decimated read) with memory bounded
@@ -169,5 +173,5 @@ def fit_vertical_scale(band, sea_level: float, target_m: float, percentile: floa
         raise InputError(f"the fit target must be a positive number of metres, got {target_m!r}")
     if not _finite_number(sea_level):
         raise InputError(f"sea level must be a finite number of metres, got {sea_level!r}")
-    relief = land_relief_percentile(sample_elevations(band), sea_level, percentile)
+    relief = land_relief_percentile(sample_elevations(band, limit=limit), sea_level, percentile)
     return target_m / relief

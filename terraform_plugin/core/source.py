@@ -12,21 +12,14 @@ import numpy as np
 from osgeo import gdal
 
 from .errors import InputError
+from .gdalcall import gdal_call
 
 # The validity check reads at most this many pixels per side (decimated, or from an overview).
 CHECK_SIDE = 1024
 
 
 def _call(what, fn, *args, **kwargs):
-    """Run a GDAL call whether or not gdal.UseExceptions() is on (QGIS leaves it off, tests may turn it on)."""
-    gdal.ErrorReset()
-    try:
-        result = fn(*args, **kwargs)
-    except RuntimeError as exc:
-        raise InputError(f"{what}: {exc}") from None
-    if result is None:
-        raise InputError(f"{what}: {gdal.GetLastErrorMsg() or 'GDAL gave no result'}")
-    return result
+    return gdal_call(InputError, what, fn, *args, **kwargs)
 
 
 def open_dem(path) -> "gdal.Dataset":
@@ -35,8 +28,8 @@ def open_dem(path) -> "gdal.Dataset":
     if not os.path.exists(path) and not path.startswith("/vsi"):
         raise InputError(f"elevation raster not found: {path}")
     try:
-        dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
-    except RuntimeError:
+        dataset = gdal_call(InputError, path, gdal.OpenEx, path, gdal.OF_RASTER | gdal.OF_READONLY)
+    except InputError:
         dataset = None
     if dataset is None or dataset.RasterCount == 0:
         raise InputError(f"{path} is not a raster GDAL can read (is it an elevation model? a vector file?)")
@@ -102,9 +95,12 @@ def reflect_indices(index: np.ndarray, size: int) -> np.ndarray:
 class ResampledSource:
     """One band of a DEM on a processing grid, read in windows as float32 with NaN for nodata."""
 
-    def __init__(self, dataset, band_index: int, grid):
+    def __init__(self, dataset, band_index: int, grid, max_abs_elevation=None):
         self.dataset = dataset
         self.grid = grid
+        # issue 11: values beyond ±max_abs_elevation (fill values, garbage) read as NaN, i.e. no-data. They are
+        # masked after resampling, so grid pixels that a bilinear kernel mixed with one are masked too.
+        self.max_abs_elevation = max_abs_elevation
         # The band on its own first (gdalwarp in GDAL 3.6 has no band selection); a VRT, so nothing is copied.
         self._band_vrt = _call(
             "cannot select the elevation band", gdal.Translate, "", dataset, format="VRT", bandList=[band_index]
@@ -144,7 +140,13 @@ class ResampledSource:
             r1 - r0,
         ).astype(np.float32, copy=False)
         inside = r0 == y0 and c0 == x0 and r1 - r0 == height and c1 - c0 == width
-        return block if inside else block[np.ix_(rows - r0, cols - c0)]
+        return self._physical(block if inside else block[np.ix_(rows - r0, cols - c0)])
+
+    def _physical(self, z):
+        if self.max_abs_elevation is not None:
+            with np.errstate(invalid="ignore"):
+                z[np.abs(z) > self.max_abs_elevation] = np.nan
+        return z
 
     def release_cache(self, keep_bytes: int = 0):
         """Drop GDAL's cached blocks of this source once the block cache holds more than ``keep_bytes``.
@@ -176,7 +178,7 @@ class ResampledSource:
             outputType=gdal.GDT_Float32,
             dstNodata=float("nan"),
         )
-        return small.GetRasterBand(1).ReadAsArray()
+        return self._physical(small.GetRasterBand(1).ReadAsArray())
 
 
 def fill_nodata(z: np.ndarray, max_distance: int) -> np.ndarray:

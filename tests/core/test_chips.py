@@ -70,25 +70,3 @@ def test_finished_rows_partition_the_grid_in_order(height):
     for r, (y0, y1) in enumerate(spans):  # a finished row lies inside its own chip row
         if y1 > y0:
             assert layout.ys[r] <= y0 and y1 <= layout.ys[r] + 256
-
-
-@pytest.mark.parametrize("overlap", [0, 64, 128])
-def test_blending_identical_predictions_gives_them_back_exactly(overlap):
-    """The mosaic arithmetic the pipeline does, on a random image: normalised weights lose nothing."""
-    rng = np.random.default_rng(1)
-    h, w, tile = 333, 517, 256
-    image = rng.integers(0, 256, (h, w, 3)).astype(np.float32)
-    layout = ChipLayout.build(w, h, tile, overlap)
-    pad = 600
-    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
-    acc = np.zeros_like(padded)
-    wsum = np.zeros(padded.shape[:2], dtype=np.float32)
-    weights = layout.weights()
-    for y in layout.ys:
-        for x in layout.xs:
-            window = (slice(y + pad, y + pad + tile), slice(x + pad, x + pad + tile))
-            acc[window] += padded[window] * weights[..., None]
-            wsum[window] += weights
-    core = (slice(pad, pad + h), slice(pad, pad + w))
-    out = np.rint(acc[core] / wsum[core][..., None])
-    np.testing.assert_array_equal(out, image)

@@ -1,4 +1,4 @@
-"""The streamed run end to end: real GDAL, real onnxruntime, contract models from onnx_factory.
+"""The streamed run end to end: real GDAL, real onnxruntime, contract models from training.contract_models.
 
 An identity model must give back the colourised DEM bit for bit - across chip overlaps, stripe joins, odd
 sizes and rasters smaller than one chip - so every seam, shift or darkened edge would show as a mismatch.
@@ -10,12 +10,14 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from onnx_factory import contract_metadata, write_model
+from training.contract_models import contract_metadata, write_model
 from osgeo import gdal
 
 from terraform_plugin.core import pipeline
 from terraform_plugin.core.chips import ChipLayout
 from terraform_plugin.core.errors import Cancelled, InputError, ModelError, OutputError
+from terraform_plugin.core.plan import plan_stripes
+from terraform_plugin.core.request import STRIPE_WIDTH
 from terraform_plugin.core.schema import stamp
 from terraform_plugin.core.ramp import SEA_RGB, training_ramp
 from terraform_plugin.core.relief import fit_target_m, fit_vertical_scale
@@ -72,6 +74,14 @@ def test_identity_reproduces_the_colourised_dem_exactly(tmp_path, kit, identity,
     assert (got[..., 3] == 255).all()
     assert result.chips == ChipLayout.build(shape[1], shape[0], 256, overlap).count
     assert files(tmp_path) == ["dem.tif", "out.tif"]
+    # The per-stage counters saw every stage of the run, each chip through the model once.
+    assert {"read", "colourise", "batch", "infer", "blend", "rows", "write"} <= set(result.profile)
+    assert result.profile["infer"]["visits"] == sum(-(-n // 3) for n in _chips_per_row(result, overlap, stripe))
+
+
+def _chips_per_row(result, overlap, stripe):
+    layout = ChipLayout.build(result.width, result.height, 256, overlap)
+    return [len(s.columns) for s in plan_stripes(layout, stripe) for _ in layout.ys]
 
 
 def test_negate_model_inverts_every_pixel(tmp_path, kit, negate):
@@ -251,6 +261,8 @@ def test_unwritable_output_fails_before_any_chip(tmp_path, kit, identity):
         ({"batch_size": 0}, "batch size"),
         ({"stripe_width": 300}, "stripe width"),
         ({"vertical_scale": 0.0}, "vertical scale"),
+        ({"resolution_m": -5.0}, "resolution must be a positive number"),
+        ({"threads": 0}, "threads"),
     ],
 )
 def test_bad_requests_are_clear_errors_and_leave_nothing(tmp_path, kit, identity, change, message):
@@ -285,12 +297,12 @@ def test_buffers_are_bounded_whatever_the_raster_width(width):
     """Structural memory check: the stripes' accumulators do not grow with the raster, and stripes tile the
     grid in whole TIFF blocks with every chip they need."""
     layout = ChipLayout.build(width, 1000, 256, 64)
-    stripes = pipeline.plan_stripes(layout, pipeline.STRIPE_WIDTH)
+    stripes = plan_stripes(layout, STRIPE_WIDTH)
     assert stripes[0].x0 == 0 and stripes[-1].x1 == width
     for a, b in zip(stripes, stripes[1:]):
         assert a.x1 == b.x0 and a.x1 % 256 == 0
     for s in stripes:
-        assert s.width <= pipeline.STRIPE_WIDTH + 2 * 256  # accumulator: stripe plus chip overhang
+        assert s.width <= STRIPE_WIDTH + 2 * 256  # accumulator: stripe plus chip overhang
         assert s.ax0 <= s.x0 and s.ax0 + s.width >= s.x1
         assert list(s.columns) == list(layout.columns_touching(s.x0, s.x1))
     # Bytes held per stripe: float32 RGB + weight accumulators, one chip row high.
@@ -310,3 +322,40 @@ def test_shared_mola_tharsis_when_present(tmp_path, kit, identity):
     out = gdal.Open(str(tmp_path / "out.tif"))
     assert out.GetProjection() == gdal.Open(path).GetProjection()
     np.testing.assert_array_equal(kit.read_rgba(tmp_path / "out.tif")[..., :3][valid], rgb[valid])
+
+
+def test_output_must_be_a_geotiff_name(tmp_path, kit, identity):
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(50, 50))
+    with pytest.raises(OutputError, match="writes GeoTIFF: give the output a .tif name"):
+        pipeline.run(request(dem, tmp_path / "out.png", identity))
+    assert files(tmp_path) == ["dem.tif"]
+
+
+def test_one_stripe_on_its_own_from_a_pickled_plan_matches_the_whole_run(tmp_path, kit, identity):
+    """What a distributed runner does: ship the plan, open the source where the stripe is computed, run the
+    same chiprows -> mosaic -> blockrows recipe for that stripe only. It must give the run's own pixels."""
+    import pickle
+
+    from terraform_plugin.core.chiprows import read_chip_rows
+    from terraform_plugin.core.model import TerraformModel
+    from terraform_plugin.core.profile import StageClock
+    from terraform_plugin.core.source import ResampledSource
+
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(300, 900, seed=4))
+    req = request(dem, tmp_path / "out.tif", identity, stripe_width=256, batch_size=5)
+    pipeline.run(req)
+    whole = kit.read_rgba(tmp_path / "out.tif")
+
+    model = TerraformModel(identity, threads=1)
+    dataset, band = pipeline.open_input(req)
+    plan = pickle.loads(pickle.dumps(pipeline.make_plan(req, str(tmp_path / "out.tif"), dataset, band, model, print)))
+    assert len(plan.stripes) == 4
+    stripe = plan.stripes[2]
+    source = ResampledSource(pipeline.dem_source.open_dem(dem), 1, plan.grid)
+    clock, chips = StageClock(), []
+    rows = read_chip_rows(plan, source, stripe, clock)
+    got = np.zeros((300, stripe.x1 - stripe.x0, 4), np.uint8)
+    for x0, y0, planes in pipeline.stripe_blocks(plan, stripe, rows, model, chips.append, clock):
+        got[y0 : y0 + planes.shape[1]] = planes.transpose(1, 2, 0)
+    np.testing.assert_array_equal(got, whole[:, stripe.x0 : stripe.x1])
+    assert sum(chips) == len(stripe.columns) * len(plan.layout.ys)

@@ -42,6 +42,8 @@ def test_parameters(qgis_app):
         "FIT_TO_EARTH": ("boolean", False),
         "PREVIEW": ("fileDestination", None),
         "OUTPUT": ("rasterDestination", None),
+        "ALLOW_HUGE_GRID": ("boolean", None),  # issue 11 (default False: see test_data_safety)
+        "MAX_ABS_ELEVATION": ("number", 1e5),  # issue 11
     }
     assert set(params) == set(expected)
     for name, (kind, default) in expected.items():
@@ -54,7 +56,7 @@ def test_parameters(qgis_app):
     optional = {n for n, p in params.items() if p.flags() & Def.FlagOptional}
     assert {"MODEL", "RESOLUTION", "PREVIEW"} <= optional and "INPUT" not in optional
     advanced = {n for n, p in params.items() if p.flags() & Def.FlagAdvanced}
-    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION"}
+    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION", "ALLOW_HUGE_GRID", "MAX_ABS_ELEVATION"}  # + issue 11
     assert alg.provider().supportedOutputRasterLayerExtensions() == ["tif"]
 
 
@@ -69,11 +71,21 @@ def test_parameters_serialise_for_models_and_batch(qgis_app):
         assert copy.defaultValue() == param.defaultValue()
 
 
-def test_enum_values_match_the_engine():
-    from terraform_plugin.algorithm import NODATA_MODES
-    from terraform_plugin.core import pipeline
+def test_every_nodata_option_is_a_mode_the_engine_accepts(qgis_app, tmp_path):
+    """The dialog's NODATA_MODE options, as the algorithm declares them, pass the engine's own request check
+    (and an unknown mode does not): the QGIS enum cannot offer a mode the engine would refuse."""
+    from qgis.core import QgsApplication
 
-    assert tuple(NODATA_MODES) == tuple(pipeline.NODATA_MODES)
+    from terraform_plugin.core.errors import InputError
+    from terraform_plugin.core.request import TerraformRequest, check_request
+
+    alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
+    options = alg.parameterDefinition("NODATA_MODE").options()
+    assert options
+    for mode in options:
+        check_request(TerraformRequest("in.tif", str(tmp_path / "out.tif"), "m.onnx", nodata_mode=mode))
+    with pytest.raises(InputError, match="nodata mode"):
+        check_request(TerraformRequest("in.tif", str(tmp_path / "out.tif"), "m.onnx", nodata_mode="sea"))
 
 
 def test_class_factory_needs_no_iface(qgis_app):

@@ -50,7 +50,9 @@ def pairs_dir(tmp_path_factory):
     return write_pairs(tmp_path_factory.mktemp("pairs"))
 
 
-TINY = ["--ngf", "4", "--ndf", "8", "--batch-size", "1", "--device", "cpu", "--val-chips", "2"]
+# fp32: "auto" times a step of each precision on CPUs with native bf16 (this one), so under load two runs
+# could choose differently and the resume test would compare a bf16 run with an fp32 one.
+TINY = ["--ngf", "4", "--ndf", "8", "--batch-size", "1", "--device", "cpu", "--val-chips", "2", "--precision", "fp32"]
 
 
 @pytest.fixture

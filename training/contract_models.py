@@ -1,6 +1,6 @@
-"""Tiny ONNX models that follow (or deliberately break) the model contract, built with onnx.helper.
+"""Tiny ONNX models that follow (or deliberately break) the model contract, built with onnx.helper (no torch).
 
-They make the plugin's behaviour exactly checkable: an identity model must reproduce the colourised DEM,
+The tests and the benchmarks use them. They make the plugin's behaviour exactly checkable: an identity model must reproduce the colourised DEM,
 so any seam, shift or darkened edge in the output is the engine's fault.
 """
 

@@ -1,0 +1,79 @@
+"""Chip rows: the model's input for one stripe, one chip row (256 grid rows) at a time.
+
+read (resampled, mirrored at the grid's edges) -> no-data fill -> colourise with the model's ramp, straight
+into the model's input range, channel first (the ramp's table maps elevations to input values in one pass). Done once per chip row rather than once per chip: the chips of a row
+are then plain slices of it.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import source as dem_source
+from .profile import StageClock
+
+# Transparent mode fills nodata from valid pixels up to this far (grid px) so the model sees a plausible
+# surface next to holes; windows are read with the same margin, so neighbouring chips fill identically.
+FILL_DISTANCE = 64
+# GDAL's block cache may keep this much of the source (warped blocks shared by consecutive chip rows) before
+# the reader flushes it; GDAL's default limit (5 % of RAM) would let it grow with the raster.
+GDAL_CACHE_KEEP = 64 * 2**20
+
+
+@dataclass(frozen=True, eq=False)
+class ChipRow:
+    stripe: object
+    row: int  # index into layout.ys
+    x: np.ndarray  # (3, tile, stripe.width) float32 in the model's input range
+    valid: Optional[np.ndarray]  # (tile, stripe.width) bool where the DEM has data; None in ocean mode
+
+
+def input_levels(scale, offset) -> np.ndarray:
+    """Model input of each colour value 0-255: v * scale + offset, in float32 as ``TerraformModel.predict``."""
+    levels = np.arange(256, dtype=np.float32)
+    levels *= scale
+    levels += offset
+    return levels
+
+
+def read_chip_rows(plan, source, stripe, clock: StageClock):
+    """Yield the ChipRow of every chip row of ``stripe``, top to bottom."""
+    tile = plan.layout.tile
+    levels = input_levels(*plan.input_scaling)
+    previous = None  # (end row, window) of the last chip row: its bottom rows are this one's top
+    last = None  # (end row, model input, filled) of the last chip row
+    for row, y0 in enumerate(plan.layout.ys):
+        y0, y1 = int(y0), int(y0) + tile
+        with clock.stage("read"):
+            if previous is not None and previous[0] > y0:
+                reused = previous[1][y0 - previous[0] :]
+                fresh = source.read(stripe.ax0, previous[0], stripe.width, y1 - previous[0])
+                z = np.concatenate([reused, fresh])
+            else:
+                z = source.read(stripe.ax0, y0, stripe.width, tile)
+            previous = (y1, z)
+            valid = np.isfinite(z)
+        filled = plan.transparent and not valid.all()
+        if filled:
+            with clock.stage("fill"):
+                # From a window FILL_DISTANCE wider on every side, so that neighbouring chip rows and stripes
+                # see the same filled surface where they overlap.
+                m = FILL_DISTANCE
+                wide = source.read(stripe.ax0 - m, y0 - m, stripe.width + 2 * m, tile + 2 * m)
+                z = dem_source.fill_nodata(wide, m)[m : m + tile, m : m + stripe.width]
+        with clock.stage("read"):
+            source.release_cache(keep_bytes=GDAL_CACHE_KEEP)
+        with clock.stage("colourise"):  # straight into the model's input range, channel first
+            x = np.empty((3, tile, stripe.width), dtype=levels.dtype)
+            # The rows shared with the last chip row (the overlap) are already colourised, unless either row
+            # was filled (fills from different windows need not agree to the bit).
+            done = last[0] - y0 if last is not None and last[0] > y0 and not (filled or last[2]) else 0
+            if done:
+                x[:, :done] = last[1][:, tile - done :]
+            z = z[done:]
+            plan.ramp.colourise_planes(
+                plan.relief.ramp_elevation(z), plan.relief.sea_mask(z), levels, out=x[:, done:]
+            )
+            last = (y1, x, filled)
+        yield ChipRow(stripe, row, x, valid if plan.transparent else None)

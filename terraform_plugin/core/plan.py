@@ -1,0 +1,127 @@
+"""The plan: everything the stages share, fixed before the first chip - grid, chip layout, stripes, relief,
+the model's ramp and value ranges, batch size and no-data mode.
+
+Memory does not grow with the raster: the grid is processed in column stripes at most ``stripe_width`` wide
+(whole 256 px TIFF tiles), each top to bottom, holding one chip row of blend accumulators plus less than two
+256-row blocks of output. The chip column that straddles a stripe join is simply computed again for the next
+stripe (about 2 % more chips per 8192 px), because keeping it would mean keeping a whole column of
+predictions. The chip layout is global, so the mosaic is identical with or without stripes, and any stripe can
+be computed on its own (another process, another machine) from the plan alone.
+"""
+
+import os
+from dataclasses import dataclass
+
+from . import guard
+from .chips import ChipLayout
+from .grid import Grid, processing_grid
+from .ramp import Ramp
+from .relief import Relief, fit_target_m, fit_vertical_scale
+from .request import TerraformRequest
+
+
+@dataclass(frozen=True)
+class Stripe:
+    x0: int  # grid columns [x0, x1) this stripe writes
+    x1: int
+    columns: range  # chip columns it computes
+    ax0: int  # grid column of its accumulator's first pixel
+    width: int  # accumulator width
+
+
+def plan_stripes(layout: ChipLayout, stripe_width: int) -> tuple:
+    """Column stripes of whole tiles covering the grid, with the chip columns each needs."""
+    stripes = []
+    for x0 in range(0, layout.width, stripe_width):
+        x1 = min(layout.width, x0 + stripe_width)
+        columns = layout.columns_touching(x0, x1)
+        ax0 = int(layout.xs[columns.start])
+        stripes.append(Stripe(x0, x1, columns, ax0, int(layout.xs[columns.stop - 1]) + layout.tile - ax0))
+    return tuple(stripes)
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    request: TerraformRequest
+    output_path: str  # absolute
+    grid: Grid
+    layout: ChipLayout
+    stripes: tuple
+    relief: Relief  # sea level and the vertical scale actually used
+    ramp: Ramp  # the model's
+    resolution_m: float
+    input_scaling: tuple  # (scale, offset): model input = RGB * scale + offset
+    output_scaling: tuple  # (scale, offset): RGB = model output * scale + offset
+
+    @property
+    def batch_size(self) -> int:
+        return self.request.batch_size
+
+    @property
+    def transparent(self) -> bool:
+        """No-data is filled for the model and made transparent (else it is sea, opaque)."""
+        return self.request.nodata_mode == "transparent"
+
+    @property
+    def chip_runs(self) -> int:
+        """Chips the model runs: the layout's, plus the columns computed again at stripe joins."""
+        return len(self.layout.ys) * sum(len(s.columns) for s in self.stripes)
+
+    def describe(self, dataset) -> list:
+        """Log lines: input, grid, chips."""
+        layout, grid = self.layout, self.grid
+        xres, yres = grid.pixel_size
+        name = os.path.basename(os.fspath(self.request.input_path))
+        many = len(self.stripes) > 1
+        return [
+            f"Input {name}: {dataset.RasterXSize} x {dataset.RasterYSize} px; processing grid {grid.width} x "
+            f"{grid.height} px of {xres:.6g} x {yres:.6g} CRS units ({self.resolution_m:g} m)",
+            f"{layout.count} chip{'s' if layout.count != 1 else ''} of {layout.tile} px, overlap {layout.overlap} px"
+            + (f", in {len(self.stripes)} column stripes ({self.chip_runs} chip runs)" if many else "")
+            + f", batches of {self.batch_size}, nodata {self.request.nodata_mode}",
+        ]
+
+
+def plan_grid(request: TerraformRequest, output_path: str, dataset, resolution_m: float) -> Grid:
+    """The processing grid at ``resolution_m``, refused when absurd (a likely mistyped resolution, unless the
+    request opts in to a huge grid), beyond what a GeoTIFF can hold, or bigger than the free disk space."""
+    grid = processing_grid(dataset, resolution_m)
+    guard.check_grid_size(grid, dataset, resolution_m, request.allow_huge_grid)
+    guard.check_disk_space(output_path, grid)
+    return grid
+
+
+def make_plan(request: TerraformRequest, output_path: str, dataset, band, model, log, grid=None) -> Plan:
+    """The plan for ``request`` on an opened, checked ``dataset``/``band`` and a loaded ``model``.
+
+    ``grid``: the one ``plan_grid`` already made for the request's own resolution, if any (the run checks it
+    before loading the model); else it is made here at the model's resolution.
+    """
+    resolution_m = float(request.resolution_m or model.metadata.resolution_m)
+    grid = grid or plan_grid(request, output_path, dataset, resolution_m)
+    layout = ChipLayout.build(grid.width, grid.height, model.tile_size, request.overlap)
+    # Values no planet has are no-data (ResampledSource masks them): say how many, and keep them out of the fit.
+    limit = request.max_abs_elevation
+    guard.report_non_physical(band, limit, os.path.basename(os.fspath(request.input_path)), log)
+    if request.fit_to_earth:
+        target = fit_target_m(model.ramp)
+        scale = fit_vertical_scale(band, request.sea_level, target, limit=limit)
+        log(
+            f"Vertical scale {scale:.6g} (fit to Earth: the 99th percentile of the relief above sea level "
+            f"{request.sea_level:g} lands at {target:g} m)"
+        )
+    else:
+        scale = request.vertical_scale
+        log(f"Vertical scale {scale:g}, sea level {request.sea_level:g}")
+    return Plan(
+        request=request,
+        output_path=output_path,
+        grid=grid,
+        layout=layout,
+        stripes=plan_stripes(layout, request.stripe_width),
+        relief=Relief(request.sea_level, scale),
+        ramp=model.ramp,
+        resolution_m=resolution_m,
+        input_scaling=model.input_scaling,
+        output_scaling=model.output_scaling,
+    )

@@ -1,0 +1,79 @@
+"""What the user asks for (``TerraformRequest``) and the one place it is checked (``check_request``).
+
+Every check of a parameter lives here or in the module that owns the thing checked (the band and the raster in
+``source``, the CRS and grid size in ``grid``, the overlap against the model's chip in ``chips``, the model in
+``model``, what protects the user's data - paths, preview, elevation limit, grid size, disk space - in
+``guard``), and runs once, before any long work. The QGIS algorithm maps its parameters onto a request and
+lets these checks speak; it does not repeat them.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from . import guard
+from .chips import DEFAULT_OVERLAP
+from .errors import InputError, OutputError
+from .grid import check_resolution
+from .relief import Relief
+from .writer import BLOCK, check_output_path
+
+NODATA_MODES = ("transparent", "ocean")
+OUTPUT_EXTENSIONS = (".tif", ".tiff")
+# px; about 250 MB of buffers at this width (rows read ahead, accumulator, finished rows), whatever the
+# raster's size. Narrower stripes save memory but recompute one chip column more per join.
+STRIPE_WIDTH = 8192
+
+
+@dataclass
+class TerraformRequest:
+    input_path: str
+    output_path: str  # GeoTIFF; written to a temporary file beside it, moved into place when complete
+    model_path: str
+    band: int = 1
+    overlap: int = DEFAULT_OVERLAP  # pixels shared by neighbouring chips
+    nodata_mode: str = "transparent"  # transparent: model sees a filled surface, alpha 0; ocean: nodata is sea
+    resolution_m: Optional[float] = None  # ground metres per output pixel; None = the model's resolution_m
+    sea_level: float = 0.0
+    vertical_scale: float = 1.0
+    fit_to_earth: bool = False  # choose vertical_scale from the data (overrides vertical_scale)
+    preview_path: Optional[str] = None  # before/after PNG (colourised DEM | terraformed)
+    batch_size: int = 8
+    threads: Optional[int] = None  # onnxruntime intra-op threads; None = all cores
+    stripe_width: int = STRIPE_WIDTH  # widest column stripe processed at once (multiple of 256): bounds memory
+    allow_huge_grid: bool = False  # opt-in for grids beyond guard.MAX_GRID_PIXELS (issue 11)
+    max_abs_elevation: float = guard.DEFAULT_MAX_ABS_ELEVATION  # |z| beyond this is no-data (issue 11)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_request(request: TerraformRequest) -> str:
+    """Raise InputError/OutputError for anything wrong with ``request`` that needs no file read.
+
+    Returns the absolute output path. Cheap: run it before opening anything.
+    """
+    if request.nodata_mode not in NODATA_MODES:
+        raise InputError(f"nodata mode must be one of {', '.join(NODATA_MODES)}, got {request.nodata_mode!r}")
+    if not _whole(request.batch_size) or request.batch_size < 1:
+        raise InputError(f"batch size must be a whole number >= 1, got {request.batch_size!r}")
+    if request.threads is not None and (not _whole(request.threads) or request.threads < 1):
+        raise InputError(f"threads must be a whole number >= 1 (or None for all cores), got {request.threads!r}")
+    if request.resolution_m is not None:  # None: the model's
+        check_resolution(request.resolution_m)
+    width = request.stripe_width
+    if not _whole(width) or width < BLOCK or width % BLOCK:
+        raise InputError(f"stripe width must be a positive multiple of {BLOCK} pixels, got {width!r}")
+    # Sea level always; the vertical scale only when it is used (fit to Earth chooses its own).
+    Relief(request.sea_level, 1.0 if request.fit_to_earth else request.vertical_scale)
+    output = os.fspath(request.output_path)
+    if os.path.splitext(output)[1].lower() not in OUTPUT_EXTENSIONS:
+        raise OutputError(f"Terraform DEM writes GeoTIFF: give the output a .tif name, not {output}")
+    output = check_output_path(output)
+    if request.preview_path:
+        check_output_path(request.preview_path)
+    # No output or preview over the input or each other, however spelled; the preview is a PNG (issue 11).
+    guard.check_paths(request.input_path, output, request.preview_path)
+    guard.check_elevation_limit(request.max_abs_elevation)
+    return output

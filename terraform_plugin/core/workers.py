@@ -1,0 +1,130 @@
+"""The run's helper threads: a producer that works ahead of the main thread, a consumer that works behind it.
+
+Bounded queues keep memory flat (at most ``QUEUE_DEPTH`` items in flight), and an exception in a helper thread
+is re-raised in the main thread, which decides. GDAL and onnxruntime release the GIL, so reading, inference
+and writing overlap.
+"""
+
+import queue
+import threading
+
+QUEUE_DEPTH = 2  # chip rows read ahead / block rows waiting to be written
+_POLL_S = 0.1
+_END = object()
+
+
+class _Thread:
+    def __init__(self, target, name):
+        self.queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.stop = threading.Event()
+        self.error = None
+        self.thread = threading.Thread(target=self._guard, args=(target,), name=name, daemon=True)
+        self.thread.start()
+
+    def _guard(self, target):
+        try:
+            target()
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+            self.stop.set()
+
+    def _put(self, item) -> bool:
+        """Blocking put that gives up (False) once the other side has stopped."""
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self):
+        """Stop the thread and wait for it (unblocking a producer stuck on a full queue)."""
+        self.stop.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                pass
+            self.thread.join(timeout=_POLL_S)
+
+
+class Ahead(_Thread):
+    """Iterates ``items`` (an iterator) in a thread, up to QUEUE_DEPTH items ahead of the consumer.
+
+    Iterating raises the producer's error; ``close()`` abandons the rest. Use as a context manager.
+    """
+
+    def __init__(self, items, name="terraform-reader"):
+        def produce():
+            for item in items:
+                if not self._put(item):
+                    return
+            self._put(_END)
+
+        super().__init__(produce, name)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            try:
+                item = self.queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self.error is not None:
+                    raise self.error
+                if not self.thread.is_alive() and self.queue.empty():
+                    raise self.error or RuntimeError("the reader thread stopped early")
+                continue
+            if item is _END:
+                raise StopIteration
+            return item
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+        return False
+
+
+class Behind(_Thread):
+    """Calls ``consume(item)`` in a thread for each ``put`` item, in order; ``finish()`` waits for the last.
+
+    ``put`` raises the consumer's error as soon as it is known. Use as a context manager: leaving it with an
+    exception abandons what is queued.
+    """
+
+    def __init__(self, consume, name="terraform-writer"):
+        def drain():
+            while True:
+                try:
+                    item = self.queue.get(timeout=_POLL_S)
+                except queue.Empty:
+                    if self.stop.is_set():
+                        return
+                    continue
+                if item is _END:
+                    return
+                consume(item)
+
+        super().__init__(drain, name)
+
+    def put(self, item):
+        if self.error is not None or not self._put(item):
+            raise self.error or RuntimeError("the writer thread stopped")
+
+    def finish(self):
+        """Wait until every item is consumed; raises the consumer's error."""
+        self.put(_END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+        return False

@@ -1,0 +1,115 @@
+"""Issue 11: training.prepare on mismatched inputs - specific errors, or handled (reprojected, alpha dropped)."""
+
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal, osr
+from PIL import Image
+
+from training.data import find_pairs
+from training.prepare import main as prepare
+
+gdal.UseExceptions()
+
+
+def write_tif(path, bands, epsg=32633, origin=(500000.0, 4600000.0), pixel=100.0, alpha=False):
+    bands = np.asarray(bands)
+    kind = gdal.GDT_Byte if bands.dtype == np.uint8 else gdal.GDT_Float32
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), bands.shape[2], bands.shape[1], len(bands), kind)
+    ds.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds.SetProjection(srs.ExportToWkt())
+    for i, band in enumerate(bands, start=1):
+        ds.GetRasterBand(i).WriteArray(band)
+    if alpha:
+        ds.GetRasterBand(len(bands)).SetColorInterpretation(gdal.GCI_AlphaBand)
+    ds = None
+    return str(path)
+
+
+def dem(tmp_path, size=600):
+    z = np.tile(np.linspace(10, 3000, size, dtype=np.float32), (size, 1))
+    return write_tif(tmp_path / "dem.tif", z[None])
+
+
+def rgb(size=600, bands=3):
+    values = [np.full((size, size), v, np.uint8) for v in (200, 120, 60, 255)][:bands]
+    return np.stack(values)
+
+
+def run(tmp_path, dem_path, img_path):
+    return prepare(["--dem", dem_path, "--imagery", img_path, "--region", "R", "--out", str(tmp_path / "out"),
+                    "--resolution", "100"])
+
+
+def refused(tmp_path, dem_path, img_path, *fragments):
+    before = {p: os.path.getsize(p) for p in (dem_path, img_path)}
+    with pytest.raises(SystemExit) as caught:
+        run(tmp_path, dem_path, img_path)
+    message = str(caught.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert {p: os.path.getsize(p) for p in before} == before
+    assert not os.path.exists(tmp_path / "out")  # nothing half-made
+    return message
+
+
+def test_imagery_that_does_not_overlap_the_dem(tmp_path):
+    far = write_tif(tmp_path / "rgb.tif", rgb(), origin=(900000.0, 4600000.0))  # 400 km east
+    refused(tmp_path, dem(tmp_path), far, "do not overlap", "the DEM covers", "the imagery x 900000")
+
+
+@pytest.mark.parametrize("bands, fragment", [(1, "one band"), (2, "two bands")])
+def test_imagery_without_three_colour_bands(tmp_path, bands, fragment):
+    img = write_tif(tmp_path / "grey.tif", rgb(bands=bands))
+    refused(tmp_path, dem(tmp_path), img, "imagery must be colour", fragment)
+
+
+def test_rgb_plus_alpha_band_ignores_alpha_and_masks_transparent_pixels(tmp_path):
+    bands = rgb(bands=4)
+    bands[3, :, :250] = 0  # the west chips transparent (their colour values are garbage)
+    bands[:3, :, :250] = 0
+    img = write_tif(tmp_path / "rgba.tif", bands, alpha=True)
+    manifest = run(tmp_path, dem(tmp_path), img)
+    entry = manifest["regions"]["R"]
+    assert entry["chips"] == 2 and entry["skipped_nodata"] == 2  # only the opaque east chips
+    for pair in find_pairs([str(tmp_path / "out")]):
+        assert pair.col == 256
+        sat = np.asarray(Image.open(pair.satellite)).astype(int)
+        assert sat.shape == (256, 256, 3)
+        assert np.abs(sat - [200, 120, 60]).max() <= 3  # the colour, not alpha, not the black west part
+
+
+def test_rgba_without_colour_interpretation_treats_band_4_as_alpha(tmp_path):
+    bands = rgb(bands=4)
+    bands[3, :, :250] = 0
+    img = write_tif(tmp_path / "rgba.tif", bands, alpha=False)
+    assert run(tmp_path, dem(tmp_path), img)["regions"]["R"]["chips"] == 2
+
+
+def test_imagery_in_another_crs_is_reprojected(tmp_path):
+    """UTM 33N DEM, imagery in Web Mercator over the same place: reprojected onto the DEM's grid."""
+    d = dem(tmp_path)
+    src, dst = osr.SpatialReference(), osr.SpatialReference()
+    src.ImportFromEPSG(32633)
+    dst.ImportFromEPSG(3857)
+    src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    dst.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    t = osr.CoordinateTransformation(src, dst)
+    corners = [t.TransformPoint(x, y)[:2] for x in (490000.0, 570000.0) for y in (4530000.0, 4610000.0)]
+    xs, ys = zip(*corners)
+    pixel = (max(xs) - min(xs)) / 800
+    img = write_tif(tmp_path / "merc.tif", rgb(size=800), epsg=3857, origin=(min(xs), max(ys)), pixel=pixel)
+    manifest = run(tmp_path, d, img)
+    assert manifest["regions"]["R"]["chips"] == 4 and manifest["regions"]["R"]["crs"] == "EPSG:32633"
+
+
+def test_chips_are_written_whole(tmp_path):
+    """No temporary files are left and every chip decodes: chips go through a hidden temp and a rename."""
+    run(tmp_path, dem(tmp_path), write_tif(tmp_path / "rgb.tif", rgb()))
+    folder = tmp_path / "out" / "R"
+    assert not [n for n in os.listdir(folder) if n.startswith(".")]
+    for name in os.listdir(folder):
+        Image.open(folder / name).load()
