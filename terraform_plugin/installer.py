@@ -62,7 +62,12 @@ def requirement_met(installed, spec):
         if not m:
             continue  # an operator we do not model: pip would not check it either with --no-deps
         op, version = m.groups()
-        want = _version_tuple(version.replace("*", "0"))
+        if version.endswith(".*") and op in ("==", "!="):  # prefix match: ==1.24.* accepts 1.24.2
+            prefix = _version_tuple(version[:-2])
+            if (have[: len(prefix)] == prefix) != (op == "=="):
+                return False
+            continue
+        want = _version_tuple(version)
         n = max(len(have), len(want))
         a, b = have + (0,) * (n - len(have)), want + (0,) * (n - len(want))
         ok = {">=": a >= b, "<=": a <= b, ">": a > b, "<": a < b, "==": a == b, "!=": a != b,
