@@ -3,7 +3,7 @@ PY := .venv/bin/python
 STAMP := .venv/.setup-stamp
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: setup demo test bench plugin package demo-mars clean
+.PHONY: setup demo test bench plugin package demo-mars clean matrix matrix-3.40 matrix-3.44
 
 setup: $(STAMP)
 $(STAMP): requirements.txt constraints.txt scripts/setup.sh
@@ -35,3 +35,11 @@ demo-mars: $(STAMP) plugin
 # Throughput and peak memory -> bench/results.json.
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# The version matrix: plugin and engine tests under QGIS 3.40 LTR (bookworm-backports) and 3.44 LTR
+# (trixie-backports, Python 3.13, numpy 2), each in a Debian chroot cached under /var/cache/terraform-dem (built
+# from nothing when absent; needs root and the network) -> out/matrix/. QGIS 3.22 is the host's: `make test`.
+matrix-3.40 matrix-3.44:
+	bash scripts/matrix.sh $(subst matrix-,,$@)
+
+matrix: matrix-3.40 matrix-3.44

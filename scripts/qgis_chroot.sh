@@ -3,7 +3,7 @@
 # absent.  Needs root, debootstrap and the network (Debian mirror + the host's pip configuration).
 #
 #   scripts/qgis_chroot.sh build 3.44            # build (or reuse) the chroot
-#   scripts/qgis_chroot.sh run 3.44 CMD...       # run CMD in it, the clone bind-mounted at /src
+#   scripts/qgis_chroot.sh run 3.44 CMD...       # run CMD in it on a copy of the clone at /src
 #   scripts/qgis_chroot.sh path 3.44             # where it lives
 #
 # 3.40 LTR: bookworm + bookworm-backports (Python 3.11, numpy 1.24).
@@ -94,7 +94,13 @@ EOF
 run() {
   [ -f "$ROOT/.terraform-ready" ] || build
   host_config "$ROOT"
-  bind "$SRC" "$ROOT/src"
+  # A copy of the clone (tracked and untracked, not ignored files), not a bind mount: the chroot's build/ and
+  # caches (another Python's wheels) must not mix with the host's.
+  rm -rf "$ROOT/src"
+  mkdir -p "$ROOT/src"
+  git -C "$SRC" ls-files -z --cached --others --exclude-standard \
+    | tar -C "$SRC" --null --ignore-failed-read -T - -cf - | tar -xf - -C "$ROOT/src"
+  if [ -d "$SRC/../shared" ]; then bind "$SRC/../shared" "$ROOT/shared" ro; fi
   chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LC_ALL=C.UTF-8 \
     QT_QPA_PLATFORM=offscreen TERRAFORM_QGIS_MATRIX="$version" bash -c 'cd /src && "$@"' bash "$@"
 }

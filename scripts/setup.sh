@@ -15,7 +15,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv (system site packages: Debian's qgis and osgeo stay importable)"
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-echo "== installing pinned packages (numpy < 2, see constraints.txt)"
+echo "== installing pinned packages (numpy < 2 on Debian 12, see constraints.txt)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt
-.venv/bin/python -c "import numpy, osgeo.gdal_array, qgis.core, onnxruntime, torch, rasterio.transform; assert numpy.__version__ < '2'; rasterio.transform.from_origin(0, 0, 1, 1)"
+.venv/bin/python -c "import numpy, osgeo.gdal_array, qgis.core, onnxruntime, torch, rasterio.transform; import sys; assert numpy.__version__ < '2' or sys.version_info >= (3, 12); rasterio.transform.from_origin(0, 0, 1, 1)"
 echo "== setup done: .venv ready"
