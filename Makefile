@@ -24,11 +24,12 @@ package: plugin
 test: $(STAMP) plugin
 	$(PY) -m pytest -q tests
 
-# The main job on a synthetic DEM through the real algorithm and the bundled model -> out/.
+# The main job on a real place (SRTM crop of Aconcagua, data/dem/) through the real algorithm and the bundled
+# model -> out/. `.venv/bin/python scripts/demo.py --synthetic` runs the procedural DEM instead.
 demo: $(STAMP) plugin
 	$(PY) scripts/demo.py
 
-# Mars MOLA layers from ../shared/data/dem/mars (skips with a message when absent) -> out/.
+# Mars MOLA crops (Tharsis, Valles Marineris) committed in data/dem/ -> out/mars/.
 demo-mars: $(STAMP) plugin
 	$(PY) scripts/demo_mars.py
 
