@@ -11,6 +11,13 @@ if ! command -v qgis_process.bin >/dev/null || ! /usr/bin/python3 -c "import qgi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq qgis python3-qgis qgis-providers python3-pip >/dev/null
 fi
 
+if ! command -v Xvfb >/dev/null; then  # the desktop test (tests/desktop) runs QGIS under a virtual display
+  echo "== installing Xvfb"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq xvfb >/dev/null \
+    || echo "warning: Xvfb not installed; the desktop test will skip"
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv (system site packages: Debian's qgis and osgeo stay importable)"
   /usr/bin/python3 -m venv --system-site-packages .venv
