@@ -80,7 +80,7 @@ EOF
     set -e
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends -t $suite-backports qgis python3-qgis qgis-providers >/dev/null
-    apt-get install -y -qq --no-install-recommends python3-pip python3-venv make ca-certificates >/dev/null
+    apt-get install -y -qq --no-install-recommends python3-pip python3-venv make ca-certificates xvfb >/dev/null
     apt-get clean
     qgis_process.bin --version 2>/dev/null | head -3 || true
   "

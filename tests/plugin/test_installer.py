@@ -117,7 +117,7 @@ def test_not_a_wheel_and_a_foreign_wheel(tmp_path, qgis_app):
 def test_numpy_requirement_checked_against_qgis_numpy(qgis_app):
     from terraform_plugin import installer
 
-    info = {"project": "onnxruntime", "version": "9.0", "python": [CP], "abi": CP, "platform": "x",
+    info = {"project": "onnxruntime", "version": "9.0", "python": ["cp311"], "abi": "cp311", "platform": "x",
             "requires": ["numpy>=2.3", "protobuf", "sympy; extra == \"symbolic\""]}
     with pytest.raises(installer.InstallError, match=r"needs numpy >=2\.3, QGIS ships numpy 1\.24\.2"):
         installer.check_wheel(info, (3, 11), "1.24.2")
