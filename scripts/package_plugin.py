@@ -3,8 +3,9 @@
 (metadata rules and its security scan, scripts/upload_checks.py).
 
 The zip holds one top-level folder terraform_plugin/ with __init__.py, metadata.txt, LICENSE and the bundled
-model, no compiled Python and no deps/: users install onnxruntime for their QGIS Python themselves (the
-algorithm prints the exact command), since a wheel is specific to one Python and platform.
+model, no compiled Python and no deps/: a wheel is specific to one Python and platform, so users install
+onnxruntime for their QGIS Python with the plugin's own installer (Plugins › Terraform DEM › Install/repair
+Terraform DEM dependencies; the algorithm's error also prints the manual command).
 """
 
 import argparse
