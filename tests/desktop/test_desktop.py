@@ -20,11 +20,24 @@ SCREENSHOTS = os.path.join(ROOT, "out", "desktop")
 QGIS = shutil.which("qgis") or "/usr/bin/qgis"
 
 
-def free_display():
+def start_xvfb(exe):
+    """Xvfb on the first display number that works: a lock file is not the only sign of a taken display (another
+    chroot's Xvfb holds the abstract socket without a lock file here), so try the next one when it exits."""
     for n in range(90, 140):
-        if not os.path.exists(f"/tmp/.X{n}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{n}"):
-            return n
-    pytest.skip("no free X display number for Xvfb")
+        if os.path.exists(f"/tmp/.X{n}-lock") or os.path.exists(f"/tmp/.X11-unix/X{n}"):
+            continue
+        proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(f"/tmp/.X11-unix/X{n}"):
+                return proc, f":{n}"
+            if proc.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.1"])
+        else:
+            proc.terminate()
+            proc.wait(10)
+    pytest.skip("Xvfb did not start on any display :90-:139")
 
 
 @pytest.fixture
@@ -34,16 +47,8 @@ def xvfb():
         pytest.skip("Xvfb is not installed (apt-get install xvfb): the desktop test needs a display")
     if not os.path.exists(QGIS):
         pytest.skip("the QGIS desktop (qgis) is not installed")
-    n = free_display()
-    proc = subprocess.Popen([exe, f":{n}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if os.path.exists(f"/tmp/.X11-unix/X{n}"):
-            break
-        if proc.poll() is not None:
-            pytest.skip(f"Xvfb :{n} exited at start ({proc.returncode})")
-        subprocess.run(["sleep", "0.1"])
-    yield f":{n}"
+    proc, display = start_xvfb(exe)
+    yield display
     proc.terminate()
     proc.wait(10)
 
