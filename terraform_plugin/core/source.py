@@ -18,7 +18,8 @@ CHECK_SIDE = 1024
 
 
 def _call(what, fn, *args, **kwargs):
-    """Run a GDAL call whether or not gdal.UseExceptions() is on (QGIS leaves it off, tests may turn it on)."""
+    """Run a GDAL call whether or not gdal.UseExceptions() is on (QGIS 3.22 leaves it off; QGIS >= 3.40's
+    Processing turns it on for the whole process, and other plugins or tests may too)."""
     gdal.ErrorReset()
     try:
         result = fn(*args, **kwargs)
