@@ -2,7 +2,8 @@
 # Plugin and engine tests under another QGIS, in a cached Debian chroot (scripts/qgis_chroot.sh builds it when
 # absent). Training tests run once, on the host (`make test`): they do not depend on QGIS.
 #
-#   scripts/matrix.sh 3.40|3.44        -> out/matrix/qgis-<version>.txt (summary) and .xml (JUnit)
+#   scripts/matrix.sh 3.40|3.44        -> out/matrix/qgis-<version>.txt (summary), .log, .xml (JUnit) and
+#                                         desktop-<version>/ (the desktop test's screenshots)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=${1:?usage: matrix.sh 3.40|3.44}
@@ -29,6 +30,8 @@ bash scripts/qgis_chroot.sh run "$version" bash -c "$inner" 2>&1 | tee "out/matr
 status=${PIPESTATUS[0]}
 set -e
 cp "$root/tmp/matrix.xml" "out/matrix/qgis-$version.xml" 2>/dev/null || true
+rm -rf "out/matrix/desktop-$version"  # the desktop test's screenshots under this QGIS, for a person to look at
+cp -r "$root/src/out/desktop" "out/matrix/desktop-$version" 2>/dev/null || true
 {
   grep -m1 '^QGIS ' "out/matrix/qgis-$version.log" || echo "QGIS $version (environment line missing)"
   grep -E '^(FAILED|ERROR) ' "out/matrix/qgis-$version.log" || true
