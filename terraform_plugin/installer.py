@@ -239,7 +239,11 @@ def install(cuda=False, wheel=None, target=None, log=print, progress=lambda p: N
             if line.lstrip().startswith(word):
                 progress(percent)
 
-    code, output = run_python(python, args, on_line=on_line, cancelled=cancelled)
+    try:
+        code, output = run_python(python, args, on_line=on_line, cancelled=cancelled)
+    except InstallError:  # cancelled or timed out: leave no half-filled staging folder behind
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if code != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise InstallError(f"pip failed (exit code {code}); the previous install, if any, is unchanged. Last "
@@ -251,8 +255,12 @@ def install(cuda=False, wheel=None, target=None, log=print, progress=lambda p: N
     progress(80)
 
     log("Verifying in a separate Python process (import, then open the bundled model)")
-    code, output = run_python(python, ["-c", VERIFY_SCRIPT, staging, bundled_model(), "1" if cuda else "0"],
-                              cancelled=cancelled, timeout_s=300)
+    try:
+        code, output = run_python(python, ["-c", VERIFY_SCRIPT, staging, bundled_model(), "1" if cuda else "0"],
+                                  cancelled=cancelled, timeout_s=300)
+    except InstallError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     found = re.search(r"^TERRAFORM-VERIFY (.*)$", output, re.M)
     if code != 0 or not found:
         shutil.rmtree(staging, ignore_errors=True)

@@ -147,3 +147,18 @@ def test_installer_algorithm_registered(qgis_app):
     assert alg.flags() & ALG_HIDE_FROM_MODELER
     assert {p.name() for p in alg.parameterDefinitions()} == {"CUDA", "WHEEL"}
     assert "\n" not in alg.shortHelpString() and "--no-deps" in alg.shortHelpString()
+
+
+def test_cancel_leaves_nothing_behind(qgis_app, local_wheel, tmp_path):
+    """Cancelled during pip: InstallError, no staging folder, the existing install untouched."""
+    from terraform_plugin import installer
+
+    target = tmp_path / "deps" / TAG
+    target.mkdir(parents=True)
+    (target / "marker.txt").write_text("the working install")
+    lines = []
+    with pytest.raises(installer.InstallError, match="cancelled"):
+        installer.install(wheel=local_wheel, target=str(target), log=lines.append, cancelled=lambda: True)
+    assert (target / "marker.txt").read_text() == "the working install"
+    assert not os.path.exists(str(target) + ".partial")
+    assert any("--no-deps" in line for line in lines)
