@@ -3,7 +3,7 @@ PY := .venv/bin/python
 STAMP := .venv/.setup-stamp
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: setup demo test bench plugin package demo-mars clean
+.PHONY: setup demo test bench plugin package demo-mars clean matrix matrix-3.40 matrix-3.44
 
 setup: $(STAMP)
 $(STAMP): requirements.txt constraints.txt scripts/setup.sh
@@ -24,14 +24,23 @@ package: plugin
 test: $(STAMP) plugin
 	$(PY) -m pytest -q tests
 
-# The main job on a synthetic DEM through the real algorithm and the bundled model -> out/.
+# The main job on a real place (SRTM crop of Aconcagua, data/dem/) through the real algorithm and the bundled
+# model -> out/. `.venv/bin/python scripts/demo.py --synthetic` runs the procedural DEM instead.
 demo: $(STAMP) plugin
 	$(PY) scripts/demo.py
 
-# Mars MOLA layers from ../shared/data/dem/mars (skips with a message when absent) -> out/.
+# Mars MOLA crops (Tharsis, Valles Marineris) committed in data/dem/ -> out/mars/.
 demo-mars: $(STAMP) plugin
 	$(PY) scripts/demo_mars.py
 
 # Throughput and peak memory -> bench/results.json.
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# The version matrix: plugin and engine tests under QGIS 3.40 LTR (bookworm-backports) and 3.44 LTR
+# (trixie-backports, Python 3.13, numpy 2), each in a Debian chroot cached under /var/cache/terraform-dem (built
+# from nothing when absent; needs root and the network) -> out/matrix/. QGIS 3.22 is the host's: `make test`.
+matrix-3.40 matrix-3.44:
+	bash scripts/matrix.sh $(subst matrix-,,$@)
+
+matrix: matrix-3.40 matrix-3.44

@@ -66,9 +66,29 @@ def installed_version(target):
     return None
 
 
+WHEELS = os.path.join(ROOT, "build", "wheels")
+
+
+def onnxruntime_wheel(python, version, folder=WHEELS):
+    """The onnxruntime wheel for ``python`` in build/wheels/, downloaded once (with that Python, so the tags
+    match). The offline-install test and the deps/ install both use this file."""
+    cp = "cp" + python_tag(python)[2:].replace(".", "")
+    pattern = re.compile(rf"onnxruntime-{re.escape(version)}-{cp}-{cp}-.*\.whl$")
+    found = [n for n in sorted(os.listdir(folder)) if pattern.match(n)] if os.path.isdir(folder) else []
+    if not found:
+        print(f"downloading the onnxruntime=={version} wheel for {python} into {os.path.relpath(folder, ROOT)}")
+        subprocess.run([python, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+                        "--only-binary=:all:", "-d", folder, f"onnxruntime=={version}"], check=True)
+        found = [n for n in sorted(os.listdir(folder)) if pattern.match(n)]
+    if not found:
+        raise SystemExit(f"pip downloaded no onnxruntime {version} wheel for {cp} into {folder}")
+    return os.path.join(folder, found[-1])
+
+
 def install_onnxruntime(dest, python, version):
     tag = python_tag(python)
     target = os.path.join(dest, "deps", tag)
+    wheel = onnxruntime_wheel(python, version)
     have = installed_version(target)
     if have == version:
         print(f"onnxruntime {version} already in {os.path.relpath(target, ROOT)}")
@@ -77,7 +97,7 @@ def install_onnxruntime(dest, python, version):
     print(f"installing onnxruntime=={version} for {python} into {os.path.relpath(target, ROOT)}")
     # --target is allowed on Debian's externally managed Python; --no-deps keeps QGIS's numpy.
     cmd = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--only-binary=:all:",
-           "--target", target, f"onnxruntime=={version}"]
+           "--no-index", "--target", target, wheel]
     subprocess.run(cmd, check=True)
     shutil.rmtree(os.path.join(target, "bin"), ignore_errors=True)  # console scripts bound to the wrong prefix
     check = subprocess.run(

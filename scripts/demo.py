@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""`make demo`: a synthetic DEM through the real algorithm (qgis_process.bin, the built plugin, the bundled
-model) -> out/synthetic_terraformed.tif and out/synthetic_before_after.png.
+"""`make demo`: a real place through the real algorithm (qgis_process.bin, the built plugin, the bundled model):
+the SRTM crop of Aconcagua in data/dem/ (public domain, see data/dem/README.md) ->
+out/aconcagua_terraformed.tif and out/aconcagua_before_after.png. ``--synthetic`` runs the procedural DEM of
+scripts/synthetic_dem.py instead (out/synthetic_*), as before.
 
 Runs exactly what a user runs headless; `make plugin` (a dependency of `make demo`) built build/terraform_plugin/
 with onnxruntime for QGIS's Python. QGIS uses a private profile in out/.qgis-profile, so the user's own QGIS
@@ -18,16 +20,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "out")
 BUILD = os.path.join(ROOT, "build")
 MODEL = os.path.join(ROOT, "models", "terraform_generator.onnx")
-DEM = os.path.join(OUT, "synthetic_dem.tif")
-RESULT = os.path.join(OUT, "synthetic_terraformed.tif")
-PREVIEW = os.path.join(OUT, "synthetic_before_after.png")
-SIZE = 2048  # 410 km at 200 m/pixel: 121 chips, well under a minute at ~50 ms/chip on 2 cores
+REAL_DEM = os.path.join(ROOT, "data", "dem", "aconcagua_srtm.tif")  # 900 x 900 px at 3 arc-seconds
+SIZE = 2048  # synthetic: 410 km at 200 m/pixel, 121 chips, well under a minute at ~50 ms/chip on 2 cores
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Terraform a synthetic DEM with the real algorithm.")
+    parser = argparse.ArgumentParser(description="Terraform a real place (or a synthetic DEM) with the real algorithm.")
     parser.add_argument("--model", help="another Terraform ONNX model instead of the bundled one")
+    parser.add_argument("--synthetic", action="store_true", help="the procedural DEM instead of the SRTM crop")
     args = parser.parse_args()
+    name = "synthetic" if args.synthetic else "aconcagua"
+    dem = os.path.join(OUT, "synthetic_dem.tif") if args.synthetic else REAL_DEM
+    result = os.path.join(OUT, f"{name}_terraformed.tif")
+    preview = os.path.join(OUT, f"{name}_before_after.png")
+    if not os.path.isfile(dem) and not args.synthetic:
+        print(f"demo: {os.path.relpath(dem, ROOT)} is missing from this checkout", file=sys.stderr)
+        return 2
     if args.model is None and not os.path.isfile(MODEL):
         print(f"demo: the bundled model {os.path.relpath(MODEL, ROOT)} does not exist yet (it is trained and "
               "exported by training/; see models/MODEL_CARD.md once it is there). Nothing to run.", file=sys.stderr)
@@ -41,8 +49,10 @@ def main():
         # The model appeared after the last `make plugin`: refresh the build so the bundled model is there.
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_plugin.py")], check=True)
 
-    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "synthetic_dem.py"), DEM, "--size", str(SIZE)],
-                   check=True)
+    os.makedirs(OUT, exist_ok=True)
+    if args.synthetic:
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "synthetic_dem.py"), dem, "--size", str(SIZE)],
+                       check=True)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", QGIS_PLUGINPATH=BUILD,
                QGIS_CUSTOM_CONFIG_PATH=os.path.join(OUT, ".qgis-profile"))
     env.pop("PYTHONPATH", None)  # QGIS's own Python, not the venv's packages
@@ -53,7 +63,7 @@ def main():
         print(f"demo: qgis_process cannot load the plugin from {BUILD}: {probe.stderr.strip()[-400:]}", file=sys.stderr)
         return 1
     cmd = [qgis_process, "run", "terraform:terraformdem", "--",
-           f"INPUT={DEM}", f"OUTPUT={RESULT}", f"PREVIEW={PREVIEW}", "SEA_LEVEL=0"]
+           f"INPUT={dem}", f"OUTPUT={result}", f"PREVIEW={preview}", "SEA_LEVEL=0"]
     if args.model:
         cmd.append(f"MODEL={os.path.abspath(args.model)}")
     print("$ " + " ".join(cmd), flush=True)
@@ -64,7 +74,7 @@ def main():
         print(f"demo: qgis_process failed (exit {done.returncode})", file=sys.stderr)
         return 1
     print(f"\ndemo done in {elapsed:.0f} s:")
-    for path in (DEM, RESULT, PREVIEW):
+    for path in (dem, result, preview):
         if os.path.exists(path):
             print(f"  {os.path.relpath(path, ROOT)}  ({os.path.getsize(path) / 1e6:.1f} MB)")
     return 0

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """`make demo-mars`: terraform real Mars MOLA layers through the real QGIS algorithm -> out/mars/.
 
-Inputs (read-only, from ``../shared/data/dem/mars`` relative to the repository; the demo skips with a message
-and exits 0 when that folder is absent, as on a user's fresh clone):
+Inputs: the public-domain MOLA crops committed in ``data/dem/`` (source and licence in data/dem/README.md), so
+the demo runs on a fresh clone without ``../shared``:
 
-- ``tharsis``: ``mars_mola_megdr4ppd_tharsis_256.tif``, a 256 x 256 crop around Olympus Mons and the Tharsis
-  volcanoes, Mars equirectangular (IAU_2015:49910, metres).
-- ``valles_marineris``: the global 4 px/degree MEGDR (``megt90n000cb.vrt``, Mars geographic IAU_2015:49900 with
-  0-360°E longitudes) cropped with ``gdal.Translate`` to a temporary VRT over 265-320°E, 20°S-5°N: Valles
-  Marineris with the eastern Tharsis rise. The crop keeps the layer's own CRS and 0-360° longitudes.
+- ``tharsis``: ``mars_tharsis_mola.tif``, a 256 x 256 crop around Olympus Mons and the Tharsis volcanoes, Mars
+  equirectangular (IAU_2015:49910, metres).
+- ``valles_marineris``: ``mars_valles_marineris_mola.tif``, the global 4 px/degree MEGDR (Mars geographic,
+  0-360°E longitudes) cropped to 265-320°E, 20°S-5°N: Valles Marineris with the eastern Tharsis rise, in the
+  layer's own CRS and 0-360° longitudes.
 
 Each layer runs with sea levels of -3000 m and -1000 m (Mars has no sea level; the areoid is the zero, and the
 northern plains and Hellas sit around -4 to -8 km) and FIT_TO_EARTH on, so the land above each sea is squeezed
@@ -41,7 +41,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-MARS_DIR = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "dem", "mars"))
+MARS_DIR = os.path.join(ROOT, "data", "dem")
 OUT_DIR = os.path.join(ROOT, "out", "mars")
 PLUGIN_PATH = os.path.join(ROOT, "build")
 ALGORITHM = "terraform:terraformdem"
@@ -50,8 +50,8 @@ DEFAULT_RESOLUTION_M = 1000.0
 
 # (layer name, source file, projWin [west, north, east, south] in the source CRS, or None for the whole file)
 LAYERS = (
-    ("tharsis", "mars_mola_megdr4ppd_tharsis_256.tif", None),
-    ("valles_marineris", "megt90n000cb.vrt", (265.0, 5.0, 320.0, -20.0)),
+    ("tharsis", "mars_tharsis_mola.tif", None),
+    ("valles_marineris", "mars_valles_marineris_mola.tif", None),
 )
 
 
@@ -170,9 +170,9 @@ def main(argv=None):
                         help="run grids over 2^30 pixels (otherwise refused as a likely mistyped resolution)")
     args = parser.parse_args(argv)
 
-    if not os.path.isdir(MARS_DIR):
-        print(f"demo-mars skipped: the shared MOLA rasters are not here ({MARS_DIR}).")
-        return 0
+    missing = [f for _, f, _ in LAYERS if not os.path.isfile(os.path.join(MARS_DIR, f))]
+    if missing:
+        raise SystemExit(f"demo-mars: {', '.join(missing)} missing from {MARS_DIR} (see data/dem/README.md)")
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="demo_mars_") as tmp:
         return demo(args, tmp)

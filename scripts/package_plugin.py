@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""`make package`: dist/terraform_plugin.zip from build/terraform_plugin/, checked against plugins.qgis.org.
+"""`make package`: dist/terraform_plugin.zip from build/terraform_plugin/, checked against plugins.qgis.org
+(metadata rules and its security scan, scripts/upload_checks.py).
 
 The zip holds one top-level folder terraform_plugin/ with __init__.py, metadata.txt, LICENSE and the bundled
-model, no compiled Python and no deps/: users install onnxruntime for their QGIS Python themselves (the
-algorithm prints the exact command), since a wheel is specific to one Python and platform.
+model, no compiled Python and no deps/: a wheel is specific to one Python and platform, so users install
+onnxruntime for their QGIS Python with the plugin's own installer (Plugins › Terraform DEM › Install/repair
+Terraform DEM dependencies; the algorithm's error also prints the manual command).
 """
 
 import argparse
 import configparser
 import os
+import re
 import sys
 import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import upload_checks  # noqa: E402 (scripts/ is not a package)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "terraform_plugin"
@@ -67,6 +73,18 @@ def check_zip(zip_path):
                 problems.append("metadata.txt qgisMinimumVersion must be 3.22")
             if general.get("hasProcessingProvider") != "yes":
                 problems.append("metadata.txt hasProcessingProvider must be yes")
+            # plugins.qgis.org lists a plugin for QGIS 4 only when qgisMaximumVersion >= 4.0 (supportsQt6 is ignored).
+            maximum = str(general.get("qgisMaximumVersion", ""))
+            if not re.fullmatch(r"4\.\d+", maximum):
+                problems.append(f"metadata.txt qgisMaximumVersion must be 4.x (4.99) for QGIS 4, got {maximum!r}")
+            if not re.fullmatch(r"\d+\.\d+\.\d+", str(general.get("version", ""))):
+                problems.append("metadata.txt version must be X.Y.Z")
+            # The Plugin Manager renders about/description as HTML: a <placeholder> would vanish.
+            for key in ("about", "description"):
+                tag = re.search(r"<[^>]*>", str(general.get(key, "")))
+                if tag:
+                    problems.append(f"metadata.txt {key} contains {tag.group(0)}, which the Plugin Manager "
+                                    "would swallow as an HTML tag")
     return problems
 
 
@@ -87,10 +105,15 @@ def main():
               "packaging without the model (users must choose a model file)")
         build_zip(args.src, args.out, skip={MODEL})
     problems = check_zip(args.out)
+    findings = upload_checks.scan(args.out)
+    blocked = upload_checks.blocking(findings)
+    if blocked:
+        problems.append("security scan (Bandit + detect-secrets) blocks the upload:\n" + upload_checks.describe(blocked))
     if problems:
         os.remove(args.out)
         raise SystemExit("package rejected:\n  " + "\n  ".join(problems))
-    print(f"{os.path.relpath(args.out, ROOT)}: {os.path.getsize(args.out):,} bytes, passes plugins.qgis.org checks")
+    print(f"{os.path.relpath(args.out, ROOT)}: {os.path.getsize(args.out):,} bytes, passes plugins.qgis.org checks "
+          f"(security scan: {len(blocked)} blocking, {len(findings)} findings in all)")
     return 0
 
 

@@ -16,7 +16,6 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -25,12 +24,12 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsRasterLayer,
 )
-from qgis.PyQt.QtCore import QVariant
 from qgis.PyQt.QtGui import QIcon
 
 from . import deps
 from .core.pipeline import NODATA_MODES  # numpy and GDAL only: onnxruntime is imported when a model loads
 from .help import SHORT_HELP
+from .qgis_compat import FILE_BEHAVIOR_FILE, FLAG_ADVANCED, NUMBER_DOUBLE, NUMBER_INTEGER, is_null
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 MODEL_FILE = "terraform_generator.onnx"
@@ -50,7 +49,7 @@ def output_layer_name(input_name, sea_level):
 
 
 def _unset(value):
-    return value is None or value == "" or (isinstance(value, QVariant) and value.isNull())
+    return is_null(value)
 
 
 def _number(value):
@@ -168,14 +167,14 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             QgsProcessingParameterFile(
                 self.MODEL,
                 "Model (ONNX; empty = bundled model)",
-                behavior=QgsProcessingParameterFile.File,
+                behavior=FILE_BEHAVIOR_FILE,
                 extension="onnx",
                 optional=True,
             )
         )
         advanced = []
         overlap = QgsProcessingParameterNumber(
-            self.OVERLAP, "Chip overlap (pixels)", QgsProcessingParameterNumber.Integer, defaultValue=64, minValue=0
+            self.OVERLAP, "Chip overlap (pixels)", NUMBER_INTEGER, defaultValue=64, minValue=0
         )
         advanced.append(overlap)
         nodata = QgsProcessingParameterEnum(
@@ -185,24 +184,24 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         resolution = QgsProcessingParameterNumber(
             self.RESOLUTION,
             "Output resolution (ground metres per pixel; empty = the model's)",
-            QgsProcessingParameterNumber.Double,
+            NUMBER_DOUBLE,
             defaultValue=None,
             optional=True,
         )
         advanced.append(resolution)
         for param in advanced:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            param.setFlags(param.flags() | FLAG_ADVANCED)
         self.addParameter(overlap)
         self.addParameter(nodata)
         self.addParameter(resolution)
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.SEA_LEVEL, "Sea level (layer's elevation units)", QgsProcessingParameterNumber.Double, 0.0
+                self.SEA_LEVEL, "Sea level (layer's elevation units)", NUMBER_DOUBLE, 0.0
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.VERTICAL_SCALE, "Vertical scale (> 0)", QgsProcessingParameterNumber.Double, 1.0
+                self.VERTICAL_SCALE, "Vertical scale (> 0)", NUMBER_DOUBLE, 1.0
             )
         )
         self.addParameter(
@@ -235,12 +234,12 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         limit = QgsProcessingParameterNumber(
             self.MAX_ABS_ELEVATION,
             "Non-physical elevation limit (|z| above it is no-data; layer units)",
-            QgsProcessingParameterNumber.Double,
+            NUMBER_DOUBLE,
             defaultValue=DEFAULT_MAX_ABS_ELEVATION,
             optional=True,
         )
         for param in (huge, limit):
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            param.setFlags(param.flags() | FLAG_ADVANCED)
             self.addParameter(param)
 
     def _check_safety_values(self, parameters):
@@ -389,7 +388,15 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         except TerraformError as exc:
             raise QgsProcessingException(str(exc)) from None
 
-        # The engine already logged model, execution provider, grid, chips and elapsed time.
+        # The engine already logged model, grid, chips and elapsed time; the execution provider is repeated on
+        # its own line because "is my GPU used?" is the question users ask most (CUDA can fail to load silently).
+        feedback.pushInfo(f"Execution provider: {result.provider}")
+        if result.provider != "CUDAExecutionProvider" and deps.cuda_requested():
+            feedback.reportError(
+                "onnxruntime-gpu is installed but CUDA did not load, so the CPU ran the model: check the CUDA "
+                "and cuDNN libraries onnxruntime-gpu needs (Install/repair Terraform DEM dependencies reports them).",
+                False,
+            )
         if context.willLoadLayerOnCompletion(output):
             name = output_layer_name(layer.name(), sea_level)
             details = context.layerToLoadOnCompletionDetails(output)

@@ -94,11 +94,32 @@ def missing_message(reason: str = "") -> str:
     why = f" ({reason})" if reason else ""
     return (
         f"Terraform DEM needs onnxruntime, which cannot be imported by QGIS's Python "
-        f"{sys.version_info.major}.{sys.version_info.minor}{why}. Install it for QGIS with:\n\n"
+        f"{sys.version_info.major}.{sys.version_info.minor}{why}. Install it from inside QGIS: Plugins › "
+        "Terraform DEM › Install/repair Terraform DEM dependencies (or Processing Toolbox › Terraform › Setup; "
+        "headless: qgis_process run terraform:installdependencies, with WHEEL=<file.whl> when offline). "
+        f"By hand, the same install is:\n\n"
         f"    {install_command()}\n\n"
         f"then restart QGIS. (--no-deps keeps the numpy that QGIS ships; the plugin also looks in "
         f'"{plugin_deps_dir()}".)'
     )
+
+
+def installed_distribution():
+    """(project, version, folder) of the onnxruntime distribution the dependency folders hold, else None."""
+    for folder in dependency_dirs():
+        if not os.path.isdir(folder):
+            continue
+        for entry in sorted(os.listdir(folder)):
+            name, sep, rest = entry.partition("-")
+            if sep and entry.endswith(".dist-info") and name in ("onnxruntime", "onnxruntime_gpu"):
+                return name.replace("_", "-"), rest[: -len(".dist-info")], folder
+    return None
+
+
+def cuda_requested() -> bool:
+    """The user installed onnxruntime-gpu, i.e. asked for CUDA."""
+    found = installed_distribution()
+    return found is not None and found[0] == "onnxruntime-gpu"
 
 
 def onnxruntime_problem():

@@ -8,6 +8,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .algorithm import TerraformDemAlgorithm
 from .core.version import VERSION
+from .install_algorithm import InstallDependenciesAlgorithm
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
 
@@ -34,11 +35,13 @@ class TerraformProvider(QgsProcessingProvider):
     def warningMessage(self):  # noqa: N802 (QGIS's name)
         # Shown in the Toolbox next to the provider. find_spec does not import: QGIS start-up stays fast.
         if importlib.util.find_spec("onnxruntime") is None:
-            return "onnxruntime is not installed for QGIS's Python: run Terraform DEM once for the install command."
+            return ("onnxruntime is not installed for QGIS's Python: run Setup › Install/repair Terraform DEM "
+                    "dependencies.")
         return ""
 
     def loadAlgorithms(self):
         self.addAlgorithm(TerraformDemAlgorithm())
+        self.addAlgorithm(InstallDependenciesAlgorithm())
 
     def supportedOutputRasterLayerExtensions(self):
         # The engine writes GeoTIFF only; QGIS then offers (and defaults temporary outputs to) .tif.

@@ -1,6 +1,18 @@
-"""User-facing help for the Processing algorithm, kept out of the algorithm's code."""
+"""User-facing help for the Processing algorithms, kept out of the algorithms' code.
 
-SHORT_HELP = """
+The sources wrap lines for reading; QGIS's help panel turns every newline into a line break, so ``_flow`` joins
+each block into one line: one paragraph per ``<p>``, no hard breaks inside sentences.
+"""
+
+import re
+
+
+def _flow(html: str) -> str:
+    """Collapse every run of whitespace that contains a newline into one space; drop the outer blank lines."""
+    return re.sub(r"\s*\n\s*", " ", html.strip())
+
+
+SHORT_HELP = _flow("""
 <p>Turns an elevation model (an Earth DEM such as SRTM, or a Mars MOLA layer) into an Earth-like
 satellite image with a pix2pix generator. The elevations are coloured with the ramp the model was
 trained on, cut into overlapping chips, passed through the model and blended back without seams.
@@ -35,8 +47,10 @@ does not saturate the ramp.</p>
 
 <h3>Running it</h3>
 <p>Works in batch mode, in the Model Designer and headless:
-<code>qgis_process.bin run terraform:terraformdem -- INPUT=dem.tif OUTPUT=out.tif</code>.
-onnxruntime must be installed for QGIS's Python; when it is missing the error says how.</p>
+<code>qgis_process run terraform:terraformdem -- INPUT=dem.tif OUTPUT=out.tif</code>.</p>
+<p>onnxruntime must be installed for QGIS's Python: Plugins › Terraform DEM › Install/repair Terraform DEM
+dependencies does it (also in this Toolbox under Terraform › Setup, and offline from a wheel file). The log
+names the execution provider that ran the model (CPU or CUDA).</p>
 
 <h3>Data and licence</h3>
 <p>The output is a synthetic, plausible-looking image, not a photograph: do not use it as imagery of the
@@ -44,4 +58,25 @@ place. The bundled model was trained on Sentinel-2 cloudless imagery ("Sentinel-
 https://s2maps.eu by EOX IT Services GmbH (Contains modified Copernicus Sentinel data 2020)", CC BY-NC-SA
 4.0) paired with SRTM elevation; images it makes carry that attribution and are for non-commercial use.
 See the model card (models/MODEL_CARD.md).</p>
-"""
+""")
+
+
+INSTALL_HELP = _flow("""
+<p>Installs onnxruntime, which Terraform DEM needs, for the Python that QGIS itself runs, into this profile's
+dependency folder (python/dependencies/terraform_dem in the profile folder; no administrator rights needed,
+and it survives plugin upgrades). Run it again to repair a broken install or to switch between CPU and GPU.</p>
+<p>It keeps the numpy that QGIS ships: the install uses pip with --no-deps, and the wheel's numpy requirement is
+checked against QGIS's numpy first. It installs into a staging folder, checks the result in a separate Python
+process (import, then the bundled model opened with the chosen execution provider) and only then replaces the
+previous install, so a failed attempt changes nothing. The log reports every step and what was installed.</p>
+<h3>Parameters</h3>
+<ul>
+<li><b>Use an NVIDIA GPU</b>: installs onnxruntime-gpu instead. It needs the CUDA and cuDNN libraries of its
+release; the log says whether CUDA actually loaded, and Terraform DEM falls back to the CPU (and says so) when
+it does not.</li>
+<li><b>Wheel file</b>: for machines without internet: an onnxruntime (or onnxruntime_gpu) .whl downloaded
+elsewhere for this QGIS's Python version and platform (the name contains e.g. cp311 or cp313). Empty: pip
+downloads the pinned version, honouring pip's own configuration (index, proxy, certificates).</li>
+</ul>
+<p>Restart QGIS afterwards if Terraform DEM had already loaded onnxruntime in this session.</p>
+""")

@@ -49,11 +49,25 @@ def test_not_a_raster(run_alg, models, tmp_path, gdal_exceptions):
     fake.write_text("this is a text file, not a GeoTIFF\n" * 20)
     # GDAL's exception mode is process-wide: anything else in QGIS may have turned it on.
     was = gdal.GetUseExceptions()
-    gdal.UseExceptions() if gdal_exceptions else gdal.DontUseExceptions()
+    if gdal_exceptions:
+        gdal.UseExceptions()
+    else:
+        try:
+            gdal.DontUseExceptions()
+        except RuntimeError as exc:
+            # QGIS >= 3.40's Processing turns GDAL/OGR/OSR exceptions on for the whole process, and GDAL (3.6 on
+            # Debian 12) then refuses to turn them off: in such a QGIS the plugin never runs in that mode.
+            pytest.skip(f"this QGIS keeps GDAL exceptions on process-wide, so they cannot be off here ({exc})")
     try:
         _not_a_raster(run_alg, models, tmp_path, fake)
     finally:
-        gdal.UseExceptions() if was else gdal.DontUseExceptions()
+        if was:
+            gdal.UseExceptions()
+        elif gdal.GetUseExceptions():
+            try:
+                gdal.DontUseExceptions()
+            except RuntimeError:
+                pass  # see above: this QGIS keeps them on
 
 
 def _not_a_raster(run_alg, models, tmp_path, fake):

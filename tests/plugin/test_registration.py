@@ -21,12 +21,30 @@ def test_provider_and_algorithm_ids(qgis_app):
     assert alg.group() and alg.groupId()
     assert not alg.icon().isNull()
     help_text = alg.shortHelpString()
-    for words in ("Sea level", "Vertical scale", "Mars", "200 m/pixel", "CC BY-NC-SA", "Band", "transparent"):
+    for words in ("Sea level", "Vertical scale", "Mars", "200 m/pixel", "CC BY-NC-SA", "Band", "transparent",
+                  "Install/repair Terraform DEM dependencies"):
         assert words in help_text
 
 
+def test_help_is_flowing_html():
+    """QGIS's help panel turns newlines into line breaks: none inside the text, one paragraph per <p>."""
+    import re
+
+    from terraform_plugin.help import INSTALL_HELP, SHORT_HELP
+
+    for text in (SHORT_HELP, INSTALL_HELP):
+        assert "\n" not in text and "<br" not in text
+        assert text.count("<p>") == text.count("</p>") >= 2
+        assert not re.search(r"\s{2,}", text)  # no indentation or wrap left over from the source
+        for tag in ("ul", "li", "h3", "code", "b", "i"):
+            assert text.count(f"<{tag}>") == text.count(f"</{tag}>"), tag
+    assert "Setup" in SHORT_HELP and "Install/repair Terraform DEM dependencies" in SHORT_HELP
+
+
 def test_parameters(qgis_app):
-    from qgis.core import QgsApplication, QgsProcessingParameterDefinition as Def
+    from qgis.core import QgsApplication
+
+    from terraform_plugin.qgis_compat import FLAG_ADVANCED, FLAG_OPTIONAL
 
     alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
     params = {p.name(): p for p in alg.parameterDefinitions()}
@@ -53,9 +71,9 @@ def test_parameters(qgis_app):
     assert params["BAND"].parentLayerParameterName() == "INPUT"
     assert params["MODEL"].extension() == "onnx"
     assert params["NODATA_MODE"].options() == ["transparent", "ocean"]
-    optional = {n for n, p in params.items() if p.flags() & Def.FlagOptional}
+    optional = {n for n, p in params.items() if p.flags() & FLAG_OPTIONAL}
     assert {"MODEL", "RESOLUTION", "PREVIEW"} <= optional and "INPUT" not in optional
-    advanced = {n for n, p in params.items() if p.flags() & Def.FlagAdvanced}
+    advanced = {n for n, p in params.items() if p.flags() & FLAG_ADVANCED}
     assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION", "ALLOW_HUGE_GRID", "MAX_ABS_ELEVATION"}  # + issue 11
     assert alg.provider().supportedOutputRasterLayerExtensions() == ["tif"]
 
@@ -114,6 +132,7 @@ def test_metadata_txt():
     general = meta["general"]
     assert general["version"] == VERSION
     assert general["qgisMinimumVersion"] == "3.22"
+    assert general["qgisMaximumVersion"] == "4.99"
     assert general["hasProcessingProvider"] == "yes"
     assert general["author"] == "Terraform DEM developers"
     for key in ("name", "description", "about", "email", "tracker", "repository", "tags", "changelog",

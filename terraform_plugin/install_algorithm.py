@@ -1,0 +1,99 @@
+"""The Processing algorithm ``terraform:installdependencies``: the installer with QGIS's progress bar and log.
+
+The plugin menu's "Install/repair Terraform DEM dependencies…" opens this algorithm's dialog; headless it runs
+with ``qgis_process run terraform:installdependencies -- WHEEL=/path/onnxruntime-….whl``.
+"""
+
+import os
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFile,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from . import installer
+from .help import INSTALL_HELP
+from .qgis_compat import ALG_HIDE_FROM_MODELER, FILE_BEHAVIOR_FILE
+
+PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class InstallDependenciesAlgorithm(QgsProcessingAlgorithm):
+    CUDA = "CUDA"
+    WHEEL = "WHEEL"
+
+    def name(self):
+        return "installdependencies"
+
+    def displayName(self):
+        return "Install/repair Terraform DEM dependencies"
+
+    def group(self):
+        return "Setup"
+
+    def groupId(self):
+        return "setup"
+
+    def tags(self):
+        return ["onnxruntime", "install", "repair", "dependencies", "pip", "cuda", "gpu", "offline", "wheel"]
+
+    def shortHelpString(self):
+        return INSTALL_HELP
+
+    def shortDescription(self):
+        return "Installs the pinned onnxruntime for QGIS's own Python (offline from a wheel file, or CUDA)"
+
+    def icon(self):
+        return QIcon(os.path.join(PLUGIN_DIR, "icon.svg"))
+
+    def createInstance(self):
+        return InstallDependenciesAlgorithm()
+
+    def flags(self):
+        # Not a data-processing step: keep it out of the Model Designer and batch mode.
+        return super().flags() | ALG_HIDE_FROM_MODELER
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.CUDA, "Use an NVIDIA GPU (installs onnxruntime-gpu; needs CUDA and cuDNN)", defaultValue=False
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.WHEEL,
+                "Wheel file for offline install (empty = download the pinned version)",
+                behavior=FILE_BEHAVIOR_FILE,
+                extension="whl",
+                optional=True,
+            )
+        )
+        for name, description in (
+            ("ONNXRUNTIME_VERSION", "Installed onnxruntime version"),
+            ("EXECUTION_PROVIDER", "Execution provider the bundled model loads on"),
+            ("TARGET", "Dependency folder"),
+        ):
+            self.addOutput(QgsProcessingOutputString(name, description))
+
+    def processAlgorithm(self, parameters, context, feedback):
+        wheel = self.parameterAsFile(parameters, self.WHEEL, context) or None
+        cuda = self.parameterAsBoolean(parameters, self.CUDA, context)
+        try:
+            report = installer.install(
+                cuda=cuda,
+                wheel=wheel,
+                log=feedback.pushInfo,
+                progress=feedback.setProgress,
+                cancelled=feedback.isCanceled,
+            )
+        except installer.InstallError as exc:
+            raise QgsProcessingException(f"Installing onnxruntime failed: {exc}") from None
+        return {
+            "ONNXRUNTIME_VERSION": report["version"],
+            "EXECUTION_PROVIDER": report["execution_provider"],
+            "TARGET": report["target"],
+        }
