@@ -208,6 +208,7 @@ class Trainer:
             val_regions=sorted({p.region for p in self.val_pairs}),
             train_chips=len(self.train_pairs),
             resolution_m=self.resolution_m,
+            cpu_precision=self.cpu_precision,
             warm_start=self.warm_start,
             val_chips=len(self.val_pairs),
         )
@@ -234,6 +235,13 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         self.step = state["step"]
+        kept = state.get("cpu_precision")
+        if self.cpu_precision and kept and kept != self.cpu_precision and self.args.precision == "auto":
+            # The straight run's arithmetic, not a new timing's (which a busy machine can tip either way):
+            # that is what makes a resumed run end with the same weights.
+            print(f"precision {kept}: kept from the checkpoint (this start timed {self.cpu_precision} faster)")
+            self.cpu_precision = kept
+            self.amp = torch.bfloat16 if kept == "bf16" else None
         # A killed run may have logged steps past its last checkpoint; they will be redone.
         for name in ("losses.csv", "val.csv"):
             path = os.path.join(self.args.out, name)

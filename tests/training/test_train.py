@@ -68,3 +68,12 @@ def test_resume_ends_with_the_same_weights(pairs_dir, tmp_path, tiny_flags):
     with open(os.path.join(straight, "losses.csv")) as f1, open(os.path.join(killed, "losses.csv")) as f2:
         strip = lambda rows: [r.rsplit(",", 1)[0] for r in rows]  # noqa: E731 - timings differ, losses must not
         assert strip(f1.read().splitlines()) == strip(f2.read().splitlines())
+
+
+def test_resume_keeps_the_checkpoints_precision(pairs_dir, tmp_path, tiny_flags):
+    """--precision auto on resume continues in the arithmetic the run started with, whatever a new timing says."""
+    flags = [f for f in tiny_flags if f not in ("--precision", "fp32")]
+    out = str(tmp_path / "run")
+    main(["--data", pairs_dir, "--out", out, "--max-steps", "2", "--precision", "fp32", *flags])
+    summary = main(["--data", pairs_dir, "--out", out, "--max-steps", "3", "--precision", "auto", "--resume", *flags])
+    assert summary["cpu_precision"] == "fp32"
