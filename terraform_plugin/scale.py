@@ -33,6 +33,7 @@ PART_WIDTH = 2048
 CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 60.0  # a scheduler with no worker yet: how long to wait for the first one
 POLL_S = 0.2
+CANCEL_WAIT_S = 60.0  # running parts stop at their next batch; wait at most this long for them
 ETA_EVERY_S = 30.0
 MODEL_FILE = "terraform_generator.onnx"
 
@@ -90,10 +91,11 @@ def _worker_model(path, threads):
     return _MODELS[key]
 
 
-def _part_task(plan, index, folder, threads_by_host):
+def _part_task(plan, index, folder, threads_by_host, cancel_event):
     """One part, on a worker. onnxruntime threads: the request's, else this host's cores shared out between
-    the worker threads on it (so two worker processes on two cores get one each, not two each)."""
-    from distributed import get_worker
+    the worker threads on it (so two worker processes on two cores get one each, not two each). Between
+    batches it looks (at most once a second) at the run's cancel event, so a cancel stops running parts too."""
+    from distributed import Event, get_worker
 
     from .core.model import default_threads
 
@@ -101,7 +103,16 @@ def _part_task(plan, index, folder, threads_by_host):
     if threads is None:
         worker = get_worker()
         threads = max(1, default_threads() // max(1, threads_by_host.get(worker.address.rsplit(":", 1)[0], 1)))
-    return parts.compute_part(plan, index, folder, _worker_model(plan.request.model_path, threads))
+    event, last = Event(cancel_event), [time.monotonic()]
+
+    def on_batch(_):
+        now = time.monotonic()
+        if now - last[0] >= 1.0:
+            last[0] = now
+            if event.is_set():
+                raise Cancelled("cancelled")
+
+    return parts.compute_part(plan, index, folder, _worker_model(plan.request.model_path, threads), on_batch)
 
 
 def _unseen(paths):
@@ -258,9 +269,14 @@ def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_
     from distributed import KilledWorker
 
     threads_by_host = _threads_by_host(client)
+    from distributed import Event
+
     prefix = f"terraform-part-{manifest.fingerprint[:12]}"
+    cancel_event = f"{prefix}-cancel"
+    Event(cancel_event, client=client).clear()  # a cancelled earlier run of the same job must not stop this one
     futures = {
-        client.submit(_part_task, plan, i, folder, threads_by_host, key=f"{prefix}-{i:05d}", retries=1): i
+        client.submit(_part_task, plan, i, folder, threads_by_host, cancel_event, key=f"{prefix}-{i:05d}",
+                      retries=1): i
         for i in todo
     }
     pending = set(futures)
@@ -269,8 +285,7 @@ def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_
     try:
         while pending:
             if cancelled():
-                client.cancel(list(pending), force=True)
-                shutil.rmtree(folder, ignore_errors=True)
+                _cancel(client, list(pending), folder, cancel_event)
                 raise Cancelled("cancelled; the cluster's tasks were cancelled and no output was written")
             finished = [f for f in pending if f.done()]
             if not finished:
@@ -311,6 +326,27 @@ def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_
     rate = (done_chips - chips_at_start) / max(1e-9, time.monotonic() - started)
     log(f"{total}/{total} parts ({plan.chip_runs} chip runs) in {pipeline._duration(time.monotonic() - started)}, "  # noqa: SLF001
         f"{rate:.1f} chips/s")
+
+
+def _cancel(client, futures, folder, cancel_event):
+    """Cancel ``futures``: queued ones by Dask, running ones through the cancel event (within a batch); wait
+    (bounded) for the running ones to end before removing the folder, so none writes into it meanwhile."""
+    from distributed import Event
+
+    Event(cancel_event, client=client).set()
+    client.cancel(futures, force=True)
+    keys = {f.key for f in futures}
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            running = {k for tasks in client.processing().values() for k in tasks} & keys
+        except Exception:  # the scheduler is gone: nothing of ours runs there any more
+            running = set()
+        if not running:
+            break
+        time.sleep(POLL_S)
+    shutil.rmtree(folder, ignore_errors=True)
+    # A part that was still running past the wait finds no folder and fails without leaving a file.
 
 
 # -- command line -----------------------------------------------------------------------------------------
