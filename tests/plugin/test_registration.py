@@ -42,6 +42,7 @@ def test_parameters(qgis_app):
         "FIT_TO_EARTH": ("boolean", False),
         "PREVIEW": ("fileDestination", None),
         "OUTPUT": ("rasterDestination", None),
+        "DASK_SCHEDULER": ("string", None),  # issue 13
     }
     assert set(params) == set(expected)
     for name, (kind, default) in expected.items():
@@ -54,7 +55,7 @@ def test_parameters(qgis_app):
     optional = {n for n, p in params.items() if p.flags() & Def.FlagOptional}
     assert {"MODEL", "RESOLUTION", "PREVIEW"} <= optional and "INPUT" not in optional
     advanced = {n for n, p in params.items() if p.flags() & Def.FlagAdvanced}
-    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION"}
+    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION", "DASK_SCHEDULER"}
     assert alg.provider().supportedOutputRasterLayerExtensions() == ["tif"]
 
 
