@@ -20,7 +20,6 @@ import shutil
 import time
 from xml.sax.saxutils import escape
 
-import numpy as np
 from osgeo import gdal
 
 from . import pipeline
@@ -88,13 +87,15 @@ def fingerprint(plan, metadata: dict) -> str:
 
 
 class _PartOutput:
-    """The writer interface ``pipeline.write_mosaic`` expects, on a part whose column 0 is the stripe's x0."""
+    """The writer ``pipeline.write_mosaic`` writes to, on a part whose column 0 is the stripe's x0: each write
+    method (``write``, ``write_planes``: first argument the grid column) passes through with x0 shifted."""
 
     def __init__(self, writer, x0):
         self.writer, self.x0 = writer, x0
 
-    def write(self, x0, y0, rgba):
-        self.writer.write(x0 - self.x0, y0, rgba)
+    def __getattr__(self, name):
+        method = getattr(self.writer, name)
+        return lambda x0, *args, **kwargs: method(x0 - self.x0, *args, **kwargs)
 
 
 def compute_part(plan, index: int, folder: str, model, on_batch=None) -> dict:
@@ -230,7 +231,7 @@ def assemble(plan, model, folder: str, metadata: dict, progress=None, cancelled=
                     raise Cancelled("cancelled; no output was written")
                 w, h = min(ASSEMBLY_COLUMNS, grid.width - x0), min(BLOCK, grid.height - y0)
                 data = gdal_call(OutputError, f"cannot read the parts in {folder}", vrt.ReadAsArray, x0, y0, w, h)
-                out.write(x0, y0, np.ascontiguousarray(data.transpose(1, 2, 0)))
+                out.write_planes(x0, y0, data)  # (4, h, w), as the mosaic hands them over
                 progress(0.5 * (k + 1) / len(windows))
         vrt = None
         with clock.stage("overviews"):
