@@ -32,6 +32,7 @@ demo: $(STAMP) plugin
 demo-mars: $(STAMP) plugin
 	$(PY) scripts/demo_mars.py
 
-# Throughput and peak memory -> bench/results.json.
+# Throughput and peak memory -> bench/results.json; Dask runs -> bench/dask_results.json (both in bench/README.md).
 bench: $(STAMP)
 	$(PY) bench/run.py
+	$(PY) bench/dask_bench.py

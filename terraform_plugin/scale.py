@@ -49,6 +49,8 @@ class DaskResult(pipeline.TerraformResult):
     workers: int = 0
     scheduler: str = ""
     assembly_s: float = 0.0
+    compute_s: float = 0.0  # wall seconds from submitting the parts to the last one back
+    task_s: float = 0.0  # seconds the parts computed here spent in their tasks, summed over parts
 
 
 def dask_problem() -> Optional[str]:
@@ -234,8 +236,11 @@ def run_on_dask(
         n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
         log(f"Dask scheduler {client.scheduler.address}: {n_workers} worker(s); {total_parts} part(s) of "
             f"{plan.request.stripe_width} px" + (f", {reused} already done (resuming)" if reused else ""))
+        compute_started = time.monotonic()
         if todo:
             _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_part)
+        compute_s = time.monotonic() - compute_started
+        task_s = sum(manifest.parts[i]["seconds"] for i in todo)
     assembly_started = time.monotonic()
     log(f"Assembling {total_parts} part(s) into {output_path}")
     parts.assemble(plan, model, folder, metadata, progress=lambda f: progress(90.0 + 9.9 * f), cancelled=cancelled)
@@ -260,6 +265,8 @@ def run_on_dask(
         workers=n_workers,
         scheduler=scheduler or "local",
         assembly_s=assembly_s,
+        compute_s=compute_s,
+        task_s=task_s,
     )
 
 
