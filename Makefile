@@ -33,9 +33,10 @@ demo: $(STAMP) plugin
 demo-mars: $(STAMP) plugin
 	$(PY) scripts/demo_mars.py
 
-# Throughput and peak memory -> bench/results.json.
+# Throughput and peak memory -> bench/results.json; Dask runs -> bench/dask_results.json (both in bench/README.md).
 bench: $(STAMP)
 	$(PY) bench/run.py
+	$(PY) bench/dask_bench.py
 
 # The version matrix: plugin and engine tests under QGIS 3.40 LTR (bookworm-backports) and 3.44 LTR
 # (trixie-backports, Python 3.13, numpy 2), each in a Debian chroot cached under /var/cache/terraform-dem (built

@@ -24,5 +24,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing pinned packages (numpy < 2 on Debian 12, see constraints.txt)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt
-.venv/bin/python -c "import numpy, osgeo.gdal_array, qgis.core, onnxruntime, torch, rasterio.transform; import sys; assert numpy.__version__ < '2' or sys.version_info >= (3, 12); rasterio.transform.from_origin(0, 0, 1, 1)"
+.venv/bin/python -c "import numpy, osgeo.gdal_array, qgis.core, onnxruntime, torch, rasterio.transform, distributed; import sys; assert numpy.__version__ < '2' or sys.version_info >= (3, 12); rasterio.transform.from_origin(0, 0, 1, 1)"
 echo "== setup done: .venv ready"

@@ -5,6 +5,7 @@ No iface or GUI here: it must run headless (qgis_process), in batch mode and ins
 """
 
 import collections
+import functools
 import os
 
 from qgis.core import (
@@ -22,6 +23,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -127,6 +129,7 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
     OUTPUT = "OUTPUT"
     ALLOW_HUGE_GRID = "ALLOW_HUGE_GRID"  # issue 11
     MAX_ABS_ELEVATION = "MAX_ABS_ELEVATION"  # issue 11
+    DASK_SCHEDULER = "DASK_SCHEDULER"  # issue 13
 
     def name(self):
         return "terraformdem"
@@ -220,6 +223,17 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         )
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Terraformed"))
         self._add_safety_parameters()  # issue 11
+        # issue 13: send the job to a Dask cluster (terraform_plugin.scale); Dask is optional.
+        dask = QgsProcessingParameterString(self.DASK_SCHEDULER, "Dask scheduler address (empty = run here)",
+                                            defaultValue="", optional=True)
+        dask.setFlags(dask.flags() | FLAG_ADVANCED)
+        dask.setHelp(
+            "tcp://host:8786 of a running Dask scheduler: the chips are computed on its workers in parts and "
+            "assembled into the same output. Workers must see the DEM, the model and the output folder at the "
+            "same paths and have this plugin installed. Needs dask.distributed in QGIS's Python: "
+            '<python> -m pip install "dask[distributed]==2026.8.0".'
+        )
+        self.addParameter(dask)
 
     def _add_safety_parameters(self):
         """Issue 11: the opt-in for huge grids and the non-physical elevation limit (advanced)."""
@@ -374,8 +388,16 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             max_abs_elevation=limit,  # issue 11
         )
         feedback.pushInfo(f"Model file: {model_path}")
+        run = pipeline.run
+        scheduler = (self.parameterAsString(parameters, self.DASK_SCHEDULER, context) or "").strip()  # issue 13
+        if scheduler:
+            from . import scale
+
+            if scale.dask_problem():
+                raise QgsProcessingException(scale.dask_hint(scale.dask_problem()))
+            run = functools.partial(scale.run_on_dask, scheduler=scheduler)
         try:
-            result = pipeline.run(
+            result = run(
                 request,
                 progress=feedback.setProgress,
                 log=feedback.pushInfo,

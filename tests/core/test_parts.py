@@ -1,0 +1,114 @@
+"""A run in parts (core.parts, no Dask): every stripe into its own part, the manifest, the assembly.
+
+Parts computed one by one in any order and assembled must give the single-process output file's pixels,
+overviews and metadata exactly; the manifest keeps only parts that still verify.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from training.contract_models import write_model
+
+from terraform_plugin.core import parts, pipeline
+from terraform_plugin.core.model import TerraformModel
+from terraform_plugin.core.plan import make_plan
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory):
+    return write_model(tmp_path_factory.mktemp("models") / "identity.onnx")
+
+
+def holey_dem(kit, path, shape=(457, 1613)):
+    """Odd, non-square, with a no-data hole that straddles a stripe join."""
+    z = kit.terrain(*shape)
+    z[100:150, 400:700] = -9999.0
+    return kit.write_dem(path, z, nodata=-9999.0)
+
+
+def plan_for(request):
+    output = pipeline.check_request(request)
+    dataset, band = pipeline.open_input(request)
+    model = pipeline.load_model(request)
+    return make_plan(request, output, dataset, band, model, lambda _: None), model
+
+
+def all_bands(path):
+    """Every band and overview level's pixels, and the metadata: what must match the local output."""
+    ds = gdal.Open(str(path))
+    levels = [ds.ReadAsArray()]
+    band = ds.GetRasterBand(1)
+    for i in range(band.GetOverviewCount()):
+        levels.append(np.stack([ds.GetRasterBand(b).GetOverview(i).ReadAsArray() for b in range(1, 5)]))
+    return levels, ds.GetMetadata(), ds.GetGeoTransform(), ds.GetProjection()
+
+
+@pytest.mark.parametrize("nodata_mode", ["transparent", "ocean"])
+def test_parts_in_any_order_assemble_into_the_local_output(tmp_path, kit, identity, nodata_mode):
+    dem = holey_dem(kit, tmp_path / "dem.tif")
+    local = pipeline.TerraformRequest(str(dem), str(tmp_path / "local.tif"), identity, stripe_width=512,
+                                      nodata_mode=nodata_mode, threads=1, batch_size=3)
+    pipeline.run(local)
+    request = dataclasses.replace(local, output_path=str(tmp_path / "parts.tif"))
+    plan, model = plan_for(request)
+    assert len(plan.stripes) == 4
+    folder = parts.parts_dir(plan.output_path)
+    manifest = parts.Manifest.open(folder, parts.fingerprint(plan, pipeline.output_metadata(plan, model)))
+    for index in (2, 0, 3, 1):  # the order does not matter
+        record = parts.compute_part(plan, index, folder, model)
+        assert record["chips"] == len(plan.layout.ys) * len(plan.stripes[index].columns)
+        manifest.record(record)
+    parts.assemble(plan, model, folder, pipeline.output_metadata(plan, model))
+
+    got, want = all_bands(tmp_path / "parts.tif"), all_bands(tmp_path / "local.tif")
+    assert len(got[0]) == len(want[0]) > 1  # full resolution and at least one overview level
+    for a, b in zip(got[0], want[0]):
+        np.testing.assert_array_equal(a, b)
+    assert got[1:] == want[1:]
+    if nodata_mode == "transparent":
+        assert (got[0][0][3, 100:150, 400:700] == 0).all()  # the hole is transparent across the join
+    assert sorted(os.listdir(tmp_path)) == ["dem.tif", "local.tif", "parts.tif"]  # parts folder gone
+
+
+def test_manifest_keeps_only_parts_that_verify(tmp_path, kit, identity):
+    dem = holey_dem(kit, tmp_path / "dem.tif", shape=(300, 800))
+    request = pipeline.TerraformRequest(str(dem), str(tmp_path / "out.tif"), identity, stripe_width=256, threads=1)
+    plan, model = plan_for(request)
+    fp = parts.fingerprint(plan, pipeline.output_metadata(plan, model))
+    folder = parts.parts_dir(plan.output_path)
+    manifest = parts.Manifest.open(folder, fp)
+    for index in range(3):
+        manifest.record(parts.compute_part(plan, index, folder, model))
+    # Part 1 damaged after it was recorded, part 2 gone, part 3 written but never recorded (client killed).
+    with open(os.path.join(folder, parts.part_name(1)), "r+b") as f:
+        f.seek(-10, os.SEEK_END)
+        f.write(b"0123456789")
+    os.remove(os.path.join(folder, parts.part_name(2)))
+    parts.compute_part(plan, 3, folder, model)
+    assert sorted(parts.Manifest.open(folder, fp).parts) == [0]
+
+    # Another setting (sea level) is another fingerprint: the old parts are discarded, not mixed in.
+    other, _ = plan_for(dataclasses.replace(request, sea_level=100.0))
+    fp_other = parts.fingerprint(other, pipeline.output_metadata(other, model))
+    assert fp_other != fp
+    messages = []
+    assert parts.Manifest.open(folder, fp_other, messages.append).parts == {}
+    assert os.listdir(folder) == [parts.MANIFEST] and "other settings" in messages[0]
+    with open(os.path.join(folder, parts.MANIFEST)) as f:
+        assert json.load(f)["fingerprint"] == fp_other
+
+
+def test_assembly_refuses_missing_parts_and_leaves_no_output(tmp_path, kit, identity):
+    dem = holey_dem(kit, tmp_path / "dem.tif", shape=(300, 800))
+    request = pipeline.TerraformRequest(str(dem), str(tmp_path / "out.tif"), identity, stripe_width=256, threads=1)
+    plan, model = plan_for(request)
+    folder = parts.parts_dir(plan.output_path)
+    parts.Manifest.open(folder, "x")
+    parts.compute_part(plan, 0, folder, TerraformModel(identity, threads=1))
+    with pytest.raises(pipeline.OutputError, match="3 part\\(s\\) missing"):
+        parts.assemble(plan, model, folder, pipeline.output_metadata(plan, model))
+    assert sorted(os.listdir(tmp_path)) == [".out.tif.parts", "dem.tif"]

@@ -1,0 +1,232 @@
+"""Dask runs (terraform_plugin.scale) on real clusters: a LocalCluster the run starts itself, and a `dask
+scheduler` + two `dask worker` processes on 127.0.0.1. The output must be the single-process output's file
+content - pixels of every band and overview level, metadata, CRS - for the identity model exactly, whatever
+the number of workers, worker deaths or client deaths on the way.
+"""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from osgeo import gdal
+from training.contract_models import write_model
+
+from terraform_plugin import scale
+from terraform_plugin.core import parts, pipeline
+from terraform_plugin.core.errors import Cancelled, InputError, ModelError, OutputError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PART_WIDTH = 512
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory):
+    return write_model(tmp_path_factory.mktemp("models") / "identity.onnx")
+
+
+def holey_dem(path, shape=(457, 1613)):
+    """Odd size, not square, a no-data hole across a part join."""
+    from rasters import terrain, write_dem
+
+    z = terrain(*shape, seed=3)
+    z[100:150, 400:700] = -9999.0
+    z[-20:, -30:] = -9999.0  # and one at the corner
+    return write_dem(path, z, nodata=-9999.0)
+
+
+def content(path):
+    """What must not differ: every band of every level, metadata, geotransform, CRS."""
+    ds = gdal.Open(str(path))
+    levels = [ds.ReadAsArray()]
+    for i in range(ds.GetRasterBand(1).GetOverviewCount()):
+        levels.append(np.stack([ds.GetRasterBand(b).GetOverview(i).ReadAsArray() for b in range(1, 5)]))
+    return levels, ds.GetMetadata(), ds.GetGeoTransform(), ds.GetProjection()
+
+
+def assert_same_file_content(got_path, want_path):
+    got, want = content(got_path), content(want_path)
+    assert len(got[0]) == len(want[0])
+    for a, b in zip(got[0], want[0]):
+        np.testing.assert_array_equal(a, b)
+    assert got[1:] == want[1:]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, identity):
+    """The holey DEM and its single-process output (same part width as the Dask runs below)."""
+    folder = tmp_path_factory.mktemp("reference")
+    dem = holey_dem(folder / "dem.tif")
+    out = folder / "local.tif"
+    pipeline.run(pipeline.TerraformRequest(dem, str(out), identity, stripe_width=PART_WIDTH, threads=1))
+    return dem, str(out)
+
+
+def request(dem, out, model, **kw):
+    return pipeline.TerraformRequest(str(dem), str(out), model, **kw)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_local_cluster_output_is_the_single_process_output(tmp_path, reference, identity, workers):
+    dem, local = reference
+    lines = []
+    result = scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), workers=workers,
+                               part_width=PART_WIDTH, log=lines.append)
+    assert_same_file_content(tmp_path / "out.tif", local)
+    assert (result.parts, result.parts_reused, result.workers) == (4, 0, workers)
+    assert os.listdir(tmp_path) == ["out.tif"]  # parts folder, VRT and temporaries gone
+    assert any("local Dask cluster" in line for line in lines)
+
+
+def test_scheduler_and_two_worker_processes_give_the_same_output(tmp_path, reference, identity, cluster):
+    dem, local = reference
+    progress = []
+    result = scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=cluster.address,
+                               part_width=PART_WIDTH, progress=progress.append)
+    assert_same_file_content(tmp_path / "out.tif", local)
+    assert (result.parts, result.workers, result.scheduler) == (4, 2, cluster.address)
+    assert progress == sorted(progress) and progress[-1] == 100.0 and len(progress) > 4
+    assert os.listdir(tmp_path) == ["out.tif"]
+
+
+def test_part_width_and_model_decide_the_pixels_not_the_cluster(tmp_path, cluster, identity):
+    """Parts of 256 px on the cluster against the 8192 px single stripe of a plain local run: same pixels."""
+    dem = holey_dem(tmp_path / "dem.tif", shape=(300, 900))
+    pipeline.run(request(dem, tmp_path / "local.tif", identity, threads=1))
+    scale.run_on_dask(request(dem, tmp_path / "dask.tif", identity), scheduler=cluster.address, part_width=256)
+    np.testing.assert_array_equal(content(tmp_path / "dask.tif")[0][0], content(tmp_path / "local.tif")[0][0])
+
+
+def test_bundled_model_within_one_level_and_identical_with_the_same_batches(tmp_path, cluster):
+    model = scale.bundled_model_path()
+    if model is None:
+        pytest.skip("no bundled model (models/terraform_generator.onnx)")
+    dem = holey_dem(tmp_path / "dem.tif", shape=(300, 700))
+    pipeline.run(request(dem, tmp_path / "local.tif", model, stripe_width=256, threads=1))
+    scale.run_on_dask(request(dem, tmp_path / "dask.tif", model, threads=1), scheduler=cluster.address,
+                      part_width=256)
+    got, want = content(tmp_path / "dask.tif")[0][0], content(tmp_path / "local.tif")[0][0]
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    # Same part width, batch size and threads: the same batches through the same model, so the same bytes.
+    np.testing.assert_array_equal(got, want)
+
+
+def test_worker_killed_mid_run_output_complete_and_identical(tmp_path, own_cluster, slow_identity, until):
+    dem = holey_dem(tmp_path / "dem.tif", shape=(600, 2000))
+    pipeline.run(request(dem, tmp_path / "local.tif", slow_identity, stripe_width=256, threads=1))
+    victim = own_cluster.workers[0]
+    pid_by_address = own_cluster.worker_pids()
+    victim_address = next(a for a, pid in pid_by_address.items() if pid == victim.pid)
+    killed = {}
+
+    def on_part(record, done, total):
+        # After the first part, wait until the victim is running a part, then SIGKILL it.
+        if killed:
+            return
+        with own_cluster.client() as client:
+            busy = until(lambda: client.processing(workers=[victim_address]).get(victim_address), timeout=60)
+        killed["task"] = busy[0]
+        os.kill(victim.pid, signal.SIGKILL)
+
+    result = scale.run_on_dask(request(dem, tmp_path / "out.tif", slow_identity, threads=1),
+                               scheduler=own_cluster.address, part_width=256, on_part=on_part)
+    assert victim.wait(timeout=60) == -signal.SIGKILL and killed["task"].startswith("terraform-part-")
+    assert result.parts == 8
+    assert_same_file_content(tmp_path / "out.tif", tmp_path / "local.tif")
+    assert sorted(os.listdir(tmp_path)) == ["dem.tif", "local.tif", "out.tif"]
+
+
+def test_client_killed_then_rerun_resumes(tmp_path, own_cluster, slow_identity, until):
+    dem = holey_dem(tmp_path / "dem.tif", shape=(600, 2000))
+    out = tmp_path / "out.tif"
+    cli = [sys.executable, "-m", "terraform_plugin.scale", str(dem), str(out), "--model", slow_identity,
+           "--scheduler", own_cluster.address, "--part-width", "256", "--threads", "1"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    first = subprocess.Popen(cli, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    manifest_path = os.path.join(parts.parts_dir(out), parts.MANIFEST)
+
+    def recorded():
+        try:
+            with open(manifest_path) as f:
+                import json
+
+                return len(json.load(f)["parts"])
+        except (OSError, ValueError):
+            return 0
+
+    until(lambda: recorded() >= 1 or first.poll() is not None)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    done_before = recorded()
+    assert not out.exists() and 1 <= done_before < 8, first.stdout.read()
+
+    second = subprocess.run(cli, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert f"{done_before} already done (resuming)" in second.stdout
+    reused = int(second.stdout.rsplit("parts (", 1)[1].split(" reused")[0])
+    assert reused >= done_before
+    pipeline.run(request(dem, tmp_path / "local.tif", slow_identity, stripe_width=256, threads=1))
+    assert_same_file_content(out, tmp_path / "local.tif")
+    assert sorted(os.listdir(tmp_path)) == ["dem.tif", "local.tif", "out.tif"]
+
+
+def test_cancel_stops_the_tasks_and_leaves_nothing(tmp_path, cluster, slow_identity, until):
+    dem = holey_dem(tmp_path / "dem.tif", shape=(600, 2000))
+    out = tmp_path / "out.tif"
+    seen = []
+    with pytest.raises(Cancelled):
+        scale.run_on_dask(request(dem, out, slow_identity, threads=1), scheduler=cluster.address, part_width=256,
+                          on_part=lambda record, done, total: seen.append(done), cancelled=lambda: bool(seen))
+    assert len(seen) == 1
+    with cluster.client() as client:  # none of our parts still running or queued on the cluster
+        until(lambda: not [k for keys in client.processing().values() for k in keys if "terraform-part" in str(k)])
+    assert sorted(os.listdir(tmp_path)) == ["dem.tif"]
+
+
+@pytest.mark.parametrize(
+    "change, error, words",
+    [
+        ({"input_path": "/nonexistent/dem.tif"}, InputError, "dem.tif"),
+        ({"model_path": "/nonexistent/model.onnx"}, ModelError, "model file not found"),
+        ({"output_path": "out.png"}, OutputError, "give the output a .tif name"),
+        ({"nodata_mode": "lava"}, InputError, "nodata mode"),
+        ({"vertical_scale": -1.0}, InputError, "vertical scale"),
+    ],
+)
+def test_bad_input_gets_the_local_runs_error_before_any_cluster(tmp_path, reference, identity, change, error, words):
+    dem, _ = reference
+    base = request(dem, tmp_path / "out.tif", identity)
+    if "output_path" in change:
+        change = {"output_path": str(tmp_path / change["output_path"])}
+    bad = dataclasses.replace(base, **change)
+    with pytest.raises(error) as local:
+        pipeline.run(bad)
+    # A scheduler that does not exist: the input error must come first, before any connection or task.
+    with pytest.raises(error) as distributed:
+        scale.run_on_dask(bad, scheduler="tcp://127.0.0.1:9")
+    assert str(distributed.value) == str(local.value)
+    assert words in str(local.value).lower() or words in str(local.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_unreachable_scheduler_is_a_cluster_error_naming_it(tmp_path, reference, identity):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    dem, _ = reference
+    with pytest.raises(scale.ClusterError, match="cannot reach the Dask scheduler at " + address):
+        scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=address)
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_help_and_requirement_pin():
+    help_text = subprocess.run([sys.executable, "-m", "terraform_plugin.scale", "--help"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+    assert help_text.returncode == 0 and "--scheduler" in help_text.stdout and "--workers" in help_text.stdout
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        assert scale.DASK_REQUIREMENT in f.read().split()
