@@ -48,7 +48,9 @@ DEFAULT_MAX_ABS_ELEVATION = 1e5  # metres (layer units): beyond any planet's rel
 SCAN_FULL_PIXELS = 4_000_000  # rasters up to this size are scanned whole (an exact count), larger ones sampled
 SCAN_SIDE = 1024  # sample side for larger rasters (GDAL reads it from overviews when the file has them)
 
-_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+# A short tag of this machine in temp names (stale ones from other hosts are left alone); sha256, as the
+# upload scan refuses sha1 (Bandit B324) whatever it is used for.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 _TEMP_RE = re.compile(r"^tdem-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}(?P<suffix>\..+)$")
 
 
