@@ -248,17 +248,8 @@ def run_on_dask(
     assembly_s = time.monotonic() - assembly_started
     log(f"Done in {pipeline._duration(elapsed)} (assembly {pipeline._duration(assembly_s)}): {output_path}")  # noqa: SLF001
     progress(100.0)
-    return DaskResult(
-        output_path=output_path,
-        width=plan.grid.width,
-        height=plan.grid.height,
-        chips=plan.layout.count,
-        vertical_scale=float(plan.relief.vertical_scale),
-        resolution_m=plan.resolution_m,
-        model_name=model.name,
-        provider=model.provider,
-        elapsed_s=elapsed,
-        preview_path=os.path.abspath(os.fspath(request.preview_path)) if request.preview_path else None,
+    return pipeline.result_of(
+        plan, model, request, elapsed, result_type=DaskResult,
         chip_runs=total_chips,
         parts=total_parts,
         parts_reused=reused,

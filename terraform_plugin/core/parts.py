@@ -235,21 +235,7 @@ def assemble(plan, model, folder: str, metadata: dict, progress=None, cancelled=
                 progress(0.5 * (k + 1) / len(windows))
         vrt = None
         with clock.stage("overviews"):
-            aborted = {"cancelled": False}
-
-            def on_overviews(fraction):
-                progress(0.5 + 0.45 * fraction)
-                aborted["cancelled"] = cancelled()
-                return not aborted["cancelled"]
-
-            try:
-                out.build_overviews(on_overviews)
-            except OutputError:
-                if aborted["cancelled"]:
-                    raise Cancelled("cancelled; no output was written") from None
-                raise
-            if aborted["cancelled"]:
-                raise Cancelled("cancelled; no output was written")
+            pipeline.build_overviews(out, lambda f: progress(0.5 + 0.45 * f), cancelled)
         pipeline._commit(out, plan, source, clock)  # noqa: SLF001 (the local run's commit: output + preview)
     progress(1.0)
     shutil.rmtree(folder, ignore_errors=True)

@@ -90,20 +90,7 @@ def run(
     elapsed = time.monotonic() - started
     ticker.progress(100.0)
     log(f"Done in {_duration(elapsed)}: {output_path}")
-    return TerraformResult(
-        output_path=output_path,
-        width=plan.grid.width,
-        height=plan.grid.height,
-        chips=plan.layout.count,
-        vertical_scale=float(plan.relief.vertical_scale),
-        resolution_m=plan.resolution_m,
-        model_name=model.name,
-        provider=model.provider,
-        elapsed_s=elapsed,
-        preview_path=os.path.abspath(os.fspath(request.preview_path)) if request.preview_path else None,
-        chip_runs=plan.chip_runs,
-        profile=clock.as_dict(),
-    )
+    return result_of(plan, model, request, elapsed, chip_runs=plan.chip_runs, profile=clock.as_dict())
 
 
 def open_input(request):
@@ -213,14 +200,17 @@ class _Progress:
 
 
 def _overviews(out, ticker):
+    build_overviews(out, lambda f: ticker.progress(INFERENCE_SHARE + (99.0 - INFERENCE_SHARE) * f), ticker.cancelled)
+
+
+def build_overviews(out, on_fraction, cancelled):
+    """The output's overviews, reporting 0-1 to ``on_fraction``; Cancelled (nothing written) once ``cancelled()``."""
     flag = {"cancelled": False}
 
     def on_progress(fraction):
-        ticker.progress(INFERENCE_SHARE + (99.0 - INFERENCE_SHARE) * fraction)
-        if ticker.cancelled():
-            flag["cancelled"] = True
-            return False
-        return True
+        on_fraction(fraction)
+        flag["cancelled"] = flag["cancelled"] or cancelled()
+        return not flag["cancelled"]
 
     try:
         out.build_overviews(on_progress)
@@ -230,6 +220,23 @@ def _overviews(out, ticker):
         raise
     if flag["cancelled"]:
         raise Cancelled("cancelled; no output was written")
+
+
+def result_of(plan, model, request, elapsed, result_type=None, **extra):
+    """What a run returns (the local run's TerraformResult, or a subclass such as the Dask run's)."""
+    return (result_type or TerraformResult)(
+        output_path=plan.output_path,
+        width=plan.grid.width,
+        height=plan.grid.height,
+        chips=plan.layout.count,
+        vertical_scale=float(plan.relief.vertical_scale),
+        resolution_m=plan.resolution_m,
+        model_name=model.name,
+        provider=model.provider,
+        elapsed_s=elapsed,
+        preview_path=os.path.abspath(os.fspath(request.preview_path)) if request.preview_path else None,
+        **extra,
+    )
 
 
 def _commit(out, plan, source, clock):
