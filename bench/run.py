@@ -245,7 +245,7 @@ def measure_throughput(folder, chips_wanted, sizes, threads, batch_size, repeats
     return {
         "model": description,
         "model_file": os.path.basename(model_path),
-        "model_sha256_12": pipeline._sha256(model_path)[:12],
+        "model_sha256_12": pipeline.file_sha256(model_path)[:12],
         "provider": model.provider,
         "threads": model.threads,
         "batch_size": batch_size,

@@ -55,14 +55,6 @@ def part_chips(plan, stripe) -> int:
     return len(plan.layout.ys) * len(stripe.columns)
 
 
-def _sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fingerprint(plan, metadata: dict) -> str:
     """SHA-256 of everything that decides the parts' pixels: input file (path, size, mtime), request, grid,
     stripes, vertical scale used, model file hash and plugin version (both in ``metadata``)."""
@@ -116,7 +108,7 @@ def compute_part(plan, index: int, folder: str, model, on_batch=None) -> dict:
         "x0": stripe.x0,
         "x1": stripe.x1,
         "size": os.path.getsize(path),
-        "sha256": _sha256(path),
+        "sha256": pipeline.file_sha256(path),
         "chips": part_chips(plan, stripe),
         "seconds": round(time.monotonic() - started, 3),
         "profile": clock.as_dict(),
@@ -164,7 +156,7 @@ class Manifest:
     def _verified(self, record) -> bool:
         path = os.path.join(self.folder, os.path.basename(record.get("file", "")))
         try:
-            return os.path.getsize(path) == record["size"] and _sha256(path) == record["sha256"]
+            return os.path.getsize(path) == record["size"] and pipeline.file_sha256(path) == record["sha256"]
         except (OSError, KeyError):
             return False
 

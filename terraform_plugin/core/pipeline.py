@@ -132,7 +132,8 @@ def write_mosaic(plan: Plan, source, model, out, on_batch, clock: StageClock):
         writer.finish()
 
 
-def _sha256(path) -> str:
+def file_sha256(path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (the output metadata's model hash, the parts' manifest)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -148,7 +149,7 @@ def output_metadata(plan: Plan, model) -> dict:
         "TERRAFORM_MODEL": meta.name,
         "TERRAFORM_MODEL_VERSION": meta.version,
         "TERRAFORM_MODEL_FILE": os.path.basename(model.path),
-        "TERRAFORM_MODEL_SHA256": _sha256(model.path),
+        "TERRAFORM_MODEL_SHA256": file_sha256(model.path),
         "TERRAFORM_INPUT": os.path.basename(os.fspath(request.input_path)),
         "TERRAFORM_BAND": request.band,
         "TERRAFORM_SEA_LEVEL": repr(float(plan.relief.sea_level)),
