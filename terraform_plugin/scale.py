@@ -290,6 +290,8 @@ def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_
                 time.sleep(POLL_S)
                 continue
             for future in finished:
+                if cancelled():  # asked between two parts that finished together: stop before the next
+                    break
                 pending.discard(future)
                 index = futures[future]
                 if future.status == "error":
