@@ -38,3 +38,23 @@ def write_dem(path, z=None, crs="EPSG:32633", pixel=200.0, origin=(500000.0, 450
         ds.GetRasterBand(i).WriteArray(np.asarray(a, dtype=np.float32))
     ds = None
     return str(path)
+
+
+def write_tif(path, bands, epsg=32633, origin=(500000.0, 4600000.0), pixel=100.0, nodata=None, alpha=False):
+    """A north-up GeoTIFF of ``bands`` (count, rows, cols), Byte for uint8 else Float32, in EPSG ``epsg``;
+    ``alpha`` marks the last band as alpha. For the trainer's prepare tests (DEM and imagery pairs)."""
+    bands = np.asarray(bands)
+    kind = gdal.GDT_Byte if bands.dtype == np.uint8 else gdal.GDT_Float32
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), bands.shape[2], bands.shape[1], len(bands), kind)
+    ds.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds.SetProjection(srs.ExportToWkt())
+    for i, band in enumerate(bands, start=1):
+        if nodata is not None:
+            ds.GetRasterBand(i).SetNoDataValue(nodata)
+        ds.GetRasterBand(i).WriteArray(band)
+    if alpha:
+        ds.GetRasterBand(len(bands)).SetColorInterpretation(gdal.GCI_AlphaBand)
+    ds = None
+    return str(path)

@@ -3,7 +3,6 @@ nothing new beside the target; killed runs' temporaries are cleaned, live ones n
 
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ from osgeo import gdal
 from terraform_plugin.core import guard, pipeline
 from terraform_plugin.core.errors import InputError, OutputError
 from terraform_plugin.core.grid import processing_grid
+from killing import reaped, sigkill, wait_for_tiles
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -219,19 +219,6 @@ def test_a_run_holds_the_lock_on_its_temporary(tmp_path, kit):
     assert os.listdir(tmp_path) == []
 
 
-def wait_for_tiles(temp, child, deadline, size=64 * 2**10):
-    """Return once some tiles have landed in the temporary ``temp`` (it holds more than ``size`` bytes), for the
-    caller to SIGKILL the run at once. Since issue 9's speed-ups the whole 2000² mosaic is written in about a
-    second here, so a fixed pause after the temporary appears can outlast the run."""
-    while child.poll() is None and time.monotonic() < deadline:
-        try:
-            if os.path.getsize(temp) > size:
-                return
-        except OSError:
-            return  # already renamed into place: the run finished (the caller's SIGKILL assertion says so)
-        time.sleep(0.005)
-
-
 KILLED_RUN = textwrap.dedent("""
     import sys
     from terraform_plugin.core import pipeline
@@ -248,7 +235,7 @@ def test_sigkilled_run_leaves_a_temp_that_the_next_run_removes(tmp_path, kit, id
     env = dict(os.environ, PYTHONPATH=ROOT)
     child = subprocess.Popen([sys.executable, "-c", KILLED_RUN, dem, str(out), identity], env=env, cwd=ROOT,
                              stderr=subprocess.PIPE)
-    try:
+    with reaped(child):
         deadline = time.monotonic() + 300
         temps = []
         while not temps and child.poll() is None and time.monotonic() < deadline:
@@ -256,12 +243,7 @@ def test_sigkilled_run_leaves_a_temp_that_the_next_run_removes(tmp_path, kit, id
             time.sleep(0.02)
         assert temps, f"no temporary file appeared (exit {child.poll()}): {child.stderr.read() if child.poll() is not None else ''}"
         wait_for_tiles(os.path.join(tmp_path, temps[0]), child, deadline)  # let some tiles land in it
-        child.send_signal(signal.SIGKILL)
-        assert child.wait() == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        sigkill(child)
     orphans = [n for n in os.listdir(tmp_path) if n.startswith(".out.tif.tdem-")]
     assert orphans and not out.exists()  # what the issue saw: a hidden orphan, no output
     logs = []

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from osgeo import gdal
+from killing import reaped, sigkill, wait_for_tiles
 
 
 def sha(path):
@@ -197,19 +198,6 @@ def test_huge_grid_opt_in_is_an_advanced_parameter(qgis_app):
     assert alg.parameterDefinition("MAX_ABS_ELEVATION").defaultValue() == 1e5
 
 
-def wait_for_tiles(temp, child, deadline, size=64 * 2**10):
-    """Return once some tiles have landed in the temporary ``temp`` (it holds more than ``size`` bytes), for the
-    caller to SIGKILL the run at once. Since issue 9's speed-ups the whole 2000² mosaic is written in about a
-    second here, so a fixed pause after the temporary appears can outlast the run."""
-    while child.poll() is None and time.monotonic() < deadline:
-        try:
-            if os.path.getsize(temp) > size:
-                return
-        except OSError:
-            return  # already renamed into place: the run finished (the caller's SIGKILL assertion says so)
-        time.sleep(0.005)
-
-
 def test_sigkilled_qgis_process_run_is_cleaned_by_the_next(qgis_process, built_plugin, qgis_process_factory, models,
                                                            tmp_path, demkit):
     """Issue 11 case 4 as users hit it: qgis_process.bin killed with SIGKILL while writing; the next run to the
@@ -232,19 +220,14 @@ def test_sigkilled_qgis_process_run_is_cleaned_by_the_next(qgis_process, built_p
     args = qp_args({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(out)})
     child = subprocess.Popen([qgis_process_bin, *args], env=env, cwd=str(profile), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-    try:
+    with reaped(child):
         deadline, temps = time.monotonic() + 300, []
         while not temps and child.poll() is None and time.monotonic() < deadline:
             temps = [n for n in os.listdir(work) if n.endswith(".part.tif")]
             time.sleep(0.02)
         assert temps, f"no temporary file appeared (exit {child.poll()})"
         wait_for_tiles(os.path.join(work, temps[0]), child, deadline)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait() == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        sigkill(child)
     assert [n for n in os.listdir(work) if n.startswith(".out.tif.tdem-")] and not out.exists()
     done = qgis_process(*args)
     assert done.returncode == 0, done.stdout + done.stderr

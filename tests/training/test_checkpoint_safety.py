@@ -2,7 +2,6 @@
 loadable last checkpoint, and --resume from a damaged one names it and falls back to the previous one."""
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import torch
 
 from training import checkpoint as ckpt
 from training.train import main
+from killing import reaped, sigkill
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,15 +37,10 @@ def test_sigkill_at_any_moment_of_saving_leaves_a_loadable_checkpoint(tmp_path):
     for delay in (0.05, 0.13, 0.29, 0.41):  # different moments of a save; a save takes a good fraction of a second
         child = subprocess.Popen([sys.executable, "-c", SAVER, path], env=env, cwd=ROOT, stdout=subprocess.PIPE,
                                  text=True)
-        try:
+        with reaped(child):
             first = int(child.stdout.readline())  # at least one save of this child completed
             time.sleep(delay)
-            child.send_signal(signal.SIGKILL)
-            assert child.wait() == -signal.SIGKILL
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+            sigkill(child)
         state = ckpt.load(path)
         assert state["step"] >= first
         assert bool((state["generator"]["w"] == state["step"]).all())
@@ -95,18 +90,13 @@ def test_sigkilled_training_resumes(pairs_dir, tmp_path, tiny_flags, capsys):
                              env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     last = os.path.join(out, "checkpoints", "last.pt")
-    try:
+    with reaped(child):
         deadline = time.monotonic() + 600
         while child.poll() is None and time.monotonic() < deadline and not os.path.exists(ckpt.previous_path(last)):
             time.sleep(0.02)
         assert child.poll() is None, f"training ended early (exit {child.returncode})"
         time.sleep(0.3)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait() == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        sigkill(child)
     step = ckpt.load(last)["step"]
     assert step >= 2
     # The last checkpoint damaged too (a copy cut short): resume names it and starts from the previous one.

@@ -8,24 +8,9 @@ from PIL import Image
 from terraform_plugin.core.ramp import training_ramp
 from training.data import find_pairs
 from training.prepare import main as prepare
+from rasters import write_tif
 
 gdal.UseExceptions()
-
-
-def write_tif(path, bands, epsg, origin, pixel, nodata=None):
-    bands = np.asarray(bands)
-    kind = gdal.GDT_Byte if bands.dtype == np.uint8 else gdal.GDT_Float32
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), bands.shape[2], bands.shape[1], len(bands), kind)
-    ds.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    ds.SetProjection(srs.ExportToWkt())
-    for i, band in enumerate(bands, start=1):
-        if nodata is not None:
-            ds.GetRasterBand(i).SetNoDataValue(nodata)
-        ds.GetRasterBand(i).WriteArray(band)
-    ds = None
-    return str(path)
 
 
 def utm33_bounds(lon0, lat0, lon1, lat1):

@@ -9,24 +9,9 @@ from PIL import Image
 
 from training.data import find_pairs
 from training.prepare import main as prepare
+from rasters import write_tif
 
 gdal.UseExceptions()
-
-
-def write_tif(path, bands, epsg=32633, origin=(500000.0, 4600000.0), pixel=100.0, alpha=False):
-    bands = np.asarray(bands)
-    kind = gdal.GDT_Byte if bands.dtype == np.uint8 else gdal.GDT_Float32
-    ds = gdal.GetDriverByName("GTiff").Create(str(path), bands.shape[2], bands.shape[1], len(bands), kind)
-    ds.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
-    srs = osr.SpatialReference()
-    srs.ImportFromEPSG(epsg)
-    ds.SetProjection(srs.ExportToWkt())
-    for i, band in enumerate(bands, start=1):
-        ds.GetRasterBand(i).WriteArray(band)
-    if alpha:
-        ds.GetRasterBand(len(bands)).SetColorInterpretation(gdal.GCI_AlphaBand)
-    ds = None
-    return str(path)
 
 
 def dem(tmp_path, size=600):
