@@ -17,7 +17,7 @@ inner='
 set -euo pipefail
 # The desktop test needs a virtual display (chroots cached before it was in the recipe lack it).
 command -v Xvfb >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xvfb >/dev/null
-grep -E "^(pytest|onnxruntime|onnx|bandit|detect-secrets)==" requirements.txt > /tmp/matrix-requirements.txt
+grep -E "^(pytest|onnxruntime|onnx|bandit|detect-secrets|dask\\[distributed\\])==" requirements.txt > /tmp/matrix-requirements.txt
 [ -x /opt/terraform-venv/bin/python ] || /usr/bin/python3 -m venv --system-site-packages /opt/terraform-venv
 /opt/terraform-venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt \
   -r /tmp/matrix-requirements.txt

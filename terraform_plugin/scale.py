@@ -391,11 +391,17 @@ def main(argv=None) -> int:
         vertical_scale=args.vertical_scale, fit_to_earth=args.fit_to_earth, preview_path=args.preview,
         batch_size=args.batch_size, threads=args.threads,
     )
-    from tqdm import tqdm
+    try:
+        from tqdm import tqdm
+    except ImportError:  # QGIS's own Python often lacks it: plain progress lines instead of a bar
+        tqdm = None
 
     bar = {}
 
     def on_part(record, done, total):
+        if tqdm is None:
+            print(f"parts: {done}/{total}", file=sys.stderr, flush=True)
+            return
         if "bar" not in bar:
             bar["bar"] = tqdm(total=total, initial=done - 1, unit="part", desc="parts", file=sys.stderr)
         bar["bar"].update(1)
