@@ -135,6 +135,7 @@ def metadata_for(state, args) -> dict:
         max_channels=cfg["max_channels"],
         architecture=architecture(cfg),
         warm_start=state.get("warm_start"),
+        batchnorm_statistics=state.get("batchnorm_statistics"),
         steps=state["step"],
         training=training,
         data=data,

@@ -27,6 +27,7 @@ from . import plots
 from .data import EpochSampler, PairDataset, find_pairs, split_by_region, to_uint8
 from .nets import NORMS, PADDINGS, SEAMLESS, UPSAMPLES, build_discriminator, build_generator, count_params
 from .precision import choose_cpu_precision
+from .recalibrate import DEFAULT_BATCH, recalibrate, training_inputs
 from .warm_start import load_generator_weights
 
 def parse_args(argv=None):
@@ -66,6 +67,9 @@ def parse_args(argv=None):
     p.add_argument("--val-every", type=int, default=None,
                    help="validate, plot and draw a grid every N steps (default: every epoch) and at the end")
     p.add_argument("--checkpoint-every", type=int, default=500, help="write checkpoints/last.pt every N steps")
+    p.add_argument("--recalibrate", action=argparse.BooleanOptionalAction, default=True,
+                   help="at the end, recompute BatchNorm's statistics over all training chips (default on; "
+                        "see training/recalibrate.py)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--amp", nargs="?", const="auto", choices=["auto", "bf16", "fp16"], default=None,
                    help="CUDA mixed precision: bf16 where supported, else fp16 with loss scaling")
@@ -186,6 +190,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.bce = nn.BCEWithLogitsLoss()
         self.step = 0
+        self.batchnorm_statistics = None
         self.G_run, self.D_run = self.G, self.D
         if args.compile:
             self.G_run, self.D_run = torch.compile(self.G), torch.compile(self.D)
@@ -211,6 +216,7 @@ class Trainer:
             cpu_precision=self.cpu_precision,
             warm_start=self.warm_start,
             val_chips=len(self.val_pairs),
+            batchnorm_statistics=self.batchnorm_statistics,
         )
 
     def resume(self):
@@ -235,6 +241,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         self.step = state["step"]
+        # Training on from a recalibrated end goes back to momentum statistics (recalibrated again at the end).
+        self.batchnorm_statistics = state.get("batchnorm_statistics") if self.step == self.total else None
         kept = state.get("cpu_precision")
         if self.cpu_precision and kept and kept != self.cpu_precision and self.args.precision == "auto":
             # The straight run's arithmetic, not a new timing's (which a busy machine can tip either way):
@@ -313,6 +321,14 @@ class Trainer:
 
     # --- validation --------------------------------------------------------------------------------
     @torch.no_grad()
+    def recalibrate(self):
+        """The final BatchNorm statistics: an average over all training chips, not the last ~10 batches."""
+        n = recalibrate(self.G, training_inputs(self.args.data, {p.region for p in self.train_pairs}))
+        if n:
+            self.batchnorm_statistics = {"recalibrated_on_chips": n, "regions": sorted({p.region for p in self.train_pairs}),
+                                         "batch_size": DEFAULT_BATCH}
+            tqdm.write(f"step {self.step}: BatchNorm statistics recomputed over {n} training chips")
+
     def validate(self):
         """Eval mode (no dropout), as the exported model runs: L1 on held-out regions and a grid."""
         self.G.eval()
@@ -401,6 +417,9 @@ class Trainer:
                 bar.update(1)
                 if not all(math.isfinite(v) for v in losses.values()):
                     sys.exit(f"step {self.step}: a loss is not finite ({losses}); lower --lr or drop --amp fp16")
+                if self.step == self.total and a.recalibrate:
+                    self.recalibrate()
+                    t_last = time.perf_counter()
                 end_of_epoch = self.step % self.steps_per_epoch == 0
                 if self.step % self.val_every == 0 or (end_of_epoch and a.val_every is None) or self.step == self.total:
                     val_l1 = self.validate()
