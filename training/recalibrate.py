@@ -140,7 +140,12 @@ def main(argv=None):
     p.add_argument("--data", nargs="+", default=None, help="dataset folders (default: those the run trained on)")
     p.add_argument("--chips", type=int, default=None, help="use at most this many training chips (default: all)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help=f"chips per pass (default {DEFAULT_BATCH})")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's; 1 on a machine busy with other work, where two "
+                        "OpenMP threads stall)")
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     try:
         recalibrate_checkpoint(a.checkpoint, a.data, a.chips, a.batch_size)
     except ckpt.CheckpointError as exc:
