@@ -73,13 +73,17 @@ def _average(chunk, ys: _Axis, xs: _Axis, src0: int, dst: slice) -> np.ndarray:
     """(4, rows, n_dst) uint8: AVERAGE of destination rows ``dst`` from ``chunk`` (4, rows, n_src) uint8
     RGBA whose first row is source row ``src0``."""
     if ys.pairs and xs.pairs:
-        v = chunk.astype(np.uint16)
         alpha = chunk[3]
-        if alpha.all():  # nothing masked: (sum of 4 + 2) // 4 is the mean rounded half up
-            total = _pairs(_pairs(v, 1), 2)
+        if alpha.all():  # nothing masked: (sum of 4 + 2) // 4 is the mean rounded half up; alpha stays 255
+            total = np.add(chunk[:3, 0::2], chunk[:3, 1::2], dtype=np.uint16)
+            total = _pairs(total, 2)
             total += 2
             total >>= 2
-            return total.astype(np.uint8)
+            out = np.empty((4,) + total.shape[1:], dtype=np.uint8)
+            out[:3] = total
+            out[3] = 255
+            return out
+        v = chunk.astype(np.uint16)
         valid = alpha != 0
         v *= valid
         count = _pairs(_pairs(valid.astype(np.uint16), 0), 1)

@@ -193,8 +193,8 @@ class _ColourTable:
     def planes(self, z, sea, ramp, levels, out):
         index = self._index(z, sea, ramp)
         tables, flagged = self._level_tables(levels)
-        for c in range(3):
-            tables[c].take(index, out=out[c])
+        for c in range(3):  # "wrap" never wraps here (every index is in range) and gathers ~4x faster than "raise"
+            tables[c].take(index, out=out[c], mode="wrap")
         if flagged:
             exact = np.flatnonzero(np.isnan(out[0]))
         else:
