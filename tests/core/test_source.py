@@ -151,7 +151,9 @@ def test_read_decimated_enlarges_coarse_sources_smoothly(tmp_path, kit):
     assert np.count_nonzero(steps < 1e-3) < steps.size * 0.2  # nearest/average would repeat 9 of 10 columns
 
 
-@pytest.mark.parametrize("dtype, nodata", [("Float32", -9999.0), ("Int16", -32768), ("Float32", None)])
+@pytest.mark.parametrize(
+    "dtype, nodata", [("Float32", -9999.0), ("Int16", -32768), ("Float32", None), ("Float64", -9999.0), ("Int32", -9999)]
+)
 def test_own_grid_is_read_straight_from_the_band_with_the_warpers_values(tmp_path, kit, dtype, nodata):
     # A grid that is the input's pixel grid skips the warper; it must give exactly what the (bilinear,
     # nodata-aware) warp gives there, nodata and mirrored windows included.
