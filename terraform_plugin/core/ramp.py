@@ -153,20 +153,22 @@ class _ColourTable:
         return cls(np.float32(1.0 / step), k0, k1, packed.astype(np.uint32), exact)
 
     def _index(self, z, sea, ramp):
-        """Table index (intp: ``take`` converts anything else, a whole extra pass) of every elevation."""
+        """Table index (intp: ``take`` converts anything else, a whole extra pass) of every elevation.
+
+        Worked out in float32 (half the bytes of intp): after ``floor`` the bin numbers are whole, so shifting
+        them to start at 0 is exact below 2**24, and anything beyond is clipped to the end entries anyway.
+        """
         with np.errstate(over="ignore", invalid="ignore"):  # huge or infinite elevations: clipped next
             t = np.multiply(z, self.inv_step, dtype=np.float32)
             np.floor(t, out=t)
-            np.fmin(t, np.float32(self.k1 + 1), out=t)  # also NaN -> the top entry (then `below`, as NaN)
-            np.fmax(t, np.float32(self.k0 - 1), out=t)
-        index = t.astype(np.intp)
-        index -= self.k0 - 1
+            t -= np.float32(self.k0 - 1)
+            np.clip(t, np.float32(0), np.float32(self.k1 - self.k0 + 2), out=t)  # NaN stays NaN: `below` next
         under = z >= ramp.elevations[0]
         np.logical_not(under, out=under)  # also catches NaN
         if sea is not None:
             under |= sea
-        np.putmask(index, under, self.below_index)
-        return index
+        np.copyto(t, np.float32(self.below_index), where=under)
+        return t.astype(np.intp)
 
     def colourise(self, z, sea, ramp):
         index = self._index(z, sea, ramp)
