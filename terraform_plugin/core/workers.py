@@ -7,6 +7,7 @@ and writing overlap.
 
 import os
 import queue
+import sys
 import threading
 
 QUEUE_DEPTH = 2  # chip rows read ahead / block rows waiting to be written
@@ -22,8 +23,9 @@ _END = object()
 
 
 def _lower_priority():
-    """Raise the calling thread's niceness by HELPER_NICE where the OS has per-thread priorities."""
-    if not HELPER_NICE or not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+    """Raise the calling thread's niceness by HELPER_NICE on Linux, whose priorities are per thread (elsewhere
+    a thread id given to setpriority could name another process: leave it)."""
+    if not HELPER_NICE or not sys.platform.startswith("linux"):
         return
     try:
         tid = threading.get_native_id()

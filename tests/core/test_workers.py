@@ -1,6 +1,7 @@
 """The run's helper threads: items in order, errors handed over, and the helpers yield the cores to the model."""
 
 import os
+import sys
 import threading
 
 import pytest
@@ -12,7 +13,7 @@ def niceness():
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
-@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no per-thread priorities on this OS")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities: Linux only")
 def test_helper_threads_run_at_the_lowest_priority_and_the_caller_keeps_its_own():
     before = niceness()
     seen = []
