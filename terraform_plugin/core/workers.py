@@ -16,7 +16,9 @@ QUEUE_DEPTH = 2  # chip rows read ahead / block rows waiting to be written
 # the gaps between the model's parallel sections. They still get every idle moment, and the main thread waits
 # for them (wait_reader / wait_writer) when they fall behind, so nothing starves. Measured (bench/README.md):
 # 4096² with the bundled model, interleaved pairs: ratio 0.76 -> 0.90 on a quiet moment, 0.85/0.87 ->
-# 0.95/0.97 under load.
+# 0.95/0.97 under load. The cost: another CPU-bound job of the same session (autogroup) at normal priority
+# takes nearly all the helpers' share while it runs, and the run slows to match; a milder niceness (5-10)
+# may keep most of the gain without that - to be measured on a quiet machine.
 HELPER_NICE = 19
 _POLL_S = 0.1
 _END = object()
