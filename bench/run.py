@@ -353,17 +353,17 @@ ENGINE_NOTES = [
     "colourise 0.710, overviews 0.675, write 0.565, rows 0.214, blend 0.211, batch 0.057. Each change was kept "
     "because the bench showed it; pixels are unchanged (the identity-model, parts and overview tests are bit-exact):",
     "",
-    "| change | stage it cut (CPU ms/chip, 4096²) |",
+    "| change | stage (CPU ms/chip at 4096²: before -> the run above) |",
     "|---|---|",
     "| a grid that is the DEM's own pixel grid is read straight from the band (same values as the bilinear "
     "warp there, bit for bit), the nodata value compared in float32 where exact instead of reading GDAL's mask "
-    "band | read 0.78 -> 0.29 |",
+    "band | read 0.78 -> 0.34 |",
     "| colour table: intp indices, per-`levels` tables cached once, `take(mode='wrap')` (the checking mode "
     "was 4x slower), NaN flags for the bins to interpolate, index worked out in float32 | colourise 0.71 -> "
-    "0.3-0.5 |",
+    "0.62 (on its own, a 192 x 4096 chip row: 23.8 -> 11.8 ms, 2x; in the run it shares caches with the model) |",
     "| overviews built from the stream: each written block row is averaged into the levels as it comes "
     "(`core/overviews.py`, GDAL's AVERAGE pixels exactly) instead of reading the whole output back | overviews "
-    "0.68 -> 0.23 |",
+    "0.68 -> 0.29 |",
     "| reader and writer threads at niceness 19: onnxruntime's threads get their core back the moment they wake "
     "| ratio, interleaved pairs at 4096²: 0.76 -> 0.90 (quiet moment), 0.85 -> 0.95, 0.87 -> 0.97 (loaded) |",
     "",
@@ -381,6 +381,10 @@ ENGINE_NOTES = [
     "| LZW + predictor | 1.23 | 0.51 | 21.5 |",
     "| LERC_ZSTD, lossless | 1.00 | 0.86 | 19.2 |",
     "| none | 0.10 | 0.10 | 64.0 |",
+    "",
+    "The run above: ratio 0.801 -> 0.897 at 4096², 0.788 -> 0.886 at 8192²; bare onnxruntime ran at 92-94 "
+    "chips/s there against 104 on the quiet machine of the 'before' figures, so something else still ran. "
+    "Not yet 0.95: write (ZSTD) ~0.6, colourise ~0.6, blend + rows ~0.45, overviews ~0.3 ms/chip remain.",
     "",
     "ZSTD level 1 is GDAL 3.6's fastest (it refuses negative levels); dropping the predictor saves 0.07 ms/chip "
     "for twice the file. A freed-memory experiment (glibc `MALLOC_MMAP_THRESHOLD_`) changed nothing: the run "
@@ -479,7 +483,9 @@ def write_readme(results):
             "run holds one chip row of blend accumulators per column stripe, two chip rows read ahead and two "
             "block rows waiting to be written; GDAL's block cache is flushed as rows finish and capped while "
             "overviews are built. Stripes are at most 8192 px wide, so what the run adds stops growing from 8k² "
-            "on (a 4k² raster is one narrower stripe).",
+            "on (a 4k² raster is one narrower stripe). Peak RSS moves by tens of MB from run to run (how far the "
+            "reader runs ahead, the allocator keeping freed blocks): 8192² gave 480 and 547 MB in two runs of the "
+            "same code on 2026-12-01.",
             "",
         ]
     with open(README, "w") as f:
