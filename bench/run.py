@@ -364,8 +364,9 @@ ENGINE_NOTES = [
     "| overviews built from the stream: each written block row is averaged into the levels as it comes "
     "(`core/overviews.py`, GDAL's AVERAGE pixels exactly) instead of reading the whole output back | overviews "
     "0.68 -> 0.29 |",
-    "| reader and writer threads at niceness 19: onnxruntime's threads get their core back the moment they wake "
-    "| ratio, interleaved pairs at 4096²: 0.76 -> 0.90 (quiet moment), 0.85 -> 0.95, 0.87 -> 0.97 (loaded) |",
+    "| reader and writer threads at niceness 10: onnxruntime's threads get their core back the moment they wake "
+    "| ratio at 4096², interleaved: niceness 0 -> 19 in pairs 0.76 -> 0.90, 0.85 -> 0.95, 0.87 -> 0.97; three "
+    "rounds of 0 / 5 / 10 / 19: means 0.86 / 0.91 / 0.99 / 0.89 (19 starves the reader at times) |",
     "",
     "Read and colourise were already once per unique DEM pixel (a chip row is read and colourised once across "
     "the stripe, the overlap rows are reused from the chip row above, chips are views), and the [-1, 1] scaling "
