@@ -357,13 +357,13 @@ ENGINE_NOTES = [
     "|---|---|",
     "| a grid that is the DEM's own pixel grid is read straight from the band (same values as the bilinear "
     "warp there, bit for bit), the nodata value compared in float32 where exact instead of reading GDAL's mask "
-    "band | read 0.78 -> 0.34 |",
+    "band | read 0.78 -> 0.33 |",
     "| colour table: intp indices, per-`levels` tables cached once, `take(mode='wrap')` (the checking mode "
     "was 4x slower), NaN flags for the bins to interpolate, index worked out in float32 | colourise 0.71 -> "
-    "0.62 (on its own, a 192 x 4096 chip row: 23.8 -> 11.8 ms, 2x; in the run it shares caches with the model) |",
+    "0.49 (on its own, a 192 x 4096 chip row: 23.8 -> 11.8 ms, 2x; in the run it shares caches with the model) |",
     "| overviews built from the stream: each written block row is averaged into the levels as it comes "
     "(`core/overviews.py`, GDAL's AVERAGE pixels exactly) instead of reading the whole output back | overviews "
-    "0.68 -> 0.29 |",
+    "0.68 -> 0.32 |",
     "| reader and writer threads at niceness 10: onnxruntime's threads get their core back the moment they wake "
     "| ratio at 4096², interleaved: niceness 0 -> 19 in pairs 0.76 -> 0.90, 0.85 -> 0.95, 0.87 -> 0.97; three "
     "rounds of 0 / 5 / 10 / 19: means 0.86 / 0.91 / 0.99 / 0.89 (19 starves the reader at times) |",
@@ -383,9 +383,11 @@ ENGINE_NOTES = [
     "| LERC_ZSTD, lossless | 1.00 | 0.86 | 19.2 |",
     "| none | 0.10 | 0.10 | 64.0 |",
     "",
-    "The run above: ratio 0.801 -> 0.897 at 4096², 0.788 -> 0.886 at 8192²; bare onnxruntime ran at 92-94 "
-    "chips/s there against 104 on the quiet machine of the 'before' figures, so something else still ran. "
-    "Not yet 0.95: write (ZSTD) ~0.6, colourise ~0.6, blend + rows ~0.45, overviews ~0.3 ms/chip remain.",
+    "The run above (helpers at niceness 10): ratio 0.801 -> 0.822 at 4096², 0.788 -> 0.861 at 8192²; a run "
+    "ten minutes earlier with the helpers at niceness 19 gave 0.897 / 0.886. Bare onnxruntime ran at 83-96 "
+    "chips/s in these runs against 104 on the quiet machine of the 'before' figures, so other work still ran "
+    "and the rows move by several hundredths from run to run. Not yet 0.95: write (ZSTD) ~0.65, colourise "
+    "~0.5, blend + rows ~0.47, overviews ~0.3, read ~0.33 ms/chip remain.",
     "",
     "ZSTD level 1 is GDAL 3.6's fastest (it refuses negative levels); dropping the predictor saves 0.07 ms/chip "
     "for twice the file. A freed-memory experiment (glibc `MALLOC_MMAP_THRESHOLD_`) changed nothing: the run "
