@@ -344,6 +344,58 @@ def _profile_lines(rows):
     return lines
 
 
+# What issue 9 changed in the engine, and what it measured (kept here: the README is regenerated from this file).
+ENGINE_NOTES = [
+    "### What made the engine cheaper (issue 9)",
+    "",
+    "Before, on a quiet machine (2026-12-01 18:30, same model, 2 threads, batches of 8): ratio 0.801 at 4096² "
+    "and 0.788 at 8192², engine CPU 3.69 / 3.84 ms per chip; per stage at 4096² (CPU ms/chip): read 0.775, "
+    "colourise 0.710, overviews 0.675, write 0.565, rows 0.214, blend 0.211, batch 0.057. Each change was kept "
+    "because the bench showed it; pixels are unchanged (the identity-model, parts and overview tests are bit-exact):",
+    "",
+    "| change | stage (CPU ms/chip at 4096²: before -> the run above) |",
+    "|---|---|",
+    "| a grid that is the DEM's own pixel grid is read straight from the band (same values as the bilinear "
+    "warp there, bit for bit), the nodata value compared in float32 where exact instead of reading GDAL's mask "
+    "band | read 0.78 -> 0.33 |",
+    "| colour table: intp indices, per-`levels` tables cached once, `take(mode='wrap')` (the checking mode "
+    "was 4x slower), NaN flags for the bins to interpolate, index worked out in float32 | colourise 0.71 -> "
+    "0.49 (on its own, a 192 x 4096 chip row: 23.8 -> 11.8 ms, 2x; in the run it shares caches with the model) |",
+    "| overviews built from the stream: each written block row is averaged into the levels as it comes "
+    "(`core/overviews.py`, GDAL's AVERAGE pixels exactly) instead of reading the whole output back | overviews "
+    "0.68 -> 0.32 |",
+    "| reader and writer threads at niceness 10: onnxruntime's threads get their core back the moment they wake "
+    "| ratio at 4096², interleaved: niceness 0 -> 19 in pairs 0.76 -> 0.90, 0.85 -> 0.95, 0.87 -> 0.97; three "
+    "rounds of 0 / 5 / 10 / 19: means 0.86 / 0.91 / 0.99 / 0.89 (19 starves the reader at times) |",
+    "",
+    "Read and colourise were already once per unique DEM pixel (a chip row is read and colourised once across "
+    "the stripe, the overlap rows are reused from the chip row above, chips are views), and the [-1, 1] scaling "
+    "was already folded into the table. Rejected, with numbers (4096² output of the bundled model, 484 chips, "
+    "CPU ms/chip to write, MB without overviews; measured under load, compare within the table):",
+    "",
+    "| GeoTIFF compression | write | read back | MB |",
+    "|---|---:|---:|---:|",
+    "| **ZSTD 1 + horizontal predictor (kept)** | 0.52 | 0.20 | 20.8 |",
+    "| ZSTD 1, no predictor | 0.45 | 0.19 | 39.7 |",
+    "| ZSTD 3 + predictor | 0.63 | 0.20 | 20.3 |",
+    "| DEFLATE 1 + predictor | 0.62 | 0.25 | 21.9 |",
+    "| LZW + predictor | 1.23 | 0.51 | 21.5 |",
+    "| LERC_ZSTD, lossless | 1.00 | 0.86 | 19.2 |",
+    "| none | 0.10 | 0.10 | 64.0 |",
+    "",
+    "The run above (helpers at niceness 10): ratio 0.801 -> 0.822 at 4096², 0.788 -> 0.861 at 8192²; a run "
+    "ten minutes earlier with the helpers at niceness 19 gave 0.897 / 0.886. Bare onnxruntime ran at 83-96 "
+    "chips/s in these runs against 104 on the quiet machine of the 'before' figures, so other work still ran "
+    "and the rows move by several hundredths from run to run. Not yet 0.95: write (ZSTD) ~0.65, colourise "
+    "~0.5, blend + rows ~0.47, overviews ~0.3, read ~0.33 ms/chip remain.",
+    "",
+    "ZSTD level 1 is GDAL 3.6's fastest (it refuses negative levels); dropping the predictor saves 0.07 ms/chip "
+    "for twice the file. A freed-memory experiment (glibc `MALLOC_MMAP_THRESHOLD_`) changed nothing: the run "
+    "takes ~50 page faults per chip.",
+    "",
+]
+
+
 def write_readme(results):
     lines = [
         "# Benchmarks",
@@ -391,6 +443,7 @@ def write_readme(results):
             "",
             *_profile_lines(t["rows"]),
             "",
+            *ENGINE_NOTES,
         ]
     o = results.get("overlap")
     if o:
@@ -433,7 +486,9 @@ def write_readme(results):
             "run holds one chip row of blend accumulators per column stripe, two chip rows read ahead and two "
             "block rows waiting to be written; GDAL's block cache is flushed as rows finish and capped while "
             "overviews are built. Stripes are at most 8192 px wide, so what the run adds stops growing from 8k² "
-            "on (a 4k² raster is one narrower stripe).",
+            "on (a 4k² raster is one narrower stripe). Peak RSS moves by tens of MB from run to run (how far the "
+            "reader runs ahead, the allocator keeping freed blocks): 8192² gave 480 and 547 MB in two runs of the "
+            "same code on 2026-12-01.",
             "",
         ]
     with open(README, "w") as f:

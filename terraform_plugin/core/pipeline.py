@@ -81,8 +81,9 @@ def run(
         log(line)
     source = dem_source.ResampledSource(dataset, request.band, plan.grid, max_abs_elevation=request.max_abs_elevation)
     ticker = _Progress(plan.chip_runs, progress or _noop, log, cancelled or (lambda: False))
-    with OutputWriter(output_path, plan.grid, output_metadata(plan, model)) as out:
-        write_mosaic(plan, source, model, out, ticker.chips, clock)
+    # One stripe writes whole-width block rows in order: the overviews can then be built from the stream.
+    with OutputWriter(output_path, plan.grid, output_metadata(plan, model), len(plan.stripes) == 1) as out:
+        write_mosaic(plan, source, model, out, ticker.chips, clock, overviews=out.streams_overviews)
         ticker.done()
         with clock.stage("overviews"):
             _overviews(out, ticker)
@@ -116,12 +117,16 @@ def stripe_blocks(plan: Plan, stripe, chip_rows, model, on_batch, clock: StageCl
     return block_rows(finished, stripe.x0, plan.grid.height, clock)
 
 
-def write_mosaic(plan: Plan, source, model, out, on_batch, clock: StageClock):
-    """Every stripe into ``out``: the reader thread works ahead of the model, the writer thread behind it."""
+def write_mosaic(plan: Plan, source, model, out, on_batch, clock: StageClock, overviews=False):
+    """Every stripe into ``out``: the reader thread works ahead of the model, the writer thread behind it;
+    ``overviews``: each block row also goes into ``out``'s streamed overviews (``OutputWriter.add_to_overviews``)."""
 
     def write(block):
         with clock.stage("write"):
             out.write_planes(*block)
+        if overviews:
+            with clock.stage("overviews"):
+                out.add_to_overviews(*block)
 
     reading = (chip_row for stripe in plan.stripes for chip_row in read_chip_rows(plan, source, stripe, clock))
     with Ahead(reading) as chip_rows, Behind(write) as writer:

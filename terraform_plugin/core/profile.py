@@ -18,8 +18,8 @@ STAGES = (
     "infer",  # onnxruntime
     "blend",  # weight the predictions, add them into the accumulator
     "rows",  # finished rows: weighted mean -> uint8 RGBA, whole TIFF block rows
-    "write",  # DEFLATE and write block rows (writer thread)
-    "overviews",
+    "write",  # compress (ZSTD) and write block rows (writer thread)
+    "overviews",  # average each written block row into the overview levels (writer thread), or GDAL's pass
     "preview",
     "wait_reader",  # main thread waiting for a colourised chip row
     "wait_writer",  # main thread waiting for room in the writer's queue

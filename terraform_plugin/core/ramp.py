@@ -127,6 +127,7 @@ class _ColourTable:
     def __init__(self, inv_step, k0, k1, packed, exact):
         self.inv_step, self.k0, self.k1, self.packed, self.exact = inv_step, k0, k1, packed, exact
         self.below_index = len(packed) - 1
+        self._levels_cache = None  # (key, tables, flagged) of the last ``levels`` seen
 
     @classmethod
     def build(cls, ramp):
@@ -152,34 +153,57 @@ class _ColourTable:
         return cls(np.float32(1.0 / step), k0, k1, packed.astype(np.uint32), exact)
 
     def _index(self, z, sea, ramp):
-        """(table index, flat positions to interpolate exactly) of every elevation."""
+        """Table index (intp: ``take`` converts anything else, a whole extra pass) of every elevation.
+
+        Worked out in float32 (half the bytes of intp): after ``floor`` the bin numbers are whole, so shifting
+        them to start at 0 is exact below 2**24, and anything beyond is clipped to the end entries anyway.
+        """
         with np.errstate(over="ignore", invalid="ignore"):  # huge or infinite elevations: clipped next
-            t = z * self.inv_step
+            t = np.multiply(z, self.inv_step, dtype=np.float32)
             np.floor(t, out=t)
-            np.fmin(t, np.float32(self.k1 + 1), out=t)  # also NaN -> the top entry (then `below`, as NaN)
-            np.fmax(t, np.float32(self.k0 - 1), out=t)
-        index = t.astype(np.int32)
-        index -= self.k0 - 1
-        under = ~(z >= ramp.elevations[0])
+            t -= np.float32(self.k0 - 1)
+            np.clip(t, np.float32(0), np.float32(self.k1 - self.k0 + 2), out=t)  # NaN stays NaN: `below` next
+        under = z >= ramp.elevations[0]
+        np.logical_not(under, out=under)  # also catches NaN
         if sea is not None:
             under |= sea
-        np.putmask(index, under, self.below_index)
-        return index, np.flatnonzero(self.exact.take(index))
+        np.copyto(t, np.float32(self.below_index), where=under)
+        return t.astype(np.intp)
 
     def colourise(self, z, sea, ramp):
-        index, exact = self._index(z, sea, ramp)
+        index = self._index(z, sea, ramp)
+        exact = np.flatnonzero(self.exact.take(index))
         out = np.ascontiguousarray(self.packed.take(index).view(np.uint8).reshape(z.shape + (4,))[..., :3])
         if len(exact):
             out.reshape(-1, 3)[exact] = ramp._interpolate(z.reshape(-1).take(exact))
         return out
 
+    def _level_tables(self, levels):
+        """(3, entries) of ``levels`` per channel; for float levels, NaN in channel 0 marks the bins to
+        interpolate exactly (so finding them is one ``isnan`` over the output, not another gather)."""
+        key = (levels.dtype.str, levels.tobytes())
+        cached = self._levels_cache
+        if cached is None or cached[0] != key:
+            rgb = self.packed.view(np.uint8).reshape(-1, 4)
+            tables = np.stack([levels[rgb[:, c]] for c in range(3)])
+            flagged = tables.dtype.kind == "f"
+            if flagged:
+                tables[0, self.exact] = np.nan
+            cached = self._levels_cache = (key, tables, flagged)
+        return cached[1], cached[2]
+
     def planes(self, z, sea, ramp, levels, out):
-        index, exact = self._index(z, sea, ramp)
-        rgb = self.packed.view(np.uint8).reshape(-1, 4)
-        colours = ramp._interpolate(z.reshape(-1).take(exact)) if len(exact) else None
-        for c in range(3):
-            levels[rgb[:, c]].take(index, out=out[c])
-            if colours is not None:
+        index = self._index(z, sea, ramp)
+        tables, flagged = self._level_tables(levels)
+        for c in range(3):  # "wrap" never wraps here (every index is in range) and gathers ~4x faster than "raise"
+            tables[c].take(index, out=out[c], mode="wrap")
+        if flagged:
+            exact = np.flatnonzero(np.isnan(out[0]))
+        else:
+            exact = np.flatnonzero(self.exact.take(index))
+        if len(exact):
+            colours = ramp._interpolate(z.reshape(-1).take(exact))
+            for c in range(3):
                 out[c].put(exact, levels[colours[:, c]])  # flat positions, whatever out's strides
         return out
 

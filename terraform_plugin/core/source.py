@@ -124,6 +124,11 @@ class ResampledSource:
             dstNodata=float("nan"),
         )
         self._band = self._warped.GetRasterBand(1)
+        # A grid that is the input's own pixel grid needs no resampling: bilinear at exactly the source pixel
+        # centres gives back the source values (tests/core/test_source.py checks it bit for bit), and reading
+        # them straight from the band costs a quarter of the warp (bench/README.md).
+        self._direct = self._band_vrt.GetRasterBand(1) if on_own_grid(self._band_vrt, grid) else None
+        self._nodata = _exact_nodata(self._direct) if self._direct is not None else None
 
     def read(self, x0: int, y0: int, width: int, height: int) -> np.ndarray:
         """(height, width) float32 window at grid offset (x0, y0), mirrored where it leaves the grid."""
@@ -131,16 +136,22 @@ class ResampledSource:
         cols = reflect_indices(np.arange(x0, x0 + width), self.grid.width)
         r0, r1 = int(rows.min()), int(rows.max()) + 1
         c0, c1 = int(cols.min()), int(cols.max()) + 1
-        block = _call(
-            f"cannot read rows {r0}-{r1} of the resampled elevation",
-            self._band.ReadAsArray,
-            c0,
-            r0,
-            c1 - c0,
-            r1 - r0,
-        ).astype(np.float32, copy=False)
+        block = self._block(c0, r0, c1 - c0, r1 - r0)
         inside = r0 == y0 and c0 == x0 and r1 - r0 == height and c1 - c0 == width
         return self._physical(block if inside else block[np.ix_(rows - r0, cols - c0)])
+
+    def _block(self, x0, y0, width, height):
+        what = f"cannot read rows {y0}-{y0 + height} of the resampled elevation"
+        if self._direct is None:
+            return _call(what, self._band.ReadAsArray, x0, y0, width, height).astype(np.float32, copy=False)
+        band = self._direct
+        z = _call(what, band.ReadAsArray, x0, y0, width, height, buf_type=gdal.GDT_Float32)
+        if self._nodata is not None:  # the nodata value, compared in float32 where that is exact
+            z[z == self._nodata] = np.nan
+        elif not band.GetMaskFlags() & gdal.GMF_ALL_VALID:  # mask band, alpha, other nodata: as the warper
+            mask = _call(what, band.GetMaskBand().ReadAsArray, x0, y0, width, height)
+            z[mask == 0] = np.nan
+        return z
 
     def _physical(self, z):
         if self.max_abs_elevation is not None:
@@ -179,6 +190,30 @@ class ResampledSource:
             dstNodata=float("nan"),
         )
         return self._physical(small.GetRasterBand(1).ReadAsArray())
+
+
+# Types whose every value float32 holds exactly: comparing in float32 finds exactly the nodata pixels.
+_FLOAT32_EXACT = {gdal.GDT_Byte, gdal.GDT_Int16, gdal.GDT_UInt16, gdal.GDT_Float32}
+
+
+def _exact_nodata(band):
+    """The band's nodata value as float32 when it is the band's only mask and float32 compares it exactly
+    (reading GDAL's mask band costs as much again as the data); else None (read the mask)."""
+    if band.GetMaskFlags() != gdal.GMF_NODATA or band.DataType not in _FLOAT32_EXACT:
+        return None
+    nodata = band.GetNoDataValue()
+    if nodata is None or math.isnan(nodata):
+        return None  # NaN is read as NaN anyway, and never equals itself
+    return np.float32(nodata) if np.float32(nodata) == nodata else None
+
+
+def on_own_grid(dataset, grid) -> bool:
+    """Whether ``grid`` is exactly ``dataset``'s pixel grid (same origin, pixel size and shape)."""
+    return (
+        dataset.RasterXSize == grid.width
+        and dataset.RasterYSize == grid.height
+        and tuple(dataset.GetGeoTransform()) == tuple(grid.geotransform)
+    )
 
 
 def fill_nodata(z: np.ndarray, max_distance: int) -> np.ndarray:

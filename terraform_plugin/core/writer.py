@@ -18,6 +18,7 @@ from osgeo import gdal
 from . import guard
 from .errors import OutputError
 from .gdalcall import gdal_call
+from .overviews import OverviewStream
 
 BLOCK = 256  # TIFF tile side; rows are written in whole block rows so no tile is compressed twice
 
@@ -93,9 +94,14 @@ class OutputWriter:
     """RGBA GeoTIFF on ``grid``, written in whole 256-row block rows to a temporary file; ``commit`` moves it in.
 
     Use as a context manager: leaving the block with an exception removes the temporary file(s).
+
+    ``stream_overviews``: the caller writes whole-width block rows, top to bottom, and passes each to
+    ``add_to_overviews`` as well; the overview levels are then built from them as they come
+    (``core.overviews``: the same pixels as GDAL's AVERAGE pass) and ``build_overviews`` only checks they are
+    complete, instead of reading the whole image back.
     """
 
-    def __init__(self, path, grid, metadata: dict):
+    def __init__(self, path, grid, metadata: dict, stream_overviews: bool = False):
         self.path = check_output_path(path)
         self.grid = grid
         folder = os.path.dirname(self.path)
@@ -118,6 +124,19 @@ class OutputWriter:
         for i, interp in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand)):
             self.dataset.GetRasterBand(i + 1).SetColorInterpretation(interp)
         self.dataset.SetMetadata({str(k): str(v) for k, v in metadata.items()})
+        self._stream = None
+        levels = overview_levels(grid.width, grid.height)
+        if stream_overviews and levels:
+            # Empty levels now ("NONE" computes nothing); add_to_overviews fills them.
+            gdal_call(
+                OutputError, f"cannot create overviews in {self.temp_path}", self.dataset.BuildOverviews,
+                "NONE", levels, status=True,
+            )
+            self._stream = OverviewStream(self.dataset, self._write_level)
+
+    @property
+    def streams_overviews(self) -> bool:
+        return self._stream is not None
 
     def __enter__(self):
         return self
@@ -141,18 +160,36 @@ class OutputWriter:
         _, h, w = planes.shape
         self._write(x0, y0, w, h, np.ascontiguousarray(planes, dtype=np.uint8), 1, w, w * h)
 
-    def _write(self, x0, y0, w, h, data, pixel_space, line_space, band_space):
+    def _write(self, x0, y0, w, h, data, pixel_space, line_space, band_space, dataset=None):
+        dataset = dataset or self.dataset
         what = f"cannot write to {self.temp_path} (disk full?)"
         gdal_call(  # the array itself: GDAL reads its buffer, no copy
-            OutputError, what, self.dataset.WriteRaster,
+            OutputError, what, dataset.WriteRaster,
             x0, y0, w, h, data, w, h, gdal.GDT_Byte, [1, 2, 3, 4], pixel_space, line_space, band_space,
             status=True,
         )
         # Blocks stay in GDAL's cache (up to 5 % of RAM) until flushed: flush to keep memory flat.
-        gdal_call(OutputError, what, self.dataset.FlushCache, status=True)
+        gdal_call(OutputError, what, dataset.FlushCache, status=True)
+
+    def add_to_overviews(self, x0: int, y0: int, planes: np.ndarray):
+        """Average the block row just written (band first (4, h, width), the whole width) into the overviews."""
+        if x0 != 0 or planes.shape[2] != self.grid.width:  # not an assert (Bandit B101)
+            raise RuntimeError("streamed overviews need whole-width rows")
+        self._stream.add(y0, planes)
+
+    def _write_level(self, dataset, y0, planes):
+        _, h, w = planes.shape
+        self._write(0, y0, w, h, np.ascontiguousarray(planes), 1, w, w * h, dataset=dataset)
 
     def build_overviews(self, progress=None):
-        """Internal AVERAGE overviews (alpha-aware for RGBA) so large outputs pan smoothly in QGIS."""
+        """Internal AVERAGE overviews (alpha-aware for RGBA) so large outputs pan smoothly in QGIS; when they
+        were streamed, only the check that every row went into them."""
+        if self._stream is not None:
+            if not self._stream.finished():  # not an assert (Bandit B101)
+                raise RuntimeError("streamed overviews are incomplete: rows are missing")
+            if progress:
+                progress(1.0)
+            return
         levels = overview_levels(self.grid.width, self.grid.height)
         if not levels:
             return

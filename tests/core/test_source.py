@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from osgeo import gdal
 
 from terraform_plugin.core import source
 from terraform_plugin.core.errors import InputError
@@ -148,3 +149,34 @@ def test_read_decimated_enlarges_coarse_sources_smoothly(tmp_path, kit):
     big = src.read_decimated(200, 200)
     steps = np.abs(np.diff(big, axis=1))
     assert np.count_nonzero(steps < 1e-3) < steps.size * 0.2  # nearest/average would repeat 9 of 10 columns
+
+
+@pytest.mark.parametrize(
+    "dtype, nodata", [("Float32", -9999.0), ("Int16", -32768), ("Float32", None), ("Float64", -9999.0), ("Int32", -9999)]
+)
+def test_own_grid_is_read_straight_from_the_band_with_the_warpers_values(tmp_path, kit, dtype, nodata):
+    # A grid that is the input's pixel grid skips the warper; it must give exactly what the (bilinear,
+    # nodata-aware) warp gives there, nodata and mirrored windows included.
+    rng = np.random.default_rng(3)
+    z = rng.normal(1000, 800, (300, 410)) + np.linspace(0, 3000, 410)
+    z[rng.random(z.shape) < 0.05] = np.nan if nodata is None else nodata
+    path = kit.write_dem(tmp_path / "dem.tif", z, pixel=200.0, nodata=nodata)
+    if dtype != "Float32":  # the DEM as stored, in its own type
+        typed = str(tmp_path / f"{dtype}.tif")
+        gdal.Translate(typed, path, outputType=gdal.GetDataTypeByName(dtype))
+        path = typed
+    dataset = source.open_dem(path)
+    grid = processing_grid(dataset, 200.0)
+    direct = source.ResampledSource(dataset, 1, grid)
+    warped = source.ResampledSource(dataset, 1, grid)
+    warped._direct = None  # the general path: the warped VRT
+    assert direct._direct is not None
+    for window in [(0, 0, 410, 300), (-50, -60, 300, 256), (300, 200, 256, 256)]:
+        got, want = direct.read(*window), warped.read(*window)
+        assert np.isnan(got).sum() > 0
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_grid_finer_than_the_input_is_warped(tmp_path, kit):
+    dataset = source.open_dem(kit.write_dem(tmp_path / "dem.tif", kit.terrain(60, 80), pixel=200.0))
+    assert source.ResampledSource(dataset, 1, processing_grid(dataset, 100.0))._direct is None
