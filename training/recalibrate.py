@@ -127,7 +127,7 @@ def recalibrate_checkpoint(path, data=None, limit=None, batch_size=DEFAULT_BATCH
         log(f"{path}: the generator has no BatchNorm; nothing to recalibrate")
         return {"chips": 0}
     state["generator"] = generator.state_dict()
-    state["batchnorm_statistics"] = {"recalibrated_on_chips": n, "regions": sorted(regions), "batch_size": batch_size}
+    state["batchnorm_statistics"] = {"recalibrated_on_chips": n, "regions": sorted(regions)}
     ckpt.save(path, **state)
     log(f"{path}: BatchNorm statistics recomputed over {n} training chips ({', '.join(sorted(regions))})")
     return state["batchnorm_statistics"]

@@ -27,7 +27,7 @@ from . import plots
 from .data import EpochSampler, PairDataset, find_pairs, split_by_region, to_uint8
 from .nets import NORMS, PADDINGS, SEAMLESS, UPSAMPLES, build_discriminator, build_generator, count_params
 from .precision import choose_cpu_precision
-from .recalibrate import DEFAULT_BATCH, recalibrate, training_inputs
+from .recalibrate import recalibrate, training_inputs
 from .warm_start import load_generator_weights
 
 def parse_args(argv=None):
@@ -68,7 +68,7 @@ def parse_args(argv=None):
                    help="validate, plot and draw a grid every N steps (default: every epoch) and at the end")
     p.add_argument("--checkpoint-every", type=int, default=500, help="write checkpoints/last.pt every N steps")
     p.add_argument("--recalibrate", action=argparse.BooleanOptionalAction, default=True,
-                   help="at the end, recompute BatchNorm's statistics over all training chips (default on; "
+                   help="at the end, measure BatchNorm's statistics over all training chips (default on; "
                         "see training/recalibrate.py)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--amp", nargs="?", const="auto", choices=["auto", "bf16", "fp16"], default=None,
@@ -320,15 +320,15 @@ class Trainer:
         return min(times[1:])
 
     # --- validation --------------------------------------------------------------------------------
-    @torch.no_grad()
     def recalibrate(self):
-        """The final BatchNorm statistics: an average over all training chips, not the last ~10 batches."""
-        n = recalibrate(self.G, training_inputs(self.args.data, {p.region for p in self.train_pairs}))
+        """The final BatchNorm statistics: measured over all training chips, not the last ~10 batches."""
+        regions = sorted({p.region for p in self.train_pairs})
+        n = recalibrate(self.G, training_inputs(self.args.data, regions))
         if n:
-            self.batchnorm_statistics = {"recalibrated_on_chips": n, "regions": sorted({p.region for p in self.train_pairs}),
-                                         "batch_size": DEFAULT_BATCH}
+            self.batchnorm_statistics = {"recalibrated_on_chips": n, "regions": regions}
             tqdm.write(f"step {self.step}: BatchNorm statistics recomputed over {n} training chips")
 
+    @torch.no_grad()
     def validate(self):
         """Eval mode (no dropout), as the exported model runs: L1 on held-out regions and a grid."""
         self.G.eval()
