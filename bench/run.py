@@ -383,11 +383,12 @@ ENGINE_NOTES = [
     "| LERC_ZSTD, lossless | 1.00 | 0.86 | 19.2 |",
     "| none | 0.10 | 0.10 | 64.0 |",
     "",
-    "The run above (helpers at niceness 10): ratio 0.801 -> 0.822 at 4096², 0.788 -> 0.861 at 8192²; a run "
-    "ten minutes earlier with the helpers at niceness 19 gave 0.897 / 0.886. Bare onnxruntime ran at 83-96 "
-    "chips/s in these runs against 104 on the quiet machine of the 'before' figures, so other work still ran "
-    "and the rows move by several hundredths from run to run. Not yet 0.95: write (ZSTD) ~0.65, colourise "
-    "~0.5, blend + rows ~0.47, overviews ~0.3, read ~0.33 ms/chip remain.",
+    "The tables above when this was written: the final code on a quiet machine (training finished, nothing "
+    "else running), bundled model 0.3.0: ratio 0.801 -> 0.850 at 4096², 0.788 -> 0.925 at 8192². Earlier runs "
+    "of nearly the same code while other work ran: 0.822 / 0.861 (helpers at niceness 10) and 0.897 / 0.886 "
+    "(niceness 19), so the rows move by a few hundredths from run to run; bare onnxruntime itself ran at 72-76 "
+    "chips/s here against 104 on the day of the 'before' figures. Not yet 0.95: write (ZSTD) ~0.7, colourise "
+    "~0.5-0.9, blend + rows ~0.5, overviews ~0.34, read ~0.37 ms/chip remain.",
     "",
     "ZSTD level 1 is GDAL 3.6's fastest (it refuses negative levels); dropping the predictor saves 0.07 ms/chip "
     "for twice the file. A freed-memory experiment (glibc `MALLOC_MMAP_THRESHOLD_`) changed nothing: the run "
