@@ -241,6 +241,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         self.step = state["step"]
+        self.warm_start = state.get("warm_start")  # where the run began, not this restart (which skips --init-from)
         # Training on from a recalibrated end goes back to momentum statistics (recalibrated again at the end).
         self.batchnorm_statistics = state.get("batchnorm_statistics") if self.step == self.total else None
         kept = state.get("cpu_precision")

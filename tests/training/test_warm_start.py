@@ -49,15 +49,19 @@ def test_init_from_a_corrupt_file_names_it(tmp_path):
 
 
 def test_warm_started_run_and_prepare_resolution_reach_the_model(pairs_dir, exported, tmp_path, tiny_flags):
-    """Fine-tuning on 30 m chips: the run starts from the model, and the export says 30 m, not the seed's 200."""
+    """Fine-tuning on 30 m chips, interrupted and resumed: the run starts from the model, and the export says
+    so and says 30 m, not the seed's 200."""
     data = tmp_path / "data"
     shutil.copytree(pairs_dir, data)
     (data / "manifest.json").write_text(json.dumps({"regions": {"ALPHA": {"resolution_m": 30.0},
                                                                  "BETA": {"resolution_m": 30.0}}}))
     out = tmp_path / "run"
-    train(["--data", str(data), "--out", str(out), "--max-steps", "1", "--val-regions", "BETA",
-           "--init-from", exported[0], *tiny_flags])
+    run = ["--data", str(data), "--out", str(out), "--max-steps", "2", "--checkpoint-every", "1", "--val-regions",
+           "BETA", "--init-from", exported[0], *tiny_flags]
+    train([*run, "--stop-after", "1"])
+    train([*run, "--resume"])  # the resumed run's checkpoint and model still say where it started
     state = ckpt.load(str(out / "checkpoints" / "last.pt"))
+    assert state["step"] == 2
     assert state["warm_start"]["source"] == os.path.basename(exported[0])
     assert state["resolution_m"] == 30.0
     model_path = str(tmp_path / "fine.onnx")
