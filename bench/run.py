@@ -520,10 +520,12 @@ def main(argv=None):
         if args.memory_case is not None:
             print(json.dumps(memory_case(args.memory_case, folder)))
             return 0
-        results = {}
+        results, previous_date = {}, None
         if os.path.exists(RESULTS):
             with open(RESULTS) as f:
-                results = {k: v for k, v in json.load(f).items() if k in (*SECTIONS, "memory_model")}
+                previous = json.load(f)
+            results = {k: v for k, v in previous.items() if k in (*SECTIONS, "memory_model")}
+            previous_date = previous.get("date")
             if "rows" not in results.get("throughput", {"rows": 1}):
                 results.pop("throughput")  # the old single-row format
         if "memory" in args.sections:  # first, so the parent process is still small when it forks
@@ -545,7 +547,8 @@ def main(argv=None):
         results = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
             f"GDAL {gdal.__version__}",
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            # `--sections` with none only redraws the README: the date stays that of the last measurement.
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()) if args.sections else previous_date,
             **results,
         }
         with open(RESULTS, "w") as f:
