@@ -58,3 +58,16 @@ def write_tif(path, bands, epsg=32633, origin=(500000.0, 4600000.0), pixel=100.0
         ds.GetRasterBand(len(bands)).SetColorInterpretation(gdal.GCI_AlphaBand)
     ds = None
     return str(path)
+
+
+def transformed_bounds(src_epsg, dst_epsg, x0, y0, x1, y1):
+    """(min x, min y, max x, max y) of the rectangle's four corners taken from ``src_epsg`` to ``dst_epsg``
+    (x = easting / longitude first)."""
+    src, dst = osr.SpatialReference(), osr.SpatialReference()
+    src.ImportFromEPSG(src_epsg)
+    dst.ImportFromEPSG(dst_epsg)
+    src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    dst.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    t = osr.CoordinateTransformation(src, dst)
+    xs, ys = zip(*(t.TransformPoint(x, y)[:2] for x in (x0, x1) for y in (y0, y1)))
+    return min(xs), min(ys), max(xs), max(ys)

@@ -2,27 +2,15 @@ import json
 import os
 
 import numpy as np
-from osgeo import gdal, osr
+from osgeo import gdal
 from PIL import Image
 
 from terraform_plugin.core.ramp import training_ramp
 from training.data import find_pairs
 from training.prepare import main as prepare
-from rasters import write_tif
+from rasters import transformed_bounds, write_tif
 
 gdal.UseExceptions()
-
-
-def utm33_bounds(lon0, lat0, lon1, lat1):
-    wgs, utm = osr.SpatialReference(), osr.SpatialReference()
-    wgs.ImportFromEPSG(4326)
-    utm.ImportFromEPSG(32633)
-    wgs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    utm.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    t = osr.CoordinateTransformation(wgs, utm)
-    pts = [t.TransformPoint(x, y)[:2] for x in (lon0, lon1) for y in (lat0, lat1)]
-    xs, ys = zip(*pts)
-    return min(xs), min(ys), max(xs), max(ys)
 
 
 def test_dem_and_imagery_in_different_crs_become_aligned_chips(tmp_path):
@@ -33,7 +21,7 @@ def test_dem_and_imagery_in_different_crs_become_aligned_chips(tmp_path):
     z = np.tile(np.linspace(-50, 4000, w, dtype=np.float32), (h, 1))
     z[:40, :40] = -32767
     dem = write_tif(tmp_path / "dem.tif", z[None], 4326, (lon0, lat0), step, nodata=-32767)
-    b = utm33_bounds(lon0, lat0 - h * step, lon0 + w * step, lat0)
+    b = transformed_bounds(4326, 32633, lon0, lat0 - h * step, lon0 + w * step, lat0)
     x0, y1 = b[0] - 2000, b[3] + 2000
     cols, rows = int((b[2] - x0) / 100) + 40, int((y1 - b[1]) / 100) + 40
     xs = x0 + 100 * (np.arange(cols) + 0.5)

@@ -4,12 +4,12 @@ import os
 
 import numpy as np
 import pytest
-from osgeo import gdal, osr
+from osgeo import gdal
 from PIL import Image
 
 from training.data import find_pairs
 from training.prepare import main as prepare
-from rasters import write_tif
+from rasters import transformed_bounds, write_tif
 
 gdal.UseExceptions()
 
@@ -77,16 +77,8 @@ def test_rgba_without_colour_interpretation_treats_band_4_as_alpha(tmp_path):
 def test_imagery_in_another_crs_is_reprojected(tmp_path):
     """UTM 33N DEM, imagery in Web Mercator over the same place: reprojected onto the DEM's grid."""
     d = dem(tmp_path)
-    src, dst = osr.SpatialReference(), osr.SpatialReference()
-    src.ImportFromEPSG(32633)
-    dst.ImportFromEPSG(3857)
-    src.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    dst.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-    t = osr.CoordinateTransformation(src, dst)
-    corners = [t.TransformPoint(x, y)[:2] for x in (490000.0, 570000.0) for y in (4530000.0, 4610000.0)]
-    xs, ys = zip(*corners)
-    pixel = (max(xs) - min(xs)) / 800
-    img = write_tif(tmp_path / "merc.tif", rgb(size=800), epsg=3857, origin=(min(xs), max(ys)), pixel=pixel)
+    x0, y0, x1, y1 = transformed_bounds(32633, 3857, 490000.0, 4530000.0, 570000.0, 4610000.0)
+    img = write_tif(tmp_path / "merc.tif", rgb(size=800), epsg=3857, origin=(x0, y1), pixel=(x1 - x0) / 800)
     manifest = run(tmp_path, d, img)
     assert manifest["regions"]["R"]["chips"] == 4 and manifest["regions"]["R"]["crs"] == "EPSG:32633"
 
