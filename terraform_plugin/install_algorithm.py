@@ -17,7 +17,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from . import installer
 from .help import INSTALL_HELP
-from .qgis_compat import ALG_HIDE_FROM_MODELER, FILE_BEHAVIOR_FILE
+from .qgis_compat import FILE_BEHAVIOR_FILE
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -53,9 +53,9 @@ class InstallDependenciesAlgorithm(QgsProcessingAlgorithm):
     def createInstance(self):
         return InstallDependenciesAlgorithm()
 
-    def flags(self):
-        # Not a data-processing step: keep it out of the Model Designer and batch mode.
-        return super().flags() | ALG_HIDE_FROM_MODELER
+    # No HideFromModeler flag: QGIS defines Deprecated as HideFromToolbox | HideFromModeler and qgis_process tests
+    # it with a bitwise and, so that flag alone hid this algorithm from `qgis_process list` and made `run` warn
+    # "this algorithm is deprecated". Headless is where this installer is needed most.
 
     def initAlgorithm(self, config=None):
         self.addParameter(

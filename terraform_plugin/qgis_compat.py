@@ -9,7 +9,6 @@ names may appear (tests/plugin/test_qt6_ready.py checks that).
 from qgis.core import (
     NULL,
     Qgis,
-    QgsProcessingAlgorithm,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
@@ -22,7 +21,6 @@ try:  # QGIS >= 3.36
     FLAG_ADVANCED = Qgis.ProcessingParameterFlag.Advanced
     FLAG_OPTIONAL = Qgis.ProcessingParameterFlag.Optional
     FLAG_HIDDEN = Qgis.ProcessingParameterFlag.Hidden
-    ALG_HIDE_FROM_MODELER = Qgis.ProcessingAlgorithmFlag.HideFromModeler
 except AttributeError:  # QGIS 3.22 - 3.34
     NUMBER_INTEGER = QgsProcessingParameterNumber.Integer
     NUMBER_DOUBLE = QgsProcessingParameterNumber.Double
@@ -30,7 +28,6 @@ except AttributeError:  # QGIS 3.22 - 3.34
     FLAG_ADVANCED = QgsProcessingParameterDefinition.FlagAdvanced
     FLAG_OPTIONAL = QgsProcessingParameterDefinition.FlagOptional
     FLAG_HIDDEN = QgsProcessingParameterDefinition.FlagHidden
-    ALG_HIDE_FROM_MODELER = QgsProcessingAlgorithm.FlagHideFromModeler
 
 SCOPED_ENUMS = hasattr(Qgis, "ProcessingParameterFlag")
 

@@ -4,9 +4,16 @@ and none of the unscoped Processing enums QGIS 4 removed (its tests/test_process
 
 The scan is an AST walk, so comments and strings do not count. The only place unscoped Processing names may
 appear is the QGIS < 3.36 fallback branch of terraform_plugin/qgis_compat.py.
+
+Most of what the checker rewrites is unscoped enums of any Qt or QGIS class (``Qt.AlignLeft`` ->
+``Qt.AlignmentFlag.AlignLeft``); it knows them from an enum table dumped from PyQt6. Here the running PyQt5/QGIS
+says instead: ``Owner.Name`` where Owner is imported from qgis.* and Name resolves to an enum member, not to
+the enum class, is the unscoped spelling.
 """
 
 import ast
+import enum
+import importlib
 import os
 
 import pytest
@@ -32,6 +39,26 @@ UNSCOPED_PROCESSING = {
     "QgsProcessing": {"TypeRaster", "TypeVectorAnyGeometry", "TypeFile", "TypeMapLayer"},
 }
 COMPAT_MODULE = os.path.join(PACKAGE, "qgis_compat.py")
+FONT_METRICS = ("QFontMetrics", "QFontMetricsF")
+
+
+def is_enum_member(value):
+    return isinstance(value, enum.Enum) or type(type(value)).__name__ == "enumtype"  # Python or sip enums
+
+
+def imported_qgis_names(tree):
+    """{name: object} for every name the file imports from qgis.* (qgis.core, qgis.PyQt.QtCore ...)."""
+    names = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "qgis":
+            try:
+                module = importlib.import_module(node.module)
+            except ImportError:
+                continue
+            for alias in node.names:
+                if hasattr(module, alias.name):
+                    names[alias.asname or alias.name] = getattr(module, alias.name)
+    return names
 
 
 def python_files():
@@ -57,6 +84,7 @@ def qt5_findings(path, source=None):
     source = source if source is not None else open(path, encoding="utf-8").read()
     tree = ast.parse(source, filename=path)
     allowed = fallback_lines(tree) if os.path.abspath(path) == COMPAT_MODULE else set()
+    qgis_names = imported_qgis_names(tree)
     found = []
 
     def add(node, what):
@@ -84,6 +112,15 @@ def qt5_findings(path, source=None):
                     add(node, f"{owner}.{node.attr}: unscoped enum removed in QGIS 4 (qgis_compat / Qgis.Processing*)")
                 if owner == "qApp":
                     add(node, "qApp: use QApplication.instance()")
+                if owner in qgis_names and node.lineno not in allowed and node.attr not in UNSCOPED_PROCESSING.get(
+                        owner, ()) and is_enum_member(getattr(qgis_names[owner], node.attr, None)):
+                    add(node, f"{owner}.{node.attr}: unscoped enum (Qt6 needs {owner}.<Enum>.{node.attr})")
+            if node.attr == "width" and isinstance(node.value, ast.Call):
+                maker = node.value.func
+                if getattr(maker, "attr", None) == "fontMetrics" or getattr(maker, "id", None) in FONT_METRICS:
+                    add(node, "QFontMetrics.width(): removed in Qt6 (horizontalAdvance)")
+        elif isinstance(node, ast.FunctionDef) and node.name == "exec_":
+            add(node, "def exec_: exec_() is exec() in Qt6")
         elif isinstance(node, ast.Call):
             func = node.func
             if isinstance(func, ast.Name) and func.id == "QVariant" and len(node.args) <= 1:
@@ -97,6 +134,9 @@ def qt5_findings(path, source=None):
                 add(node, "QApplication.desktop(): QDesktopWidget is removed in Qt6")
             if isinstance(func, ast.Name) and func.id == "QDateTime" and len(node.args) == 8:
                 add(node, "QDateTime(y, m, d, h, M, s, ms, ts): use QDateTime(QDate, QTime, ts)")
+            if isinstance(func, ast.Name) and func.id == "QDateTime" and len(node.args) == 1 \
+                    and isinstance(node.args[0], ast.Call) and getattr(node.args[0].func, "id", None) == "QDate":
+                add(node, "QDateTime(QDate(...)): use QDateTime(QDate(...), QTime(0, 0, 0))")
         elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) \
                 and node.value.attr == "activated" and isinstance(node.slice, ast.Name) and node.slice.id == "str":
             add(node, "activated[str]: removed in Qt6 (textActivated)")
@@ -118,6 +158,11 @@ def test_package_has_no_qt5_only_constructs():
     ("f = QgsProcessingParameterDefinition.FlagAdvanced\n", "unscoped enum"),
     ("w = combo.activated[str]\n", "activated[str]"),
     ("menu.addAction(icon, 'text', self, self.slot)\n", "fragile in Qt6"),
+    ("from qgis.PyQt.QtCore import Qt\na = Qt.AlignLeft\n", "Qt.AlignLeft: unscoped enum"),
+    ("from qgis.core import Qgis\nlevel = Qgis.Warning\n", "Qgis.Warning: unscoped enum"),
+    ("w = self.fontMetrics().width('x')\n", "horizontalAdvance"),
+    ("class D:\n    def exec_(self):\n        pass\n", "def exec_"),
+    ("d = QDateTime(QDate(2026, 3, 6))\n", "QTime(0, 0, 0)"),
 ])
 def test_the_scan_catches_each_construct(tmp_path, snippet, expected):
     """Each rule fires on a minimal example, so the empty result above means something."""
@@ -125,6 +170,15 @@ def test_the_scan_catches_each_construct(tmp_path, snippet, expected):
     path.write_text(snippet)
     findings = qt5_findings(str(path))
     assert any(expected in f for f in findings), findings
+
+
+def test_scoped_spellings_are_not_reported(tmp_path):
+    """The scoped forms, and class attributes that are not enum members, pass the unscoped-enum rule."""
+    path = tmp_path / "sample.py"
+    path.write_text("from qgis.PyQt.QtCore import QProcess, Qt\nfrom qgis.core import QgsApplication\n"
+                    "a = Qt.AlignmentFlag.AlignLeft\nm = QProcess.ProcessChannelMode.MergedChannels\n"
+                    "r = QgsApplication.processingRegistry()\n")
+    assert qt5_findings(str(path)) == []
 
 
 def test_unscoped_names_only_in_the_compat_fallback():

@@ -41,6 +41,25 @@ def test_help_is_flowing_html():
     assert "Setup" in SHORT_HELP and "Install/repair Terraform DEM dependencies" in SHORT_HELP
 
 
+def test_toolbox_paths_in_the_docs_are_the_real_ones(qgis_app):
+    """README, About text and help name the Toolbox path QGIS really shows (the README once lacked "Terrain")."""
+    from qgis.core import QgsApplication
+
+    from terraform_plugin.help import SHORT_HELP
+
+    registry = QgsApplication.processingRegistry()
+    main, setup = (registry.algorithmById(f"terraform:{name}") for name in ("terraformdem", "installdependencies"))
+    terrain_path = f"{main.provider().name()} › {main.group()} › {main.displayName()}"
+    setup_path = f"{setup.provider().name()} › {setup.group()}"
+    meta = configparser.ConfigParser()
+    meta.read(os.path.join(ROOT, "metadata.txt"), encoding="utf-8")
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    for text in (readme, meta["general"]["about"]):
+        assert f"Processing Toolbox › {terrain_path}" in text
+    assert f"*{setup_path}*" in readme and f"{setup_path}" in SHORT_HELP
+
+
 def test_parameters(qgis_app):
     from qgis.core import QgsApplication
 
