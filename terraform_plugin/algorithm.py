@@ -64,16 +64,16 @@ def _number(value):
         return None
 
 
-def _gdal_reads(path) -> bool:
-    """Whether the engine can open ``path`` as a raster (a folder can be one: an ESRI grid)."""
+def _open_problem(path):
+    """The engine's reason it cannot open ``path`` as a raster (a folder can be one: an ESRI grid), or None."""
     from .core.errors import TerraformError
     from .core.source import open_dem
 
     try:
         open_dem(path)
-    except TerraformError:
-        return False
-    return True
+    except TerraformError as exc:
+        return str(exc)
+    return None
 
 
 # Post-processors must outlive processAlgorithm (QGIS calls them after the run, possibly after the algorithm
@@ -274,9 +274,9 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         if isinstance(model, str) and model and not model.lower().endswith(".onnx"):
             return False, f"The model must be an ONNX file (.onnx), got {model}."
         value = parameters.get(self.INPUT)
-        if isinstance(value, str) and os.path.isdir(value) and not _gdal_reads(value):
-            return False, (f"{value} is a folder, not an elevation raster: choose a raster file in it "
-                           "(GeoTIFF, VRT, IMG...).")
+        problem = _open_problem(value) if isinstance(value, str) and os.path.isdir(value) else None
+        if problem:  # the engine's own words: "... is a folder, not an elevation raster ..."
+            return False, f"{problem}."
         return True, ""
 
     # -- validation QGIS can do before the engine starts -------------------------------------------------

@@ -210,6 +210,7 @@ def run_on_dask(
     if part_width is not None:
         request = dataclasses.replace(request, stripe_width=part_width)
     output_path = check_request(request)
+    pipeline.remove_stale_temps(request, output_path, log)  # a killed assembly's temporary, as a local run does
     dataset, band = pipeline.open_input(request)
     model = pipeline.load_model(dataclasses.replace(request, threads=1))  # the client only reads its metadata
     log(f"Model: {model.describe()}")

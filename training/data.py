@@ -82,8 +82,14 @@ def split_by_region(pairs, val_regions):
 
 
 def load_rgb(path) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    """The chip at ``path`` as RGB; OSError naming the file when it is truncated or not an image."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # PIL's "image file is truncated" does not say which file
+        raise OSError(f"chip {path} is truncated or damaged and cannot be decoded ({exc})") from None
 
 
 def to_tensor(img) -> torch.Tensor:

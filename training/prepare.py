@@ -246,14 +246,27 @@ def from_pairs(args):
     return entries
 
 
+def read_manifest(path) -> dict:
+    """A dataset's manifest.json; SystemExit naming the file when it is truncated or damaged (it is written
+    atomically, so only a copy cut short or an edit does that)."""
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("regions"), dict):
+            raise ValueError("no regions table")
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise SystemExit(f"{path} is truncated or damaged and cannot be read ({exc}): restore it, or remove it "
+                         "and run training.prepare again for each region of the folder") from None
+    return manifest
+
+
 def update_manifest(out, entries):
     path = os.path.join(out, MANIFEST)
     manifest = {"layout": "<REGION>/<row>,<col>c.jpg (ramp-coloured elevation) + <row>,<col>.jpg (imagery)",
                 "ramp": "Turbo over 0-9000 m, white below 0 m / sea / no-data (terraform_plugin.core.ramp)",
                 "chip_px": CHIP, "regions": {}}
     if os.path.exists(path):
-        with open(path) as f:
-            manifest = json.load(f)
+        manifest = read_manifest(path)
     manifest["regions"].update(entries)
     manifest["updated"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     manifest["total_chips"] = sum(r["chips"] for r in manifest["regions"].values())

@@ -113,14 +113,13 @@ def data_resolution_m(folders):
 
     Export writes it into the model's metadata, so a model trained on 30 m chips does not claim 200 m.
     """
-    from .prepare import MANIFEST, SEED_RESOLUTION_M
+    from .prepare import MANIFEST, SEED_RESOLUTION_M, read_manifest
 
     found = set()
     for folder in folders:
         path = os.path.join(folder, MANIFEST)
         if os.path.isfile(path):
-            with open(path) as f:
-                found |= {float(r["resolution_m"]) for r in json.load(f)["regions"].values() if "resolution_m" in r}
+            found |= {float(r["resolution_m"]) for r in read_manifest(path)["regions"].values() if "resolution_m" in r}
     if len(found) > 1:
         sys.exit(f"--data mixes chip resolutions {sorted(found)} m: one model learns one ground scale")
     return found.pop() if found else SEED_RESOLUTION_M

@@ -97,7 +97,8 @@ def compute_part(plan, index: int, folder: str, model, on_batch=None) -> dict:
     stripe = plan.stripes[index]
     path = os.path.join(folder, part_name(index))
     dataset, _ = pipeline.open_input(plan.request)
-    source = dem_source.ResampledSource(dataset, plan.request.band, plan.grid)
+    source = dem_source.ResampledSource(dataset, plan.request.band, plan.grid,
+                                        max_abs_elevation=plan.request.max_abs_elevation)  # as the local run's
     one = dataclasses.replace(plan, stripes=(stripe,))
     with OutputWriter(path, part_grid(plan, stripe), {}) as out:
         pipeline.write_mosaic(one, source, model, _PartOutput(out, stripe.x0), on_batch or (lambda _: None), clock)
@@ -214,7 +215,8 @@ def assemble(plan, model, folder: str, metadata: dict, progress=None, cancelled=
         raise OutputError(f"the parts in {folder} cover {vrt.RasterXSize} x {vrt.RasterYSize} px, not the grid's "
                           f"{grid.width} x {grid.height}")
     dataset, _ = pipeline.open_input(plan.request)
-    source = dem_source.ResampledSource(dataset, plan.request.band, grid)
+    source = dem_source.ResampledSource(dataset, plan.request.band, grid,
+                                        max_abs_elevation=plan.request.max_abs_elevation)  # the preview's DEM
     windows = [(x0, y0) for y0 in range(0, grid.height, BLOCK) for x0 in range(0, grid.width, ASSEMBLY_COLUMNS)]
     with OutputWriter(plan.output_path, grid, metadata) as out:
         with clock.stage("write"):

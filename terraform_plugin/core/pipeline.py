@@ -68,8 +68,7 @@ def run(
     started, clock = time.monotonic(), StageClock()
     log = log or _noop
     output_path = check_request(request)  # before any long work
-    for target in filter(None, (output_path, request.preview_path)):  # what killed runs left beside the targets
-        guard.remove_stale_temps(target, log)
+    remove_stale_temps(request, output_path, log)
     dataset, band = open_input(request)
     # A resolution the user typed is checked (grid size, disk space) before the model loads.
     grid = plan_grid(request, output_path, dataset, float(request.resolution_m)) if request.resolution_m else None
@@ -92,6 +91,12 @@ def run(
     ticker.progress(100.0)
     log(f"Done in {_duration(elapsed)}: {output_path}")
     return result_of(plan, model, request, elapsed, chip_runs=plan.chip_runs, profile=clock.as_dict())
+
+
+def remove_stale_temps(request, output_path, log):
+    """What killed runs left beside the output and the preview: temporaries whose writer is gone (issue 11)."""
+    for target in filter(None, (output_path, request.preview_path)):
+        guard.remove_stale_temps(target, log)
 
 
 def open_input(request):

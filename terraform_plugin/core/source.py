@@ -31,6 +31,10 @@ def open_dem(path) -> "gdal.Dataset":
         dataset = gdal_call(InputError, path, gdal.OpenEx, path, gdal.OF_RASTER | gdal.OF_READONLY)
     except InputError:
         dataset = None
+    if (dataset is None or dataset.RasterCount == 0) and os.path.isdir(path):  # a folder can be one: an ESRI grid
+        raise InputError(
+            f"{path} is a folder, not an elevation raster: choose a raster file in it (GeoTIFF, VRT, IMG...)"
+        )
     if dataset is None or dataset.RasterCount == 0:
         raise InputError(f"{path} is not a raster GDAL can read (is it an elevation model? a vector file?)")
     return dataset
@@ -43,6 +47,11 @@ def elevation_band(dataset, band) -> "gdal.Band":
     alive, and a band of a collected dataset crashes the interpreter.
     """
     count = dataset.RasterCount
+    if isinstance(band, float) and not band.is_integer():  # never rounded to a neighbouring band (issue 11)
+        raise InputError(
+            f"band must be a whole number, got {band!r}: {os.path.basename(dataset.GetDescription())} has "
+            f"{count} band{'s' if count != 1 else ''} (numbered from 1)"
+        )
     if isinstance(band, bool) or not isinstance(band, (int, np.integer)) or not 1 <= band <= count:
         raise InputError(
             f"band {band!r} does not exist: {os.path.basename(dataset.GetDescription())} has "

@@ -24,9 +24,11 @@ def identity(tmp_path_factory):
 
 
 def holey_dem(kit, path, shape=(457, 1613)):
-    """Odd, non-square, with a no-data hole that straddles a stripe join."""
+    """Odd, non-square, with a no-data hole that straddles a stripe join, and non-physical elevations (issue 11:
+    no-data too, in the parts as in the local run) across another."""
     z = kit.terrain(*shape)
     z[100:150, 400:700] = -9999.0
+    z[shape[0] // 2 : shape[0] // 2 + 8, 1020:1030] = 1e30
     return kit.write_dem(path, z, nodata=-9999.0)
 
 
@@ -71,6 +73,7 @@ def test_parts_in_any_order_assemble_into_the_local_output(tmp_path, kit, identi
     assert got[1:] == want[1:]
     if nodata_mode == "transparent":
         assert (got[0][0][3, 100:150, 400:700] == 0).all()  # the hole is transparent across the join
+        assert (got[0][0][3, 228:236, 1020:1030] == 0).all()  # so are the non-physical elevations
     assert sorted(os.listdir(tmp_path)) == ["dem.tif", "local.tif", "parts.tif"]  # parts folder gone
 
 

@@ -61,8 +61,12 @@ CASES = {
     "preview_is_input": (lambda d, f: {"PREVIEW": d}, ["preview", "is the input"]),
     "preview_is_output": (lambda d, f: {"PREVIEW": os.path.join(f, "out.tif")}, ["preview and the output"]),
     "preview_not_png": (lambda d, f: {"PREVIEW": os.path.join(f, "p.txt")}, [".png"]),
-    "absurd_resolution": (lambda d, f: {"RESOLUTION": 0.1}, ["240000 × 240000 px", "57.6 gigapixels", "at least 0.74 m",
+    "absurd_resolution": (lambda d, f: {"RESOLUTION": 0.1}, ["240000 × 240000 px", "57.6 gigapixels",
+                                                              "2,000 × 2,000 output pixels for each", "at least 0.74 m",
                                                               "ALLOW_HUGE_GRID"]),
+    # The opt-in lets a 0.01 m grid (5.76 terapixels, ~15 TB) past the size check, not past the free-space check.
+    "huge_grid_opted_in": (lambda d, f: {"RESOLUTION": 0.01, "ALLOW_HUGE_GRID": True},
+                           ["not enough free space", "are free"]),
     "band_not_integer": (lambda d, f: {"BAND": 1.5}, ["whole number", "1.5"]),
     "overlap_not_integer": (lambda d, f: {"OVERLAP": 2.5}, ["Chip overlap must be a whole number", "2.5"]),
     "overlap_negative": (lambda d, f: {"OVERLAP": -1}, ["Chip overlap must be 0 or more", "-1"]),
@@ -124,7 +128,8 @@ def test_refused_in_process(run_alg, models, tmp_path, demkit, case):
 
 QP_CASES = ["output_is_input", "output_is_input_dotted", "output_is_symlink_to_input", "output_is_hard_link_to_input",
             "preview_is_input", "preview_is_output", "absurd_resolution", "band_not_integer",
-            "overlap_not_integer", "overlap_negative", "model_not_onnx", "input_is_a_folder"]
+            "overlap_not_integer", "overlap_negative", "model_not_onnx", "input_is_a_folder", "preview_not_png",
+            "limit_not_positive", "huge_grid_opted_in"]
 
 
 def qp_args(params):

@@ -16,7 +16,7 @@ from osgeo import gdal
 from training.contract_models import write_model
 
 from terraform_plugin import scale
-from terraform_plugin.core import parts, pipeline
+from terraform_plugin.core import guard, parts, pipeline
 from terraform_plugin.core.errors import Cancelled, InputError, ModelError, OutputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -230,3 +230,18 @@ def test_cli_help_and_requirement_pin():
     assert help_text.returncode == 0 and "--scheduler" in help_text.stdout and "--workers" in help_text.stdout
     with open(os.path.join(ROOT, "requirements.txt")) as f:
         assert scale.DASK_REQUIREMENT in f.read().split()
+
+
+def test_a_killed_runs_temporary_is_removed_by_the_next_dask_run(tmp_path, reference, identity):
+    """Issue 11 on the Dask path: the output's temporary a killed assembly left (its process gone) is removed
+    before the run starts, as a local run does, even when the run then fails (here: no scheduler)."""
+    dem, _ = reference
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.tif.tdem-{guard._HOST}-{dead.pid}-0123abcd.part.tif"  # noqa: SLF001
+    stale.write_bytes(b"half a GeoTIFF" * 1000)
+    logs = []
+    with pytest.raises(scale.ClusterError):
+        scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler="tcp://127.0.0.1:9", log=logs.append)
+    assert os.listdir(tmp_path) == []
+    assert any("left by an earlier run that was killed" in line for line in logs), logs

@@ -1,14 +1,19 @@
-"""Issue 11: training.prepare on mismatched inputs - specific errors, or handled (reprojected, alpha dropped)."""
+"""Issue 11: training.prepare on mismatched inputs - specific errors, or handled (reprojected, alpha dropped) - and
+its outputs damaged after the fact (manifest, a chip) named when read."""
 
+import hashlib
+import json
 import os
+import re
 
 import numpy as np
 import pytest
 from osgeo import gdal
 from PIL import Image
 
-from training.data import find_pairs
+from training.data import PairDataset, find_pairs
 from training.prepare import main as prepare
+from training.train import data_resolution_m
 from rasters import transformed_bounds, write_tif
 
 gdal.UseExceptions()
@@ -29,14 +34,19 @@ def run(tmp_path, dem_path, img_path):
                     "--resolution", "100"])
 
 
+def sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def refused(tmp_path, dem_path, img_path, *fragments):
-    before = {p: os.path.getsize(p) for p in (dem_path, img_path)}
+    before = {p: sha(p) for p in (dem_path, img_path)}
     with pytest.raises(SystemExit) as caught:
         run(tmp_path, dem_path, img_path)
     message = str(caught.value)
     for fragment in fragments:
         assert fragment in message, message
-    assert {p: os.path.getsize(p) for p in before} == before
+    assert {p: sha(p) for p in before} == before  # the inputs' checksums unchanged
     assert not os.path.exists(tmp_path / "out")  # nothing half-made
     return message
 
@@ -90,3 +100,26 @@ def test_chips_are_written_whole(tmp_path):
     assert not [n for n in os.listdir(folder) if n.startswith(".")]
     for name in os.listdir(folder):
         Image.open(folder / name).load()
+
+
+def test_a_damaged_manifest_is_named_by_prepare_and_train(tmp_path):
+    """manifest.json is written atomically; one cut short (a copy, an edit) is named, not a bare JSON error."""
+    img = write_tif(tmp_path / "rgb.tif", rgb())
+    run(tmp_path, dem(tmp_path), img)
+    manifest = tmp_path / "out" / "manifest.json"
+    text = manifest.read_text()
+    json.loads(text)
+    manifest.write_text(text[: len(text) // 2])
+    with pytest.raises(SystemExit, match=r"manifest\.json is truncated or damaged"):
+        data_resolution_m([str(tmp_path / "out")])
+    with pytest.raises(SystemExit, match=r"manifest\.json is truncated or damaged"):
+        run(tmp_path, dem(tmp_path), img)
+
+
+def test_a_damaged_chip_is_named(tmp_path):
+    run(tmp_path, dem(tmp_path), write_tif(tmp_path / "rgb.tif", rgb()))
+    pairs = find_pairs([str(tmp_path / "out")])
+    with open(pairs[0].satellite, "r+b") as f:
+        f.truncate(os.path.getsize(pairs[0].satellite) // 2)
+    with pytest.raises(OSError, match=re.escape(f"chip {pairs[0].satellite} is truncated or damaged")):
+        PairDataset(pairs)[0]
