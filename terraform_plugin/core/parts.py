@@ -23,7 +23,6 @@ from html import escape  # XML-safe (&, <, >, quotes); xml.sax would trip the up
 from osgeo import gdal
 
 from . import pipeline
-from . import source as dem_source
 from .errors import Cancelled, OutputError
 from .gdalcall import gdal_call
 from .grid import Grid
@@ -56,8 +55,9 @@ def part_chips(plan, stripe) -> int:
 
 
 def fingerprint(plan, metadata: dict) -> str:
-    """SHA-256 of everything that decides the parts' pixels: input file (path, size, mtime), request, grid,
-    stripes, vertical scale used, model file hash and plugin version (both in ``metadata``)."""
+    """SHA-256 of everything that decides the parts' pixels: input file (path, size, mtime), request (with the
+    non-physical elevation limit), grid, stripes, vertical scale used, model file hash and plugin version (both
+    in ``metadata``)."""
     request = plan.request
     path = os.path.abspath(os.fspath(request.input_path))
     try:
@@ -65,7 +65,8 @@ def fingerprint(plan, metadata: dict) -> str:
         input_id = [path, stat.st_size, stat.st_mtime_ns]
     except OSError:  # not a plain file (a GDAL connection string, /vsi...): its name is all there is
         input_id = [os.fspath(request.input_path)]
-    keys = ("band", "overlap", "nodata_mode", "resolution_m", "sea_level", "batch_size", "stripe_width")
+    keys = ("band", "overlap", "nodata_mode", "resolution_m", "sea_level", "batch_size", "stripe_width",
+            "max_abs_elevation")
     state = {
         "input": input_id,
         "request": {k: getattr(request, k) for k in keys},
@@ -97,7 +98,7 @@ def compute_part(plan, index: int, folder: str, model, on_batch=None) -> dict:
     stripe = plan.stripes[index]
     path = os.path.join(folder, part_name(index))
     dataset, _ = pipeline.open_input(plan.request)
-    source = dem_source.ResampledSource(dataset, plan.request.band, plan.grid)
+    source = pipeline.resampled_source(plan, dataset)
     one = dataclasses.replace(plan, stripes=(stripe,))
     with OutputWriter(path, part_grid(plan, stripe), {}) as out:
         pipeline.write_mosaic(one, source, model, _PartOutput(out, stripe.x0), on_batch or (lambda _: None), clock)
@@ -214,7 +215,7 @@ def assemble(plan, model, folder: str, metadata: dict, progress=None, cancelled=
         raise OutputError(f"the parts in {folder} cover {vrt.RasterXSize} x {vrt.RasterYSize} px, not the grid's "
                           f"{grid.width} x {grid.height}")
     dataset, _ = pipeline.open_input(plan.request)
-    source = dem_source.ResampledSource(dataset, plan.request.band, grid)
+    source = pipeline.resampled_source(plan, dataset)  # for the preview
     windows = [(x0, y0) for y0 in range(0, grid.height, BLOCK) for x0 in range(0, grid.width, ASSEMBLY_COLUMNS)]
     with OutputWriter(plan.output_path, grid, metadata) as out:
         with clock.stage("write"):

@@ -24,9 +24,11 @@ def identity(tmp_path_factory):
 
 
 def holey_dem(kit, path, shape=(457, 1613)):
-    """Odd, non-square, with a no-data hole that straddles a stripe join."""
+    """Odd, non-square, with a no-data hole that straddles a stripe join, and a fill value that is not the
+    declared no-data but beyond the non-physical elevation limit (no-data too) across another join."""
     z = kit.terrain(*shape)
     z[100:150, 400:700] = -9999.0
+    z[200:230, 1000:1050] = -3.0e38
     return kit.write_dem(path, z, nodata=-9999.0)
 
 
@@ -95,6 +97,8 @@ def test_manifest_keeps_only_parts_that_verify(tmp_path, kit, identity):
     other, _ = plan_for(dataclasses.replace(request, sea_level=100.0))
     fp_other = parts.fingerprint(other, pipeline.output_metadata(other, model))
     assert fp_other != fp
+    limited, _ = plan_for(dataclasses.replace(request, max_abs_elevation=5000.0))  # decides which pixels are no-data
+    assert parts.fingerprint(limited, pipeline.output_metadata(limited, model)) != fp
     messages = []
     assert parts.Manifest.open(folder, fp_other, messages.append).parts == {}
     assert os.listdir(folder) == [parts.MANIFEST] and "other settings" in messages[0]
