@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Callable, Optional
 
+from .core import guard
 from .core import parts
 from .core import pipeline
 from .core.errors import Cancelled, TerraformError
@@ -376,7 +377,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", help="before/after PNG")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--threads", type=int, help="onnxruntime threads per worker (default: cores / workers)")
+    p.add_argument("--allow-huge-grid", action="store_true", help="ALLOW_HUGE_GRID: allow an output grid over "
+                   f"{guard.MAX_GRID_PIXELS / 1e9:.2g} gigapixels (global Mars at 200 m is 5.7), otherwise refused "
+                   "as a likely mistyped resolution")
+    p.add_argument("--max-abs-elevation", type=float, default=d.max_abs_elevation, help="MAX_ABS_ELEVATION: "
+                   f"elevations beyond +/- this are no-data (layer units; default {d.max_abs_elevation:g})")
     return p
+
+
+def request_of(args, model_path) -> TerraformRequest:
+    """The request the parsed command line asks for (the algorithm's parameters, by the same names)."""
+    return TerraformRequest(
+        input_path=args.input, output_path=args.output, model_path=model_path, band=args.band, overlap=args.overlap,
+        nodata_mode=args.nodata_mode, resolution_m=args.resolution, sea_level=args.sea_level,
+        vertical_scale=args.vertical_scale, fit_to_earth=args.fit_to_earth, preview_path=args.preview,
+        batch_size=args.batch_size, threads=args.threads, allow_huge_grid=args.allow_huge_grid,
+        max_abs_elevation=args.max_abs_elevation,
+    )
 
 
 def main(argv=None) -> int:
@@ -385,12 +402,7 @@ def main(argv=None) -> int:
     if model is None:
         print(f"error: no --model given and the bundled model ({MODEL_FILE}) is missing", file=sys.stderr)
         return 2
-    request = TerraformRequest(
-        input_path=args.input, output_path=args.output, model_path=model, band=args.band, overlap=args.overlap,
-        nodata_mode=args.nodata_mode, resolution_m=args.resolution, sea_level=args.sea_level,
-        vertical_scale=args.vertical_scale, fit_to_earth=args.fit_to_earth, preview_path=args.preview,
-        batch_size=args.batch_size, threads=args.threads,
-    )
+    request = request_of(args, model)
     try:
         from tqdm import tqdm
     except ImportError:  # QGIS's own Python often lacks it: plain progress lines instead of a bar

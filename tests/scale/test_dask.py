@@ -224,6 +224,25 @@ def test_unreachable_scheduler_is_a_cluster_error_naming_it(tmp_path, reference,
     assert os.listdir(tmp_path) == []
 
 
+def test_cli_has_the_algorithms_safety_options_and_their_checks(tmp_path, reference, identity, capsys):
+    """ALLOW_HUGE_GRID and MAX_ABS_ELEVATION (issue 11) as --allow-huge-grid and --max-abs-elevation: global
+    Mars at 200 m is beyond the huge-grid limit, so the CLI's main use needs the opt-in."""
+    dem, _ = reference
+    out = str(tmp_path / "out.tif")
+    parser = scale.build_parser()
+    default = scale.request_of(parser.parse_args([dem, out]), identity)
+    assert (default.allow_huge_grid, default.max_abs_elevation) == (False, pipeline.TerraformRequest.max_abs_elevation)
+    given = scale.request_of(parser.parse_args([dem, out, "--allow-huge-grid", "--max-abs-elevation", "9000"]),
+                             identity)
+    assert (given.allow_huge_grid, given.max_abs_elevation) == (True, 9000.0)
+    # The engine's own messages, before any cluster (this scheduler address does not exist).
+    for options, words in ((["--max-abs-elevation", "0"], "non-physical elevation limit must be a positive"),
+                           (["--resolution", "1"], "ALLOW_HUGE_GRID")):
+        assert scale.main([dem, out, "--model", identity, "--scheduler", "tcp://127.0.0.1:9", *options]) == 1
+        assert words in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
 def test_cli_help_and_requirement_pin():
     help_text = subprocess.run([sys.executable, "-m", "terraform_plugin.scale", "--help"], cwd=ROOT,
                                capture_output=True, text=True, timeout=120)
