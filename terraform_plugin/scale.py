@@ -24,7 +24,7 @@ from .core import guard
 from .core import parts
 from .core import pipeline
 from .core.errors import Cancelled, TerraformError
-from .core.plan import make_plan
+from .core.plan import make_plan, plan_grid
 from .core.request import NODATA_MODES, TerraformRequest, check_request
 
 DASK_REQUIREMENT = "dask[distributed]==2026.8.0"  # kept equal to requirements.txt by the tests
@@ -211,10 +211,14 @@ def run_on_dask(
     if part_width is not None:
         request = dataclasses.replace(request, stripe_width=part_width)
     output_path = check_request(request)
+    for target in filter(None, (output_path, request.preview_path)):  # what killed runs left, as a local run
+        guard.remove_stale_temps(target, log)
     dataset, band = pipeline.open_input(request)
+    # A resolution the user typed is checked (grid size, disk space) before the model loads, as a local run.
+    grid = plan_grid(request, output_path, dataset, float(request.resolution_m)) if request.resolution_m else None
     model = pipeline.load_model(dataclasses.replace(request, threads=1))  # the client only reads its metadata
     log(f"Model: {model.describe()}")
-    plan = make_plan(request, output_path, dataset, band, model, log)
+    plan = make_plan(request, output_path, dataset, band, model, log, grid)
     for line in plan.describe(dataset):
         log(line)
     dataset = band = None

@@ -69,16 +69,31 @@ def request(dem, out, model, **kw):
     return pipeline.TerraformRequest(str(dem), str(out), model, **kw)
 
 
+def stale_temp(target):
+    """What a killed assembly leaves beside its output: a temporary of a process that is gone."""
+    from terraform_plugin.core import guard
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    folder, name = os.path.split(str(target))
+    path = os.path.join(folder, f".{name}.tdem-{guard._HOST}-{child.pid}-0123abcd.part.tif")  # noqa: SLF001
+    with open(path, "wb") as f:
+        f.write(b"half a GeoTIFF")
+    return path
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_local_cluster_output_is_the_single_process_output(tmp_path, reference, identity, workers):
     dem, local = reference
+    stale_temp(tmp_path / "out.tif")  # removed, as a local run removes it
     lines = []
     result = scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), workers=workers,
                                part_width=PART_WIDTH, log=lines.append)
     assert_same_file_content(tmp_path / "out.tif", local)
     assert (result.parts, result.parts_reused, result.workers) == (4, 0, workers)
-    assert os.listdir(tmp_path) == ["out.tif"]  # parts folder, VRT and temporaries gone
+    assert os.listdir(tmp_path) == ["out.tif"]  # parts folder, VRT and temporaries (a killed run's too) gone
     assert any("local Dask cluster" in line for line in lines)
+    assert any("left by an earlier run that was killed" in line for line in lines)
 
 
 def test_scheduler_and_two_worker_processes_give_the_same_output(tmp_path, reference, identity, cluster):
@@ -194,6 +209,8 @@ def test_cancel_stops_the_tasks_and_leaves_nothing(tmp_path, cluster, slow_ident
         ({"output_path": "out.png"}, OutputError, "give the output a .tif name"),
         ({"nodata_mode": "lava"}, InputError, "nodata mode"),
         ({"vertical_scale": -1.0}, InputError, "vertical scale"),
+        # Two problems: the grid (checked before the model loads) speaks first in both runs.
+        ({"resolution_m": 1.0, "model_path": "/nonexistent/model.onnx"}, OutputError, "ALLOW_HUGE_GRID"),
     ],
 )
 def test_bad_input_gets_the_local_runs_error_before_any_cluster(tmp_path, reference, identity, change, error, words):
