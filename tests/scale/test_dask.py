@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -236,8 +237,12 @@ def test_unreachable_scheduler_is_a_cluster_error_naming_it(tmp_path, reference,
         s.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     dem, _ = reference
+    started = time.monotonic()
     with pytest.raises(scale.ClusterError, match="cannot reach the Dask scheduler at " + address):
         scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=address)
+    # Within seconds: the connect timeout (10 s; Dask retries a refused connection until then), plus a
+    # loaded machine's margin for the checks before it.
+    assert time.monotonic() - started < scale.CONNECT_TIMEOUT_S + 20
     assert os.listdir(tmp_path) == []
 
 
