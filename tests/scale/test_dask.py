@@ -265,6 +265,16 @@ def test_cli_has_the_algorithms_safety_options_and_their_checks(tmp_path, refere
     assert os.listdir(tmp_path) == []
 
 
+def test_cli_on_a_local_cluster_shows_parts_done_of_total(tmp_path, reference, identity, capsys):
+    dem, local = reference
+    out = str(tmp_path / "out.tif")
+    assert scale.main([dem, out, "--model", identity, "--workers", "1", "--part-width", str(PART_WIDTH)]) == 0
+    printed = capsys.readouterr()
+    assert "4/4" in printed.err  # the parts bar (tqdm: done/total, rate, ETA) or plain "parts: n/4" lines
+    assert f"{out}: 1613 x 457 px, 4 parts (0 reused) on 1 worker(s)" in printed.out
+    assert_same_file_content(out, local)
+
+
 def test_cli_help_and_requirement_pin():
     help_text = subprocess.run([sys.executable, "-m", "terraform_plugin.scale", "--help"], cwd=ROOT,
                                capture_output=True, text=True, timeout=120)
