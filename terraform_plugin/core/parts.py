@@ -28,7 +28,7 @@ from .gdalcall import gdal_call
 from .grid import Grid
 from .profile import StageClock
 from .version import VERSION
-from .writer import BLOCK, OutputWriter, temp_name
+from .writer import BLOCK, OutputWriter, capped_block_cache, temp_name
 
 MANIFEST = "manifest.json"
 ASSEMBLY_COLUMNS = 8192  # px per window copied from the parts into the output: 8 MB of RGBA per block row
@@ -196,7 +196,8 @@ def parts_vrt(plan, files) -> str:
 def assemble(plan, model, folder: str, metadata: dict, progress=None, cancelled=None, clock=None) -> str:
     """One GeoTIFF at ``plan.output_path`` from the parts in ``folder``: a VRT of the parts copied window by
     window (whole 256 px blocks, ``ASSEMBLY_COLUMNS`` wide) into the same writer a local run uses, then the
-    same overviews, metadata, CRS sidecar, preview and atomic commit. Memory: one window, whatever the size.
+    same overviews, metadata, CRS sidecar, preview and atomic commit. Memory: one window and GDAL's block
+    cache held to ``writer.BLOCK_CACHE_CAP_BYTES``, whatever the size.
     Removes ``folder`` once the output is in place. ``progress(fraction)``; ``cancelled()`` polled per window.
     """
     clock = clock or StageClock()
@@ -218,7 +219,7 @@ def assemble(plan, model, folder: str, metadata: dict, progress=None, cancelled=
     source = pipeline.resampled_source(plan, dataset)  # for the preview
     windows = [(x0, y0) for y0 in range(0, grid.height, BLOCK) for x0 in range(0, grid.width, ASSEMBLY_COLUMNS)]
     with OutputWriter(plan.output_path, grid, metadata) as out:
-        with clock.stage("write"):
+        with clock.stage("write"), capped_block_cache():  # else the parts' blocks stay cached as they are read
             for k, (x0, y0) in enumerate(windows):
                 if cancelled():
                     raise Cancelled("cancelled; no output was written")
