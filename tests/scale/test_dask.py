@@ -106,6 +106,16 @@ def test_scheduler_and_two_worker_processes_give_the_same_output(tmp_path, refer
     assert (result.parts, result.workers, result.scheduler) == (4, 2, cluster.address)
     assert progress == sorted(progress) and progress[-1] == 100.0 and len(progress) > 4
     assert os.listdir(tmp_path) == ["out.tif"]
+    # One onnxruntime session per worker process, its threads the host's cores shared out between the two
+    # workers on it (asked from the workers: eval is importable there, this module is not).
+    from terraform_plugin.core.model import default_threads
+
+    with cluster.client() as client:
+        sessions = client.run(eval, "[(k[0], m.threads) for k, m in "
+                                    "__import__('terraform_plugin.scale', fromlist=['_MODELS'])._MODELS.items()]")
+    assert len(sessions) == 2 and any(sessions.values())
+    want = [(os.path.abspath(identity), max(1, default_threads() // 2))]
+    assert all(s in ([], want) for s in sessions.values()), sessions
 
 
 def test_part_width_and_model_decide_the_pixels_not_the_cluster(tmp_path, cluster, identity):
