@@ -23,7 +23,7 @@ from typing import Callable, Optional
 from .core import guard
 from .core import parts
 from .core import pipeline
-from .core.errors import Cancelled, TerraformError
+from .core.errors import Cancelled, InputError, TerraformError
 from .core.plan import make_plan, plan_grid
 from .core.request import NODATA_MODES, TerraformRequest, check_request
 
@@ -211,6 +211,8 @@ def run_on_dask(
     if part_width is not None:
         request = dataclasses.replace(request, stripe_width=part_width)
     output_path = check_request(request)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise InputError(f"workers must be a whole number >= 1 (or None for one per core), got {workers!r}")
     for target in filter(None, (output_path, request.preview_path)):  # what killed runs left, as a local run
         guard.remove_stale_temps(target, log)
     dataset, band = pipeline.open_input(request)

@@ -269,7 +269,8 @@ def test_cli_has_the_algorithms_safety_options_and_their_checks(tmp_path, refere
     assert (given.allow_huge_grid, given.max_abs_elevation) == (True, 9000.0)
     # The engine's own messages, before any cluster (this scheduler address does not exist).
     for options, words in ((["--max-abs-elevation", "0"], "non-physical elevation limit must be a positive"),
-                           (["--resolution", "1"], "ALLOW_HUGE_GRID")):
+                           (["--resolution", "1"], "ALLOW_HUGE_GRID"),
+                           (["--workers", "0"], "workers must be a whole number >= 1")):
         assert scale.main([dem, out, "--model", identity, "--scheduler", "tcp://127.0.0.1:9", *options]) == 1
         assert words in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
