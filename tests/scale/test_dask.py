@@ -278,12 +278,20 @@ def test_cli_has_the_algorithms_safety_options_and_their_checks(tmp_path, refere
 
 def test_cli_on_a_local_cluster_shows_parts_done_of_total(tmp_path, reference, identity, capsys):
     dem, local = reference
-    out = str(tmp_path / "out.tif")
-    assert scale.main([dem, out, "--model", identity, "--workers", "1", "--part-width", str(PART_WIDTH)]) == 0
+    out, preview = str(tmp_path / "out.tif"), str(tmp_path / "out.png")
+    assert scale.main([dem, out, "--model", identity, "--workers", "1", "--part-width", str(PART_WIDTH),
+                       "--preview", preview]) == 0
     printed = capsys.readouterr()
     assert "4/4" in printed.err  # the parts bar (tqdm: done/total, rate, ETA) or plain "parts: n/4" lines
     assert f"{out}: 1613 x 457 px, 4 parts (0 reused) on 1 worker(s)" in printed.out
     assert_same_file_content(out, local)
+    # The preview too is the local run's.
+    local_preview = str(tmp_path / "local" / "local.png")
+    os.mkdir(tmp_path / "local")
+    pipeline.run(request(dem, tmp_path / "local" / "local.tif", identity, stripe_width=PART_WIDTH, threads=1,
+                         preview_path=local_preview))
+    np.testing.assert_array_equal(gdal.Open(preview).ReadAsArray(), gdal.Open(local_preview).ReadAsArray())
+    assert sorted(os.listdir(tmp_path)) == ["local", "out.png", "out.tif"]
 
 
 def test_cli_help_and_requirement_pin():
