@@ -200,9 +200,10 @@ def run_on_dask(
 ) -> DaskResult:
     """Terraform one DEM on a Dask cluster. Same checks, errors and output as ``pipeline.run``.
 
-    Checks the request, input and model before connecting to the cluster. On cancel the cluster's tasks are
-    cancelled and the parts removed; on any other failure (a part's error, the client killed, the scheduler
-    lost) the finished parts stay in the hidden parts folder beside the output, and the same call resumes.
+    Checks the request, input and model before connecting to the cluster. On cancel (while the parts are
+    computed or assembled) the cluster's tasks are cancelled and the parts removed; on any other failure (a
+    part's error, the client killed, the scheduler lost) the finished parts stay in the hidden parts folder
+    beside the output, and the same call resumes.
     """
     started = time.monotonic()
     log = log or (lambda _: None)
@@ -250,7 +251,12 @@ def run_on_dask(
         task_s = sum(manifest.parts[i]["seconds"] for i in todo)
     assembly_started = time.monotonic()
     log(f"Assembling {total_parts} part(s) into {output_path}")
-    parts.assemble(plan, model, folder, metadata, progress=lambda f: progress(90.0 + 9.9 * f), cancelled=cancelled)
+    try:
+        parts.assemble(plan, model, folder, metadata, progress=lambda f: progress(90.0 + 9.9 * f),
+                       cancelled=cancelled)
+    except Cancelled:  # a cancel leaves nothing behind, in the assembly as before it (other failures keep the parts)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     elapsed = time.monotonic() - started
     assembly_s = time.monotonic() - assembly_started
     log(f"Done in {pipeline._duration(elapsed)} (assembly {pipeline._duration(assembly_s)}): {output_path}")  # noqa: SLF001

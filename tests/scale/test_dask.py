@@ -212,6 +212,16 @@ def test_cancel_stops_the_tasks_and_leaves_nothing(tmp_path, cluster, slow_ident
     assert sorted(os.listdir(tmp_path)) == ["dem.tif"]
 
 
+def test_cancel_during_the_assembly_leaves_nothing(tmp_path, reference, identity, cluster):
+    dem, _ = reference
+    lines = []
+    with pytest.raises(Cancelled):
+        scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=cluster.address,
+                          part_width=PART_WIDTH, log=lines.append,
+                          cancelled=lambda: any(line.startswith("Assembling") for line in lines))
+    assert os.listdir(tmp_path) == []  # no output, temporary, VRT or parts folder
+
+
 @pytest.mark.parametrize(
     "change, error, words",
     [
