@@ -20,10 +20,11 @@ import sys
 import time
 from typing import Callable, Optional
 
+from .core import guard
 from .core import parts
 from .core import pipeline
-from .core.errors import Cancelled, TerraformError
-from .core.plan import make_plan
+from .core.errors import Cancelled, InputError, TerraformError
+from .core.plan import make_plan, plan_grid
 from .core.request import NODATA_MODES, TerraformRequest, check_request
 
 DASK_REQUIREMENT = "dask[distributed]==2026.8.0"  # kept equal to requirements.txt by the tests
@@ -199,9 +200,10 @@ def run_on_dask(
 ) -> DaskResult:
     """Terraform one DEM on a Dask cluster. Same checks, errors and output as ``pipeline.run``.
 
-    Checks the request, input and model before connecting to the cluster. On cancel the cluster's tasks are
-    cancelled and the parts removed; on any other failure (a part's error, the client killed, the scheduler
-    lost) the finished parts stay in the hidden parts folder beside the output, and the same call resumes.
+    Checks the request, input and model before connecting to the cluster. On cancel (while the parts are
+    computed or assembled) the cluster's tasks are cancelled and the parts removed; on any other failure (a
+    part's error, the client killed, the scheduler lost) the finished parts stay in the hidden parts folder
+    beside the output, and the same call resumes.
     """
     started = time.monotonic()
     log = log or (lambda _: None)
@@ -210,11 +212,15 @@ def run_on_dask(
     if part_width is not None:
         request = dataclasses.replace(request, stripe_width=part_width)
     output_path = check_request(request)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise InputError(f"workers must be a whole number >= 1 (or None for one per core), got {workers!r}")
     pipeline.remove_stale_temps(request, output_path, log)  # a killed assembly's temporary, as a local run does
     dataset, band = pipeline.open_input(request)
+    # A resolution the user typed is checked (grid size, disk space) before the model loads, as a local run.
+    grid = plan_grid(request, output_path, dataset, float(request.resolution_m)) if request.resolution_m else None
     model = pipeline.load_model(dataclasses.replace(request, threads=1))  # the client only reads its metadata
     log(f"Model: {model.describe()}")
-    plan = make_plan(request, output_path, dataset, band, model, log)
+    plan = make_plan(request, output_path, dataset, band, model, log, grid)
     for line in plan.describe(dataset):
         log(line)
     dataset = band = None
@@ -244,7 +250,12 @@ def run_on_dask(
         task_s = sum(manifest.parts[i]["seconds"] for i in todo)
     assembly_started = time.monotonic()
     log(f"Assembling {total_parts} part(s) into {output_path}")
-    parts.assemble(plan, model, folder, metadata, progress=lambda f: progress(90.0 + 9.9 * f), cancelled=cancelled)
+    try:
+        parts.assemble(plan, model, folder, metadata, progress=lambda f: progress(90.0 + 9.9 * f),
+                       cancelled=cancelled)
+    except Cancelled:  # a cancel leaves nothing behind, in the assembly as before it (other failures keep the parts)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     elapsed = time.monotonic() - started
     assembly_s = time.monotonic() - assembly_started
     log(f"Done in {pipeline._duration(elapsed)} (assembly {pipeline._duration(assembly_s)}): {output_path}")  # noqa: SLF001
@@ -377,7 +388,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", help="before/after PNG")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--threads", type=int, help="onnxruntime threads per worker (default: cores / workers)")
+    p.add_argument("--allow-huge-grid", action="store_true", help="ALLOW_HUGE_GRID: allow an output grid over "
+                   f"{guard.MAX_GRID_PIXELS / 1e9:.2g} gigapixels (global Mars at 200 m is 5.7), otherwise refused "
+                   "as a likely mistyped resolution")
+    p.add_argument("--max-abs-elevation", type=float, default=d.max_abs_elevation, help="MAX_ABS_ELEVATION: "
+                   f"elevations beyond +/- this are no-data (layer units; default {d.max_abs_elevation:g})")
     return p
+
+
+def request_of(args, model_path) -> TerraformRequest:
+    """The request the parsed command line asks for (the algorithm's parameters, by the same names)."""
+    return TerraformRequest(
+        input_path=args.input, output_path=args.output, model_path=model_path, band=args.band, overlap=args.overlap,
+        nodata_mode=args.nodata_mode, resolution_m=args.resolution, sea_level=args.sea_level,
+        vertical_scale=args.vertical_scale, fit_to_earth=args.fit_to_earth, preview_path=args.preview,
+        batch_size=args.batch_size, threads=args.threads, allow_huge_grid=args.allow_huge_grid,
+        max_abs_elevation=args.max_abs_elevation,
+    )
 
 
 def main(argv=None) -> int:
@@ -386,12 +413,7 @@ def main(argv=None) -> int:
     if model is None:
         print(f"error: no --model given and the bundled model ({MODEL_FILE}) is missing", file=sys.stderr)
         return 2
-    request = TerraformRequest(
-        input_path=args.input, output_path=args.output, model_path=model, band=args.band, overlap=args.overlap,
-        nodata_mode=args.nodata_mode, resolution_m=args.resolution, sea_level=args.sea_level,
-        vertical_scale=args.vertical_scale, fit_to_earth=args.fit_to_earth, preview_path=args.preview,
-        batch_size=args.batch_size, threads=args.threads,
-    )
+    request = request_of(args, model)
     try:
         from tqdm import tqdm
     except ImportError:  # QGIS's own Python often lacks it: plain progress lines instead of a bar

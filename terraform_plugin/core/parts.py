@@ -23,13 +23,12 @@ from html import escape  # XML-safe (&, <, >, quotes); xml.sax would trip the up
 from osgeo import gdal
 
 from . import pipeline
-from . import source as dem_source
 from .errors import Cancelled, OutputError
 from .gdalcall import gdal_call
 from .grid import Grid
 from .profile import StageClock
 from .version import VERSION
-from .writer import BLOCK, OutputWriter, temp_name
+from .writer import BLOCK, OutputWriter, capped_block_cache, temp_name
 
 MANIFEST = "manifest.json"
 ASSEMBLY_COLUMNS = 8192  # px per window copied from the parts into the output: 8 MB of RGBA per block row
@@ -56,8 +55,9 @@ def part_chips(plan, stripe) -> int:
 
 
 def fingerprint(plan, metadata: dict) -> str:
-    """SHA-256 of everything that decides the parts' pixels: input file (path, size, mtime), request, grid,
-    stripes, vertical scale used, model file hash and plugin version (both in ``metadata``)."""
+    """SHA-256 of everything that decides the parts' pixels: input file (path, size, mtime), request (with the
+    non-physical elevation limit), grid, stripes, vertical scale used, model file hash and plugin version (both
+    in ``metadata``)."""
     request = plan.request
     path = os.path.abspath(os.fspath(request.input_path))
     try:
@@ -65,7 +65,8 @@ def fingerprint(plan, metadata: dict) -> str:
         input_id = [path, stat.st_size, stat.st_mtime_ns]
     except OSError:  # not a plain file (a GDAL connection string, /vsi...): its name is all there is
         input_id = [os.fspath(request.input_path)]
-    keys = ("band", "overlap", "nodata_mode", "resolution_m", "sea_level", "batch_size", "stripe_width")
+    keys = ("band", "overlap", "nodata_mode", "resolution_m", "sea_level", "batch_size", "stripe_width",
+            "max_abs_elevation")
     state = {
         "input": input_id,
         "request": {k: getattr(request, k) for k in keys},
@@ -97,8 +98,7 @@ def compute_part(plan, index: int, folder: str, model, on_batch=None) -> dict:
     stripe = plan.stripes[index]
     path = os.path.join(folder, part_name(index))
     dataset, _ = pipeline.open_input(plan.request)
-    source = dem_source.ResampledSource(dataset, plan.request.band, plan.grid,
-                                        max_abs_elevation=plan.request.max_abs_elevation)  # as the local run's
+    source = pipeline.resampled_source(plan, dataset)
     one = dataclasses.replace(plan, stripes=(stripe,))
     with OutputWriter(path, part_grid(plan, stripe), {}) as out:
         pipeline.write_mosaic(one, source, model, _PartOutput(out, stripe.x0), on_batch or (lambda _: None), clock)
@@ -196,7 +196,8 @@ def parts_vrt(plan, files) -> str:
 def assemble(plan, model, folder: str, metadata: dict, progress=None, cancelled=None, clock=None) -> str:
     """One GeoTIFF at ``plan.output_path`` from the parts in ``folder``: a VRT of the parts copied window by
     window (whole 256 px blocks, ``ASSEMBLY_COLUMNS`` wide) into the same writer a local run uses, then the
-    same overviews, metadata, CRS sidecar, preview and atomic commit. Memory: one window, whatever the size.
+    same overviews, metadata, CRS sidecar, preview and atomic commit. Memory: one window and GDAL's block
+    cache held to ``writer.BLOCK_CACHE_CAP_BYTES``, whatever the size.
     Removes ``folder`` once the output is in place. ``progress(fraction)``; ``cancelled()`` polled per window.
     """
     clock = clock or StageClock()
@@ -215,11 +216,10 @@ def assemble(plan, model, folder: str, metadata: dict, progress=None, cancelled=
         raise OutputError(f"the parts in {folder} cover {vrt.RasterXSize} x {vrt.RasterYSize} px, not the grid's "
                           f"{grid.width} x {grid.height}")
     dataset, _ = pipeline.open_input(plan.request)
-    source = dem_source.ResampledSource(dataset, plan.request.band, grid,
-                                        max_abs_elevation=plan.request.max_abs_elevation)  # the preview's DEM
+    source = pipeline.resampled_source(plan, dataset)  # for the preview
     windows = [(x0, y0) for y0 in range(0, grid.height, BLOCK) for x0 in range(0, grid.width, ASSEMBLY_COLUMNS)]
     with OutputWriter(plan.output_path, grid, metadata) as out:
-        with clock.stage("write"):
+        with clock.stage("write"), capped_block_cache():  # else the parts' blocks stay cached as they are read
             for k, (x0, y0) in enumerate(windows):
                 if cancelled():
                     raise Cancelled("cancelled; no output was written")

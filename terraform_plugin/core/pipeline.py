@@ -78,7 +78,7 @@ def run(
     dataset.FlushCache()  # the sampled passes leave source blocks in GDAL's cache; none are needed now
     for line in plan.describe(dataset):
         log(line)
-    source = dem_source.ResampledSource(dataset, request.band, plan.grid, max_abs_elevation=request.max_abs_elevation)
+    source = resampled_source(plan, dataset)
     ticker = _Progress(plan.chip_runs, progress or _noop, log, cancelled or (lambda: False))
     # One stripe writes whole-width block rows in order: the overviews can then be built from the stream.
     with OutputWriter(output_path, plan.grid, output_metadata(plan, model), len(plan.stripes) == 1) as out:
@@ -108,6 +108,13 @@ def open_input(request):
     guard.check_georeferencing(dataset, name)
     dem_source.check_has_data(band, name)
     return dataset, band
+
+
+def resampled_source(plan: Plan, dataset):
+    """The DEM on the plan's grid, values beyond the request's non-physical limit read as no-data: the one
+    source of a local run, of each part of a distributed one and of its assembly's preview."""
+    request = plan.request
+    return dem_source.ResampledSource(dataset, request.band, plan.grid, max_abs_elevation=request.max_abs_elevation)
 
 
 def load_model(request):

@@ -25,10 +25,12 @@ def identity(tmp_path_factory):
 
 def holey_dem(kit, path, shape=(457, 1613)):
     """Odd, non-square, with a no-data hole that straddles a stripe join, and non-physical elevations (issue 11:
-    no-data too, in the parts as in the local run) across another."""
+    no-data too, in the parts as in the local run) across two others: 1e30 and a -3e38 fill value that is not
+    the declared no-data."""
     z = kit.terrain(*shape)
     z[100:150, 400:700] = -9999.0
     z[shape[0] // 2 : shape[0] // 2 + 8, 1020:1030] = 1e30
+    z[200:230, 1000:1050] = -3.0e38
     return kit.write_dem(path, z, nodata=-9999.0)
 
 
@@ -77,6 +79,29 @@ def test_parts_in_any_order_assemble_into_the_local_output(tmp_path, kit, identi
     assert sorted(os.listdir(tmp_path)) == ["dem.tif", "local.tif", "parts.tif"]  # parts folder gone
 
 
+def test_assembly_does_not_keep_the_raster_in_memory(tmp_path, kit, identity, monkeypatch):
+    """Measured through GDAL's block cache, where the parts' blocks would pile up as the VRT reads them (the
+    whole raster when it fits in 5 % of RAM: +280 MB peak RSS on an 8192² assembly, +108 MB with the cap):
+    with the cap at 1 MiB, the assembly of a 2.9 MB raster never holds more than that."""
+    from terraform_plugin.core import writer
+
+    dem = holey_dem(kit, tmp_path / "dem.tif")
+    request = pipeline.TerraformRequest(str(dem), str(tmp_path / "out.tif"), identity, stripe_width=512, threads=1)
+    plan, model = plan_for(request)
+    folder = parts.parts_dir(plan.output_path)
+    parts.Manifest.open(folder, "x")
+    for index in range(len(plan.stripes)):
+        parts.compute_part(plan, index, folder, model)
+    cap = 2**20
+    monkeypatch.setattr(writer, "BLOCK_CACHE_CAP_BYTES", cap)
+    used = []
+    parts.assemble(plan, model, folder, pipeline.output_metadata(plan, model),
+                   progress=lambda fraction: used.append(gdal.GetCacheUsed()))
+    raster = plan.grid.width * plan.grid.height * 4
+    assert raster > 2.5 * cap and len(used) > 2
+    assert max(used) <= cap + 4 * 256 * 256  # GDAL drops blocks once past the cap: one pixel-interleaved tile over
+
+
 def test_manifest_keeps_only_parts_that_verify(tmp_path, kit, identity):
     dem = holey_dem(kit, tmp_path / "dem.tif", shape=(300, 800))
     request = pipeline.TerraformRequest(str(dem), str(tmp_path / "out.tif"), identity, stripe_width=256, threads=1)
@@ -98,6 +123,8 @@ def test_manifest_keeps_only_parts_that_verify(tmp_path, kit, identity):
     other, _ = plan_for(dataclasses.replace(request, sea_level=100.0))
     fp_other = parts.fingerprint(other, pipeline.output_metadata(other, model))
     assert fp_other != fp
+    limited, _ = plan_for(dataclasses.replace(request, max_abs_elevation=5000.0))  # decides which pixels are no-data
+    assert parts.fingerprint(limited, pipeline.output_metadata(limited, model)) != fp
     messages = []
     assert parts.Manifest.open(folder, fp_other, messages.append).parts == {}
     assert os.listdir(folder) == [parts.MANIFEST] and "other settings" in messages[0]

@@ -55,3 +55,27 @@ def test_algorithm_with_a_dead_scheduler_address_says_so(run_alg, models, tmp_pa
         run_alg({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(tmp_path / "out.tif"),
                  "DASK_SCHEDULER": address})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif"]
+
+
+def test_without_dask_the_algorithm_says_how_to_install_it_and_runs_here(run_alg, models, tmp_path, demkit,
+                                                                         monkeypatch):
+    """Dask is optional in QGIS: without dask.distributed (QGIS's own Python often lacks it) the address gets
+    the install command, an empty address runs here as ever, and the parameter's help names the same pin."""
+    import sys
+
+    from qgis.core import QgsApplication, QgsProcessingException
+
+    from terraform_plugin import scale
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now fails, as where it is missing
+    assert scale.dask_problem()
+    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(100, 100))
+    params = {"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(tmp_path / "out.tif")}
+    with pytest.raises(QgsProcessingException) as error:
+        run_alg({**params, "DASK_SCHEDULER": "tcp://127.0.0.1:9"})
+    assert f'-m pip install "{scale.DASK_REQUIREMENT}"' in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif"]
+    results, _ = run_alg({**params, "DASK_SCHEDULER": ""})
+    assert gdal.Open(results["OUTPUT"]).RasterCount == 4
+    alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
+    assert scale.DASK_REQUIREMENT in alg.parameterDefinition("DASK_SCHEDULER").help()

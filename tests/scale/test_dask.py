@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -69,16 +70,31 @@ def request(dem, out, model, **kw):
     return pipeline.TerraformRequest(str(dem), str(out), model, **kw)
 
 
+def stale_temp(target):
+    """What a killed assembly leaves beside its output: a temporary of a process that is gone."""
+    from terraform_plugin.core import guard
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    folder, name = os.path.split(str(target))
+    path = os.path.join(folder, f".{name}.tdem-{guard._HOST}-{child.pid}-0123abcd.part.tif")  # noqa: SLF001
+    with open(path, "wb") as f:
+        f.write(b"half a GeoTIFF")
+    return path
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_local_cluster_output_is_the_single_process_output(tmp_path, reference, identity, workers):
     dem, local = reference
+    stale_temp(tmp_path / "out.tif")  # removed, as a local run removes it
     lines = []
     result = scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), workers=workers,
                                part_width=PART_WIDTH, log=lines.append)
     assert_same_file_content(tmp_path / "out.tif", local)
     assert (result.parts, result.parts_reused, result.workers) == (4, 0, workers)
-    assert os.listdir(tmp_path) == ["out.tif"]  # parts folder, VRT and temporaries gone
+    assert os.listdir(tmp_path) == ["out.tif"]  # parts folder, VRT and temporaries (a killed run's too) gone
     assert any("local Dask cluster" in line for line in lines)
+    assert any("left by an earlier run that was killed" in line for line in lines)
 
 
 def test_scheduler_and_two_worker_processes_give_the_same_output(tmp_path, reference, identity, cluster):
@@ -90,6 +106,16 @@ def test_scheduler_and_two_worker_processes_give_the_same_output(tmp_path, refer
     assert (result.parts, result.workers, result.scheduler) == (4, 2, cluster.address)
     assert progress == sorted(progress) and progress[-1] == 100.0 and len(progress) > 4
     assert os.listdir(tmp_path) == ["out.tif"]
+    # One onnxruntime session per worker process, its threads the host's cores shared out between the two
+    # workers on it (asked from the workers: eval is importable there, this module is not).
+    from terraform_plugin.core.model import default_threads
+
+    with cluster.client() as client:
+        sessions = client.run(eval, "[(k[0], m.threads) for k, m in "
+                                    "__import__('terraform_plugin.scale', fromlist=['_MODELS'])._MODELS.items()]")
+    assert len(sessions) == 2 and any(sessions.values())
+    want = [(os.path.abspath(identity), max(1, default_threads() // 2))]
+    assert all(s in ([], want) for s in sessions.values()), sessions
 
 
 def test_part_width_and_model_decide_the_pixels_not_the_cluster(tmp_path, cluster, identity):
@@ -112,6 +138,10 @@ def test_bundled_model_within_one_level_and_identical_with_the_same_batches(tmp_
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     # Same part width, batch size and threads: the same batches through the same model, so the same bytes.
     np.testing.assert_array_equal(got, want)
+    # A plain local run (one 8192 px stripe) batches the chips differently: within one level.
+    pipeline.run(request(dem, tmp_path / "plain.tif", model, threads=1))
+    plain = content(tmp_path / "plain.tif")[0][0]
+    assert np.abs(got.astype(int) - plain.astype(int)).max() <= 1
 
 
 def test_worker_killed_mid_run_output_complete_and_identical(tmp_path, own_cluster, slow_identity, until):
@@ -186,6 +216,16 @@ def test_cancel_stops_the_tasks_and_leaves_nothing(tmp_path, cluster, slow_ident
     assert sorted(os.listdir(tmp_path)) == ["dem.tif"]
 
 
+def test_cancel_during_the_assembly_leaves_nothing(tmp_path, reference, identity, cluster):
+    dem, _ = reference
+    lines = []
+    with pytest.raises(Cancelled):
+        scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=cluster.address,
+                          part_width=PART_WIDTH, log=lines.append,
+                          cancelled=lambda: any(line.startswith("Assembling") for line in lines))
+    assert os.listdir(tmp_path) == []  # no output, temporary, VRT or parts folder
+
+
 @pytest.mark.parametrize(
     "change, error, words",
     [
@@ -194,6 +234,8 @@ def test_cancel_stops_the_tasks_and_leaves_nothing(tmp_path, cluster, slow_ident
         ({"output_path": "out.png"}, OutputError, "give the output a .tif name"),
         ({"nodata_mode": "lava"}, InputError, "nodata mode"),
         ({"vertical_scale": -1.0}, InputError, "vertical scale"),
+        # Two problems: the grid (checked before the model loads) speaks first in both runs.
+        ({"resolution_m": 1.0, "model_path": "/nonexistent/model.onnx"}, OutputError, "ALLOW_HUGE_GRID"),
     ],
 )
 def test_bad_input_gets_the_local_runs_error_before_any_cluster(tmp_path, reference, identity, change, error, words):
@@ -219,9 +261,51 @@ def test_unreachable_scheduler_is_a_cluster_error_naming_it(tmp_path, reference,
         s.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     dem, _ = reference
+    started = time.monotonic()
     with pytest.raises(scale.ClusterError, match="cannot reach the Dask scheduler at " + address):
         scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=address)
+    # Within seconds: the connect timeout (10 s; Dask retries a refused connection until then), plus a
+    # loaded machine's margin for the checks before it.
+    assert time.monotonic() - started < scale.CONNECT_TIMEOUT_S + 20
     assert os.listdir(tmp_path) == []
+
+
+def test_cli_has_the_algorithms_safety_options_and_their_checks(tmp_path, reference, identity, capsys):
+    """ALLOW_HUGE_GRID and MAX_ABS_ELEVATION (issue 11) as --allow-huge-grid and --max-abs-elevation: global
+    Mars at 200 m is beyond the huge-grid limit, so the CLI's main use needs the opt-in."""
+    dem, _ = reference
+    out = str(tmp_path / "out.tif")
+    parser = scale.build_parser()
+    default = scale.request_of(parser.parse_args([dem, out]), identity)
+    assert (default.allow_huge_grid, default.max_abs_elevation) == (False, pipeline.TerraformRequest.max_abs_elevation)
+    given = scale.request_of(parser.parse_args([dem, out, "--allow-huge-grid", "--max-abs-elevation", "9000"]),
+                             identity)
+    assert (given.allow_huge_grid, given.max_abs_elevation) == (True, 9000.0)
+    # The engine's own messages, before any cluster (this scheduler address does not exist).
+    for options, words in ((["--max-abs-elevation", "0"], "non-physical elevation limit must be a positive"),
+                           (["--resolution", "1"], "ALLOW_HUGE_GRID"),
+                           (["--workers", "0"], "workers must be a whole number >= 1")):
+        assert scale.main([dem, out, "--model", identity, "--scheduler", "tcp://127.0.0.1:9", *options]) == 1
+        assert words in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_on_a_local_cluster_shows_parts_done_of_total(tmp_path, reference, identity, capsys):
+    dem, local = reference
+    out, preview = str(tmp_path / "out.tif"), str(tmp_path / "out.png")
+    assert scale.main([dem, out, "--model", identity, "--workers", "1", "--part-width", str(PART_WIDTH),
+                       "--preview", preview]) == 0
+    printed = capsys.readouterr()
+    assert "4/4" in printed.err  # the parts bar (tqdm: done/total, rate, ETA) or plain "parts: n/4" lines
+    assert f"{out}: 1613 x 457 px, 4 parts (0 reused) on 1 worker(s)" in printed.out
+    assert_same_file_content(out, local)
+    # The preview too is the local run's.
+    local_preview = str(tmp_path / "local" / "local.png")
+    os.mkdir(tmp_path / "local")
+    pipeline.run(request(dem, tmp_path / "local" / "local.tif", identity, stripe_width=PART_WIDTH, threads=1,
+                         preview_path=local_preview))
+    np.testing.assert_array_equal(gdal.Open(preview).ReadAsArray(), gdal.Open(local_preview).ReadAsArray())
+    assert sorted(os.listdir(tmp_path)) == ["local", "out.png", "out.tif"]
 
 
 def test_cli_help_and_requirement_pin():
