@@ -148,6 +148,9 @@ class _Cluster:
         from distributed import Client, LocalCluster
 
         if self.scheduler:
+            if self.workers:  # the scheduler's own workers run the job; say so rather than drop it silently
+                self.log(f"--workers {self.workers} is ignored: the workers of the scheduler at {self.scheduler} run "
+                         "the job (start more with `dask worker ADDRESS`)")
             try:
                 self.client = Client(self.scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
             except (OSError, TimeoutError, ValueError) as exc:
@@ -188,6 +191,13 @@ def pipeline_cores() -> int:
     return default_threads()
 
 
+def _bytes_in(folder) -> int:
+    """Bytes of the files in ``folder`` (a resumed run's finished parts); 0 when it does not exist."""
+    if not os.path.isdir(folder):
+        return 0
+    return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+
+
 def run_on_dask(
     request: TerraformRequest,
     scheduler: Optional[str] = None,  # tcp://host:8786; None = a LocalCluster here
@@ -226,6 +236,8 @@ def run_on_dask(
     dataset = band = None
     metadata = pipeline.output_metadata(plan, model)
     folder = parts.parts_dir(output_path)
+    # The parts and the assembled output exist together until the assembly ends: twice the output's space.
+    guard.check_disk_space(output_path, plan.grid, copies=2, present=_bytes_in(folder))
     paths = [os.path.abspath(os.fspath(request.input_path)), os.path.abspath(request.model_path),
              os.path.dirname(output_path)]
     total_parts, total_chips = len(plan.stripes), plan.chip_runs

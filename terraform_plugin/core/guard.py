@@ -160,18 +160,24 @@ def estimated_output_bytes(grid) -> int:
     return int(grid.width * grid.height * ESTIMATED_BYTES_PER_PIXEL)
 
 
-def check_disk_space(output_path, grid):
-    """OutputError when the output's folder has less free space than the estimated result needs."""
+def check_disk_space(output_path, grid, copies=1, present=0):
+    """OutputError when the output's folder has less free space than the estimated result needs.
+
+    ``copies``: how many output-sized files exist at once (2 for a distributed run: its parts and the assembled
+    output, until the assembly ends); ``present``: bytes of those already on the disk (a resumed run's parts).
+    """
     folder = os.path.dirname(os.path.abspath(os.fspath(output_path)))
     try:
         free = shutil.disk_usage(folder).free
     except OSError:
         return  # unknown (a network folder that does not say): the writer reports a full disk itself
-    needed = estimated_output_bytes(grid) + DISK_MARGIN_BYTES
+    needed = max(0, copies * estimated_output_bytes(grid) - present) + DISK_MARGIN_BYTES
     if free < needed:
+        held = " (the parts and the assembled output exist together until the assembly ends: twice the output" + (
+            f", less {_bytes(present)} of parts already done)" if present else ")") if copies == 2 else ""
         raise OutputError(
             f"not enough free space in {folder}: the {grid.width} × {grid.height} px output needs about "
-            f"{_bytes(needed)} (estimated at {ESTIMATED_BYTES_PER_PIXEL} bytes per pixel, compressed, with "
+            f"{_bytes(needed)}{held} (estimated at {ESTIMATED_BYTES_PER_PIXEL} bytes per pixel, compressed, with "
             f"overviews), {_bytes(free)} are free. Free some space, choose another folder or a coarser resolution."
         )
 

@@ -60,6 +60,17 @@ def test_toolbox_paths_in_the_docs_are_the_real_ones(qgis_app):
     assert f"*{setup_path}*" in readme and f"{setup_path}" in SHORT_HELP
 
 
+def test_readme_parameter_table_is_the_algorithms(qgis_app):
+    """The README's parameter table names every parameter the algorithm registers, and no other (the issue-11
+    and Dask parameters were once only in the prose)."""
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        table = set(re.findall(r"^\| `([A-Z_]+)` \|", f.read(), flags=re.M))
+    assert table == {p.name() for p in alg.parameterDefinitions()}
+
+
 def test_parameters(qgis_app):
     from qgis.core import QgsApplication
 

@@ -72,8 +72,6 @@ def request(dem, out, model, **kw):
 
 def stale_temp(target):
     """What a killed assembly leaves beside its output: a temporary of a process that is gone."""
-    from terraform_plugin.core import guard
-
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     folder, name = os.path.split(str(target))
@@ -99,11 +97,13 @@ def test_local_cluster_output_is_the_single_process_output(tmp_path, reference, 
 
 def test_scheduler_and_two_worker_processes_give_the_same_output(tmp_path, reference, identity, cluster):
     dem, local = reference
-    progress = []
+    progress, logs = [], []
     result = scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=cluster.address,
-                               part_width=PART_WIDTH, progress=progress.append)
+                               part_width=PART_WIDTH, progress=progress.append, workers=5, log=logs.append)
     assert_same_file_content(tmp_path / "out.tif", local)
+    # The scheduler's two workers ran it; the five asked for are not started, and the log says so.
     assert (result.parts, result.workers, result.scheduler) == (4, 2, cluster.address)
+    assert any("--workers 5 is ignored" in line for line in logs), logs
     assert progress == sorted(progress) and progress[-1] == 100.0 and len(progress) > 4
     assert os.listdir(tmp_path) == ["out.tif"]
     # One onnxruntime session per worker process, its threads the host's cores shared out between the two
@@ -320,12 +320,31 @@ def test_a_killed_runs_temporary_is_removed_by_the_next_dask_run(tmp_path, refer
     """Issue 11 on the Dask path: the output's temporary a killed assembly left (its process gone) is removed
     before the run starts, as a local run does, even when the run then fails (here: no scheduler)."""
     dem, _ = reference
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    stale = tmp_path / f".out.tif.tdem-{guard._HOST}-{dead.pid}-0123abcd.part.tif"  # noqa: SLF001
-    stale.write_bytes(b"half a GeoTIFF" * 1000)
+    stale_temp(tmp_path / "out.tif")
     logs = []
     with pytest.raises(scale.ClusterError):
         scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler="tcp://127.0.0.1:9", log=logs.append)
     assert os.listdir(tmp_path) == []
     assert any("left by an earlier run that was killed" in line for line in logs), logs
+
+
+def test_parts_and_output_need_twice_the_space_checked_before_any_cluster(tmp_path, reference, identity):
+    """The parts and the assembled output exist together until the assembly ends: a grid whose output fits the
+    free space once but not twice is refused before any cluster (the scheduler here does not exist), where a
+    local run's check would have let it start; a resumed run's finished parts count as space already held."""
+    from terraform_plugin.core.grid import processing_grid
+
+    dem, _ = reference
+    free = guard.shutil.disk_usage(tmp_path).free
+    at_200 = processing_grid(gdal.Open(dem), 200.0)
+    wanted_px = 0.75 * free / guard.ESTIMATED_BYTES_PER_PIXEL  # one output fits, two do not
+    resolution = 200.0 * (at_200.width * at_200.height / wanted_px) ** 0.5
+    grid = processing_grid(gdal.Open(dem), resolution)
+    guard.check_disk_space(tmp_path / "out.tif", grid)  # the local run's check passes
+    bad = request(dem, tmp_path / "out.tif", identity, resolution_m=resolution, allow_huge_grid=True)
+    with pytest.raises(OutputError, match="twice the output") as refused:
+        scale.run_on_dask(bad, scheduler="tcp://127.0.0.1:9")
+    assert "not enough free space" in str(refused.value)
+    assert os.listdir(tmp_path) == []
+    # Parts already on the disk hold their share: what is left to find is twice the output less them.
+    guard.check_disk_space(tmp_path / "out.tif", grid, copies=2, present=guard.estimated_output_bytes(grid))
