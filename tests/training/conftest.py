@@ -45,6 +45,13 @@ def write_pairs(root, regions=(("ALPHA", 3), ("BETA", 2))):
     return str(root)
 
 
+@pytest.fixture
+def make_pairs():
+    """``write_pairs(root, regions)`` for a test that needs its own regions (a fixture: test modules should not
+    import conftest)."""
+    return write_pairs
+
+
 @pytest.fixture(scope="session")
 def pairs_dir(tmp_path_factory):
     return write_pairs(tmp_path_factory.mktemp("pairs"))

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The release model in ONE device call: a GPU session gets 15 minutes of device time in all (machine start
+# included) and 10 minutes per command, so everything that needs the GPU is this one prepared command.
+#
+# Two seamless generators (the shipped build at ngf 32, widths capped at 128), trained from scratch side by side
+# on the one GPU with the same settings: `heldout` without CALI and ITALY (its numbers are the ones against the
+# bar of issue 8) and `all7` on every region (the one to ship). Each run's length is planned from the rate
+# measured at the start, so the learning-rate decay ends inside the budget; each ends with its BatchNorm
+# statistics measured (training.recalibrate) and is exported; the ONNX files come back in <= 16 MiB parts.
+#
+# Here, once:  .venv/bin/python -m training.pack --data ../shared/data/seed-pairs --out runs/ship/data.tar.gz
+# Device:      run(command="scripts/gpu_release.sh", carry=["runs/ship"], timeout_s=600)
+# Here, after: .venv/bin/python -m training.pack --join <files_at>/all7.onnx.parts.json --out runs/gpu/all7.onnx
+#              (the same for heldout), then training.evaluate as in docs/release_model.md.
+# A CPU smoke test of the script itself (a small archive of a few chips per region, made with training.pack):
+#   DEVICE=cpu TIMING_STEPS=2 WORKERS=0 BATCH=2 ARCHIVE=small.tar DATA_ROOT=/tmp/smoke RUNS=/tmp/smoke/runs OUT=/tmp/smoke/out \
+#   PYTHON=.venv/bin/python scripts/gpu_release.sh 10
+set -euo pipefail
+export PYTHONUNBUFFERED=1
+BUDGET_S=${1:-330}            # seconds of training per run; the rest of the 600 s: unpack, timing, recalibrate, export
+DEVICE=${DEVICE:-cuda}
+TIMING_STEPS=${TIMING_STEPS:-40}
+WORKERS=${WORKERS:-6}         # data-loader processes per run (16 cores, two runs)
+BATCH=${BATCH:-16}
+MARGIN_S=${MARGIN_S:-120}     # start-up, validation and statistics beyond the planned steps, before the safety timeout
+OUT=${OUT:?the device tool sets OUT}
+PY=${PYTHON:-python3}
+ARCHIVE=${ARCHIVE:-runs/ship/data.tar.gz}
+DATA_ROOT=${DATA_ROOT:-/tmp/data}
+DATA=$DATA_ROOT/seed-pairs
+RUNS=${RUNS:-runs/gpu}
+mkdir -p "$RUNS"
+
+[ -d "$DATA" ] || $PY -m training.pack --unpack "$ARCHIVE" --out "$DATA_ROOT"
+[ "$DEVICE" = cuda ] && { nvidia-smi -L; PRECISION="--amp bf16"; } || PRECISION="--precision fp32"
+COMMON="--data $DATA --device $DEVICE $PRECISION --ngf 32 --max-channels 128 --ndf 32 --batch-size $BATCH --workers $WORKERS"
+heldout="--val-regions CALI ITALY --val-chips 64"
+
+# 1. The rate of both runs together (they share the GPU and the cores): a short timed run of each at once.
+$PY -m training.train $COMMON $heldout --out $RUNS/rate-heldout --max-steps "$TIMING_STEPS" --no-recalibrate --val-chips 1 > $RUNS.rate1.log 2>&1 &
+first=$!
+$PY -m training.train $COMMON --out $RUNS/rate-all7 --max-steps "$TIMING_STEPS" --no-recalibrate > $RUNS.rate2.log 2>&1 &
+wait $first && wait $! || { tail -c 1500 $RUNS.rate1.log $RUNS.rate2.log; exit 1; }
+STEPS=$($PY - "$BUDGET_S" $RUNS/rate-heldout/summary.json $RUNS/rate-all7/summary.json <<'EOF'
+import json, sys
+budget, paths = float(sys.argv[1]), sys.argv[2:]
+slowest = max(json.load(open(p))["seconds_per_step"] for p in paths)
+print(max(1, int(budget / slowest)))
+EOF
+)
+echo "rate: $STEPS steps of batch $BATCH fit ${BUDGET_S} s per run"
+
+# 2. Both runs side by side, planned to that length; a safety timeout keeps the command inside its limit.
+for run in heldout all7; do
+  extra=$([ $run = heldout ] && echo "$heldout" || echo "")
+  timeout $((BUDGET_S + MARGIN_S)) $PY -m training.train $COMMON $extra --out $RUNS/$run --max-steps "$STEPS" \
+      --val-every 100000 --checkpoint-every 500 > $RUNS.$run.log 2>&1 &
+done
+wait || true
+tail -c 600 $RUNS.heldout.log; tail -c 600 $RUNS.all7.log
+for run in heldout all7; do  # a run the timeout stopped still has its last checkpoint (every 500 steps)
+  [ -f $RUNS/$run/checkpoints/last.pt ] || { echo "$run: no checkpoint (stopped before step 500?): see $RUNS.$run.log"; exit 1; }
+done
+
+# 3. Export (the statistics were measured at each run's end) and bring back <= 8 files: per run the ONNX
+#    (12.2 MB at this size: one part + its index), its summary and its loss curve.
+for run in heldout all7; do
+  $PY -m training.export --checkpoint $RUNS/$run/checkpoints/last.pt --output $RUNS/$run.onnx \
+      --name terraform-pix2pix-seamless --version 0.4.0
+  $PY -m training.pack --split $RUNS/$run.onnx --out "$OUT"
+  cp $RUNS/$run/summary.json "$OUT/$run.summary.json"
+  cp $RUNS/$run/loss_curve.png "$OUT/$run.loss_curve.png"
+done
+ls -l "$OUT"

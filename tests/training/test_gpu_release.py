@@ -1,0 +1,43 @@
+"""scripts/gpu_release.sh is the one command a GPU session gets (15 minutes of device time, no second try):
+run here end to end in its CPU mode on a tiny archive, it must unpack, plan the runs from the measured rate,
+train the held-out and the all-regions model, export both and leave exactly the files a device call brings
+back, which join into models the plugin loads."""
+
+import json
+import os
+import subprocess
+import sys
+
+from terraform_plugin.core.model import TerraformModel
+from training import pack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_one_call_trains_exports_and_returns_both_models(tmp_path, make_pairs):
+    source = tmp_path / "src" / "seed-pairs"
+    make_pairs(source, regions=(("ANDES", 3), ("CALI", 2), ("ITALY", 2)))
+    pack.pack([str(source)], str(tmp_path / "data.tar"))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, DEVICE="cpu", TIMING_STEPS="2", WORKERS="0", BATCH="1", MARGIN_S="600", ARCHIVE=str(tmp_path / "data.tar"),
+               DATA_ROOT=str(tmp_path / "data"), RUNS=str(tmp_path / "runs"), OUT=str(out), PYTHON=sys.executable)
+    done = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_release.sh"), "3"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "steps of batch 1 fit 3 s per run" in done.stdout
+    names = sorted(os.listdir(out))
+    assert len(names) <= 8  # what one device call can bring back
+    assert names == sorted(f"{run}.{what}" for run in ("all7", "heldout")
+                           for what in ("onnx.part000", "onnx.parts.json", "summary.json", "loss_curve.png"))
+    regions = {}
+    for run in ("heldout", "all7"):
+        model_path = tmp_path / f"{run}.onnx"
+        pack.join(str(out / f"{run}.onnx.parts.json"), str(model_path))
+        model = TerraformModel(str(model_path), threads=1)  # the plugin's loader accepts it
+        assert (model.metadata.extra["name"], model.metadata.extra["version"]) == ("terraform-pix2pix-seamless", "0.4.0")
+        assert model.metadata.extra["architecture"]["ngf"] == 32
+        assert model.metadata.extra["batchnorm_statistics"]["recalibrated_on_chips"] > 0
+        regions[run] = model.metadata.extra["data"]["train_regions"]
+        assert json.loads((out / f"{run}.summary.json").read_text())["steps"] >= 1
+    assert regions == {"heldout": ["ANDES"], "all7": ["ANDES", "CALI", "ITALY"]}
