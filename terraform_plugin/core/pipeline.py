@@ -3,7 +3,7 @@
 Each step is its own module: ``request`` (what is asked, checked once), ``plan`` (what every stage shares),
 ``chiprows`` (read, fill, colourise, scale), ``mosaic`` (infer, blend into finished rows), ``blockrows``
 (finished rows -> whole TIFF block rows), ``writer`` (GeoTIFF, atomic), ``workers`` (the reader thread ahead
-of the model and the writer thread behind it), ``profile`` (per-stage counters, always on).
+of the model, the blender and writer threads behind it), ``profile`` (per-stage counters, always on).
 
 One stripe on its own - what a distributed runner needs - is::
 
