@@ -25,8 +25,27 @@ GDAL_CACHE_KEEP = 64 * 2**20
 class ChipRow:
     stripe: object
     row: int  # index into layout.ys
-    x: np.ndarray  # (3, tile, stripe.width) float32 in the model's input range
+    x: Optional[np.ndarray]  # (3, tile, stripe.width) float32 in the model's input range; None once cut
     valid: Optional[np.ndarray]  # (tile, stripe.width) bool where the DEM has data; None in ocean mode
+    batches: Optional[tuple] = None  # x cut into the model's batches (``cut_batches``), when the reader did it
+
+
+def chip_offsets(layout, stripe) -> list:
+    """Where each chip of ``stripe`` starts in its chip rows (and accumulator): columns from ``stripe.ax0``."""
+    return [int(layout.xs[c]) - stripe.ax0 for c in stripe.columns]
+
+
+def cut_batches(x, offsets, tile: int, batch_size: int) -> tuple:
+    """The chips of chip row ``x`` (3, tile, width) at ``offsets``, in order, as the model's batches:
+    contiguous (n, 3, tile, tile) arrays of at most ``batch_size`` chips."""
+    batches = []
+    for b in range(0, len(offsets), batch_size):
+        chunk = offsets[b : b + batch_size]
+        batch = np.empty((len(chunk), 3, tile, tile), dtype=x.dtype)
+        for k, o in enumerate(chunk):
+            batch[k] = x[:, :, o : o + tile]
+        batches.append(batch)
+    return tuple(batches)
 
 
 def input_levels(scale, offset) -> np.ndarray:
@@ -37,9 +56,12 @@ def input_levels(scale, offset) -> np.ndarray:
     return levels
 
 
-def read_chip_rows(plan, source, stripe, clock: StageClock):
-    """Yield the ChipRow of every chip row of ``stripe``, top to bottom."""
+def read_chip_rows(plan, source, stripe, clock: StageClock, cut=False):
+    """Yield the ChipRow of every chip row of ``stripe``, top to bottom; ``cut``: already cut into the model's
+    batches (``ChipRow.batches``, and no ``x``), so that the copy is done here, in the reader thread, rather than
+    between the model's batches."""
     tile = plan.layout.tile
+    offsets = chip_offsets(plan.layout, stripe)
     levels = input_levels(*plan.input_scaling)
     previous = None  # (end row, window) of the last chip row: its bottom rows are this one's top
     last = None  # (end row, model input, filled) of the last chip row
@@ -76,4 +98,10 @@ def read_chip_rows(plan, source, stripe, clock: StageClock):
                 plan.relief.ramp_elevation(z), plan.relief.sea_mask(z), levels, out=x[:, done:]
             )
             last = (y1, x, filled)
-        yield ChipRow(stripe, row, x, valid if plan.transparent else None)
+        valid = valid if plan.transparent else None
+        if cut:
+            with clock.stage("batch"):
+                batches = cut_batches(x, offsets, tile, plan.batch_size)
+            yield ChipRow(stripe, row, None, valid, batches)
+        else:
+            yield ChipRow(stripe, row, x, valid)

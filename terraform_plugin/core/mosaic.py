@@ -6,17 +6,18 @@ to 0-255, rounded, with the alpha of the DEM's validity. The weight sums are nev
 weights are separable (row ramp x column ramp), so their sum over all chips is the outer product of two 1-D
 sums.
 
-Two threads: the caller's only copies chips into batches and runs the model, as a bare onnxruntime loop
-would; the blender thread (``workers.Behind``, at the helpers' lower priority) weights the predictions, adds
-them up and finishes rows, in the gaps the model leaves on the cores, while the model runs the next batch.
-Batches are blended in the order they ran, so the sums - and the pixels - are those of one thread doing it
-all. Reading and colourising are ``chiprows``' job, in the reader thread.
+Two threads: the caller's only runs the model on batches, as a bare onnxruntime loop would; the blender
+thread (``workers.Behind``, at the helpers' lower priority) weights the predictions, adds them up and finishes
+rows, in the gaps the model leaves on the cores, while the model runs the next batch. Batches are blended in
+the order they ran, so the sums - and the pixels - are those of one thread doing it all. Reading, colourising
+and cutting chip rows into batches are ``chiprows``' job, in the reader thread (``read_chip_rows(cut=True)``).
 """
 
 from collections import deque
 
 import numpy as np
 
+from .chiprows import chip_offsets, cut_batches
 from .chips import blend_weights, edge_ramp
 from .profile import StageClock
 from .workers import Behind
@@ -37,24 +38,23 @@ def blend_stripe(plan, stripe, chip_rows, model, on_batch, clock: StageClock):
     for grid rows from ``y0``; ``on_batch(chips)`` is called after every batch (progress, cancel).
     """
     layout = plan.layout
-    tile, batch_size = layout.tile, plan.batch_size
-    batch = np.empty((batch_size, 3, tile, tile), dtype=np.float32)
     blender = _Blender(plan, stripe, clock)
-    offsets = blender.offsets
     with Behind(blender.add, name="terraform-blender") as behind:
         for row in range(len(layout.ys)):
             with clock.stage("wait_reader"):
                 chip_row = next(chip_rows)
             if chip_row.stripe is not stripe or chip_row.row != row:  # not an assert (Bandit B101 blocks uploads)
                 raise RuntimeError(f"chip rows arrive out of order: row {chip_row.row}, expected {row}")
-            x = chip_row.x
-            for b in range(0, len(offsets), batch_size):
-                chunk = range(b, min(b + batch_size, len(offsets)))
+            batches = chip_row.batches
+            if batches is None:  # not cut by the reader (``read_chip_rows(cut=True)``): cut here
                 with clock.stage("batch"):
-                    for k, c in enumerate(chunk):
-                        batch[k] = x[:, :, offsets[c] : offsets[c] + tile]
+                    batches = cut_batches(chip_row.x, blender.offsets, layout.tile, plan.batch_size)
+            first = 0
+            for batch in batches:
+                chunk = range(first, first + len(batch))
+                first = chunk.stop
                 with clock.stage("infer"):
-                    predicted = model.run(batch[: len(chunk)])  # a new array: the blender owns it
+                    predicted = model.run(batch)  # a new array: the blender owns it
                 with clock.stage("wait_blender"):
                     behind.put((predicted, row, chunk, chip_row.valid))
                 on_batch(len(chunk))
@@ -72,7 +72,7 @@ class _Blender:
         self.ramp_1d = edge_ramp(layout.tile, layout.overlap)
         self.weights = blend_weights(layout.tile, layout.overlap)
         self.acc = np.zeros((3, layout.tile, stripe.width), dtype=np.float32)
-        self.offsets = [int(layout.xs[c]) - stripe.ax0 for c in stripe.columns]
+        self.offsets = chip_offsets(layout, stripe)
         self.column_sum = _column_weight_sum(layout, stripe, self.ramp_1d)
         self.cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
         self.finished = deque()  # (y0, planes), appended by the blender thread, taken by the caller's

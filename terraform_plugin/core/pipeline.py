@@ -125,7 +125,9 @@ def stripe_blocks(plan: Plan, stripe, chip_rows, model, on_batch, clock: StageCl
 def read_ahead(plan: Plan, source, clock: StageClock) -> Ahead:
     """The reader thread, started: every stripe's chip rows from ``source``, read and colourised ahead of the
     model. A context manager (leaving it stops the thread)."""
-    return Ahead(chip_row for stripe in plan.stripes for chip_row in read_chip_rows(plan, source, stripe, clock))
+    return Ahead(
+        chip_row for stripe in plan.stripes for chip_row in read_chip_rows(plan, source, stripe, clock, cut=True)
+    )
 
 
 def write_mosaic(plan: Plan, source, model, out, on_batch, clock: StageClock, overviews=False, reader=None):

@@ -14,7 +14,7 @@ STAGES = (
     "read",  # resample a window of the DEM onto the grid (GDAL warp), mirror at the edges
     "fill",  # no-data fill (transparent mode, only where a chip row has holes)
     "colourise",  # elevation -> ramp colours, as channel-first float32 in the model's input range
-    "batch",  # copy chips into the batch
+    "batch",  # copy chips into the model's batches (reader thread)
     "infer",  # onnxruntime
     "blend",  # weight the predictions, add them into the accumulator (blender thread)
     "rows",  # finished rows: weighted mean -> uint8 RGBA (blender thread), joined into whole TIFF block rows
