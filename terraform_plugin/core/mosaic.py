@@ -17,6 +17,7 @@ from collections import deque
 
 import numpy as np
 
+from .blockrows import BlockRows
 from .chiprows import chip_offsets, cut_batches
 from .chips import blend_weights, edge_ramp
 from .profile import StageClock
@@ -32,7 +33,8 @@ def _column_weight_sum(layout, stripe, ramp_1d):
 
 
 def blend_stripe(plan, stripe, chip_rows, model, on_batch, clock: StageClock):
-    """Yield (y0, planes) finished rows of ``stripe`` from its ``chip_rows`` (ChipRows, in order).
+    """Yield (y0, planes) finished rows of ``stripe`` from its ``chip_rows`` (ChipRows, in order), in whole
+    TIFF block rows (``blockrows``; the last may be shorter).
 
     ``planes`` is (4, rows, stripe.x1 - stripe.x0) uint8 RGBA, band first (GDAL interleaves it as it writes),
     for grid rows from ``y0``; ``on_batch(chips)`` is called after every batch (progress, cancel).
@@ -75,7 +77,10 @@ class _Blender:
         self.offsets = chip_offsets(layout, stripe)
         self.column_sum = _column_weight_sum(layout, stripe, self.ramp_1d)
         self.cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
-        self.finished = deque()  # (y0, planes), appended by the blender thread, taken by the caller's
+        # Finished rows, joined into whole TIFF block rows here (a copy of up to 8 MB each, off the model's
+        # thread), appended by the blender thread, taken by the caller's.
+        self.blocks = BlockRows(stripe.x0, plan.grid.height, clock)
+        self.finished = deque()  # (y0, planes)
         self._norms = {}
 
     def add(self, job):
@@ -95,7 +100,8 @@ class _Blender:
             y0, y1 = layout.finished_rows(row)
             if y1 > y0:
                 with self.clock.stage("rows"):
-                    self.finished.append((y0, _finish(self.plan, acc, row, y0, y1, self.stripe, self.norms, valid)))
+                    planes = _finish(self.plan, acc, row, y0, y1, self.stripe, self.norms, valid)
+                self.finished.extend((y, p) for _, y, p in self.blocks.add(y0, planes))
 
     def take(self):
         """Caller's thread: the rows finished so far, in order."""

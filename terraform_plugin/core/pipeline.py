@@ -1,9 +1,10 @@
 """The run, as a recipe: check -> plan -> read -> colourise -> infer -> blend -> write -> overviews -> commit.
 
 Each step is its own module: ``request`` (what is asked, checked once), ``plan`` (what every stage shares),
-``chiprows`` (read, fill, colourise, scale), ``mosaic`` (infer, blend into finished rows), ``blockrows``
-(finished rows -> whole TIFF block rows), ``writer`` (GeoTIFF, atomic), ``workers`` (the reader thread ahead
-of the model, the blender and writer threads behind it), ``profile`` (per-stage counters, always on).
+``chiprows`` (read, fill, colourise, scale, cut into batches), ``mosaic`` (infer, blend into finished rows),
+``blockrows`` (finished rows -> whole TIFF block rows, in the mosaic's blender thread), ``writer`` (GeoTIFF,
+atomic), ``workers`` (the reader thread ahead of the model, the blender and writer threads behind it),
+``profile`` (per-stage counters, always on).
 
 One stripe on its own - what a distributed runner needs - is::
 
@@ -22,7 +23,6 @@ import numpy as np
 from . import guard
 from . import preview as preview_png
 from . import source as dem_source
-from .blockrows import block_rows
 from .chiprows import read_chip_rows
 from .errors import Cancelled, OutputError
 from .mosaic import blend_stripe
@@ -117,9 +117,9 @@ def load_model(request):
 
 
 def stripe_blocks(plan: Plan, stripe, chip_rows, model, on_batch, clock: StageClock):
-    """Whole block rows (x0, y0, planes: (4, rows, width) uint8 RGBA) of one stripe from its chip rows: infer, blend, regroup."""
-    finished = blend_stripe(plan, stripe, chip_rows, model, on_batch, clock)
-    return block_rows(finished, stripe.x0, plan.grid.height, clock)
+    """Whole block rows (x0, y0, planes: (4, rows, width) uint8 RGBA) of one stripe from its chip rows: infer, blend,
+    regroup (the mosaic's blender thread regroups them, ``blockrows.BlockRows``)."""
+    return ((stripe.x0, y0, planes) for y0, planes in blend_stripe(plan, stripe, chip_rows, model, on_batch, clock))
 
 
 def read_ahead(plan: Plan, source, clock: StageClock) -> Ahead:
