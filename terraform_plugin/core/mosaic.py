@@ -18,7 +18,7 @@ from collections import deque
 import numpy as np
 
 from .blockrows import BlockRows
-from .chiprows import chip_offsets, cut_batches
+from .chiprows import chip_offsets, cut_batches, rows_per_chunk
 from .chips import blend_weights, edge_ramp
 from .profile import StageClock
 from .workers import Behind
@@ -128,14 +128,19 @@ def _norm(plan, row, local, column_sum, cols, ramp_1d):
 def _finish(plan, acc, row, y0, y1, stripe, norms, valid):
     """Finished rows [y0, y1) of the stripe: weighted mean -> 0-255 -> uint8, band first (4, rows, width)."""
     layout = plan.layout
-    local = slice(y0 - int(layout.ys[row]), y1 - int(layout.ys[row]))
+    top = y0 - int(layout.ys[row])
+    local = slice(top, y1 - int(layout.ys[row]))
     cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
-    # (weighted sum / weight sum) * scale + offset, with the weight sum folded into one factor.
-    mean = acc[:, local, cols] * norms(row, local)
-    mean += plan.output_scaling[1]
-    np.clip(mean, 0.0, 255.0, out=mean)
-    np.rint(mean, out=mean)
+    norm = norms(row, local)
     planes = np.empty((4, y1 - y0, stripe.x1 - stripe.x0), dtype=np.uint8)
-    planes[:3] = mean
+    step = rows_per_chunk(stripe.x1 - stripe.x0)
+    for r in range(0, y1 - y0, step):  # in chunks of rows, so that ``mean`` stays in cache
+        end = min(r + step, y1 - y0)
+        # (weighted sum / weight sum) * scale + offset, with the weight sum folded into one factor.
+        mean = acc[:, top + r : top + end, cols] * norm[:, r:end]
+        mean += plan.output_scaling[1]
+        np.clip(mean, 0.0, 255.0, out=mean)
+        np.rint(mean, out=mean)
+        planes[:3, r:end] = mean
     planes[3] = 255 if valid is None else valid[local, cols] * np.uint8(255)
     return planes
