@@ -11,26 +11,41 @@ import numpy as np
 from .writer import BLOCK
 
 
+class BlockRows:
+    """Finished rows in, whole block rows out: ``add(y0, planes)`` returns the block rows it completes."""
+
+    def __init__(self, x0: int, height: int, clock=None):
+        self.x0, self.height, self.clock = x0, height, clock
+        self.parts, self.start, self.rows = [], 0, 0
+
+    def add(self, y0: int, planes) -> list:
+        """(x0, y0, planes) of each block row that the finished rows ``planes`` (band first (4, rows, width),
+        from grid row ``y0``, in order) complete; the last block row may be shorter."""
+        if y0 != self.start + self.rows:  # not an assert: plugins.qgis.org blocks those (Bandit B101)
+            raise RuntimeError(f"finished rows arrive out of order: {y0} after {self.start + self.rows}")
+        self.parts.append(planes)
+        self.rows += planes.shape[1]
+        end = self.start + self.rows
+        complete = end if end >= self.height else (end // BLOCK) * BLOCK
+        if complete <= self.start:
+            return []
+        if len(self.parts) > 1:
+            with self.clock.stage("rows") if self.clock else nullcontext():
+                joined = np.concatenate(self.parts, axis=1)
+        else:
+            joined = self.parts[0]
+        cut = complete - self.start
+        block = (self.x0, self.start, joined[:, :cut])
+        rest = joined[:, cut:]
+        self.parts = [rest] if rest.shape[1] else []
+        self.start, self.rows = complete, rest.shape[1]
+        return [block]
+
+
 def block_rows(finished, x0: int, height: int, clock=None):
     """Yield (x0, y0, planes) whole block rows (the last may be shorter) from ``finished`` (y0, planes) rows,
     band first (4, rows, width), which arrive in order and together cover grid rows [0, height). ``clock``
     times the joins as "rows"."""
-    parts, start, rows = [], 0, 0
+    blocks = BlockRows(x0, height, clock)
     for y0, planes in finished:
-        if y0 != start + rows:  # not an assert: plugins.qgis.org blocks those (Bandit B101)
-            raise RuntimeError(f"finished rows arrive out of order: {y0} after {start + rows}")
-        parts.append(planes)
-        rows += planes.shape[1]
-        end = start + rows
-        complete = end if end >= height else (end // BLOCK) * BLOCK
-        if complete > start:
-            if len(parts) > 1:
-                with clock.stage("rows") if clock else nullcontext():
-                    joined = np.concatenate(parts, axis=1)
-            else:
-                joined = parts[0]
-            cut = complete - start
-            yield x0, start, joined[:, :cut]
-            rest = joined[:, cut:]
-            parts = [rest] if rest.shape[1] else []
-            start, rows = complete, rest.shape[1]
+        yield from blocks.add(y0, planes)

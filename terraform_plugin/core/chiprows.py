@@ -19,14 +19,53 @@ FILL_DISTANCE = 64
 # GDAL's block cache may keep this much of the source (warped blocks shared by consecutive chip rows) before
 # the reader flushes it; GDAL's default limit (5 % of RAM) would let it grow with the raster.
 GDAL_CACHE_KEEP = 64 * 2**20
+# Pixels per chunk of the per-pixel passes (colourise, finishing rows): their temporaries - a dozen arrays of
+# 1-8 bytes a pixel - then stay in a core's L2 cache (a few MB) instead of streaming chip-row-sized arrays
+# (25 MB at 8192 px) through memory, where they also evict the model's data. Measured: colourising a
+# 192 x 8192 chip row takes 0.33 ms of CPU per chip whole, 0.21 in chunks of 16 rows, on an idle core.
+CHUNK_PIXELS = 1 << 17
 
 
 @dataclass(frozen=True, eq=False)
 class ChipRow:
     stripe: object
     row: int  # index into layout.ys
-    x: np.ndarray  # (3, tile, stripe.width) float32 in the model's input range
+    x: Optional[np.ndarray]  # (3, tile, stripe.width) float32 in the model's input range; None once cut
     valid: Optional[np.ndarray]  # (tile, stripe.width) bool where the DEM has data; None in ocean mode
+    batches: Optional[tuple] = None  # x cut into the model's batches (``cut_batches``), when the reader did it
+
+
+def rows_per_chunk(width: int) -> int:
+    """Rows of a ``width``-pixel wide array to work on at a time, so that the temporaries stay in cache."""
+    return max(1, CHUNK_PIXELS // width)
+
+
+def colourise_rows(plan, z, levels, out):
+    """Elevations ``z`` (rows, width) -> ``out`` (3, rows, width): the plan's ramp through ``levels``, in chunks of
+    rows (the same values as all at once: every pixel is coloured on its own)."""
+    step = rows_per_chunk(z.shape[1])
+    for r in range(0, len(z), step):
+        part = z[r : r + step]
+        plan.ramp.colourise_planes(plan.relief.ramp_elevation(part), plan.relief.sea_mask(part), levels,
+                                   out=out[:, r : r + step])
+
+
+def chip_offsets(layout, stripe) -> list:
+    """Where each chip of ``stripe`` starts in its chip rows (and accumulator): columns from ``stripe.ax0``."""
+    return [int(layout.xs[c]) - stripe.ax0 for c in stripe.columns]
+
+
+def cut_batches(x, offsets, tile: int, batch_size: int) -> tuple:
+    """The chips of chip row ``x`` (3, tile, width) at ``offsets``, in order, as the model's batches:
+    contiguous (n, 3, tile, tile) arrays of at most ``batch_size`` chips."""
+    batches = []
+    for b in range(0, len(offsets), batch_size):
+        chunk = offsets[b : b + batch_size]
+        batch = np.empty((len(chunk), 3, tile, tile), dtype=x.dtype)
+        for k, o in enumerate(chunk):
+            batch[k] = x[:, :, o : o + tile]
+        batches.append(batch)
+    return tuple(batches)
 
 
 def input_levels(scale, offset) -> np.ndarray:
@@ -37,9 +76,12 @@ def input_levels(scale, offset) -> np.ndarray:
     return levels
 
 
-def read_chip_rows(plan, source, stripe, clock: StageClock):
-    """Yield the ChipRow of every chip row of ``stripe``, top to bottom."""
+def read_chip_rows(plan, source, stripe, clock: StageClock, cut=False):
+    """Yield the ChipRow of every chip row of ``stripe``, top to bottom; ``cut``: already cut into the model's
+    batches (``ChipRow.batches``, and no ``x``), so that the copy is done here, in the reader thread, rather than
+    between the model's batches."""
     tile = plan.layout.tile
+    offsets = chip_offsets(plan.layout, stripe)
     levels = input_levels(*plan.input_scaling)
     previous = None  # (end row, window) of the last chip row: its bottom rows are this one's top
     last = None  # (end row, model input, filled) of the last chip row
@@ -71,9 +113,12 @@ def read_chip_rows(plan, source, stripe, clock: StageClock):
             done = last[0] - y0 if last is not None and last[0] > y0 and not (filled or last[2]) else 0
             if done:
                 x[:, :done] = last[1][:, tile - done :]
-            z = z[done:]
-            plan.ramp.colourise_planes(
-                plan.relief.ramp_elevation(z), plan.relief.sea_mask(z), levels, out=x[:, done:]
-            )
+            colourise_rows(plan, z[done:], levels, x[:, done:])
             last = (y1, x, filled)
-        yield ChipRow(stripe, row, x, valid if plan.transparent else None)
+        valid = valid if plan.transparent else None
+        if cut:
+            with clock.stage("batch"):
+                batches = cut_batches(x, offsets, tile, plan.batch_size)
+            yield ChipRow(stripe, row, None, valid, batches)
+        else:
+            yield ChipRow(stripe, row, x, valid)

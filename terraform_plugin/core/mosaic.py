@@ -6,14 +6,22 @@ to 0-255, rounded, with the alpha of the DEM's validity. The weight sums are nev
 weights are separable (row ramp x column ramp), so their sum over all chips is the outer product of two 1-D
 sums.
 
-Only what must be serial with inference happens here (copy chips into the batch, run the model, add the
-weighted predictions); reading and colourising are ``chiprows``' job, in the reader thread.
+Two threads: the caller's only runs the model on batches, as a bare onnxruntime loop would; the blender
+thread (``workers.Behind``, at the helpers' lower priority) weights the predictions, adds them up and finishes
+rows, in the gaps the model leaves on the cores, while the model runs the next batch. Batches are blended in
+the order they ran, so the sums - and the pixels - are those of one thread doing it all. Reading, colourising
+and cutting chip rows into batches are ``chiprows``' job, in the reader thread (``read_chip_rows(cut=True)``).
 """
+
+from collections import deque
 
 import numpy as np
 
+from .blockrows import BlockRows
+from .chiprows import chip_offsets, cut_batches, rows_per_chunk
 from .chips import blend_weights, edge_ramp
 from .profile import StageClock
+from .workers import Behind
 
 
 def _column_weight_sum(layout, stripe, ramp_1d):
@@ -25,55 +33,86 @@ def _column_weight_sum(layout, stripe, ramp_1d):
 
 
 def blend_stripe(plan, stripe, chip_rows, model, on_batch, clock: StageClock):
-    """Yield (y0, planes) finished rows of ``stripe`` from its ``chip_rows`` (ChipRows, in order).
+    """Yield (y0, planes) finished rows of ``stripe`` from its ``chip_rows`` (ChipRows, in order), in whole
+    TIFF block rows (``blockrows``; the last may be shorter).
 
     ``planes`` is (4, rows, stripe.x1 - stripe.x0) uint8 RGBA, band first (GDAL interleaves it as it writes),
     for grid rows from ``y0``; ``on_batch(chips)`` is called after every batch (progress, cancel).
     """
     layout = plan.layout
-    tile, stride, overlap, batch_size = layout.tile, layout.stride, layout.overlap, plan.batch_size
-    ramp_1d = edge_ramp(tile, overlap)
-    weights = blend_weights(tile, overlap)
-    acc = np.zeros((3, tile, stripe.width), dtype=np.float32)
-    batch = np.empty((batch_size, 3, tile, tile), dtype=np.float32)
-    column_sum = _column_weight_sum(layout, stripe, ramp_1d)
-    cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
-    cache = {}
+    blender = _Blender(plan, stripe, clock)
+    with Behind(blender.add, name="terraform-blender") as behind:
+        for row in range(len(layout.ys)):
+            with clock.stage("wait_reader"):
+                chip_row = next(chip_rows)
+            if chip_row.stripe is not stripe or chip_row.row != row:  # not an assert (Bandit B101 blocks uploads)
+                raise RuntimeError(f"chip rows arrive out of order: row {chip_row.row}, expected {row}")
+            batches = chip_row.batches
+            if batches is None:  # not cut by the reader (``read_chip_rows(cut=True)``): cut here
+                with clock.stage("batch"):
+                    batches = cut_batches(chip_row.x, blender.offsets, layout.tile, plan.batch_size)
+            first = 0
+            for batch in batches:
+                chunk = range(first, first + len(batch))
+                first = chunk.stop
+                with clock.stage("infer"):
+                    predicted = model.run(batch)  # a new array: the blender owns it
+                with clock.stage("wait_blender"):
+                    behind.put((predicted, row, chunk, chip_row.valid))
+                on_batch(len(chunk))
+                yield from blender.take()
+        behind.finish()
+    yield from blender.take()
 
-    def norms(row, local):  # the same for every chip row but the first and the last: computed once each
+
+class _Blender:
+    """The blender thread's state: one chip row of weighted sums, and the rows it finished for the caller."""
+
+    def __init__(self, plan, stripe, clock):
+        layout = self.layout = plan.layout
+        self.plan, self.stripe, self.clock = plan, stripe, clock
+        self.ramp_1d = edge_ramp(layout.tile, layout.overlap)
+        self.weights = blend_weights(layout.tile, layout.overlap)
+        self.acc = np.zeros((3, layout.tile, stripe.width), dtype=np.float32)
+        self.offsets = chip_offsets(layout, stripe)
+        self.column_sum = _column_weight_sum(layout, stripe, self.ramp_1d)
+        self.cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
+        # Finished rows, joined into whole TIFF block rows here (a copy of up to 8 MB each, off the model's
+        # thread), appended by the blender thread, taken by the caller's.
+        self.blocks = BlockRows(stripe.x0, plan.grid.height, clock)
+        self.finished = deque()  # (y0, planes)
+        self._norms = {}
+
+    def add(self, job):
+        """Blender thread: weight one batch's predictions into the sums; after a chip row's last batch, finish
+        the rows no later chip row touches."""
+        predicted, row, chunk, valid = job
+        layout, acc, tile = self.layout, self.acc, self.layout.tile
+        with self.clock.stage("blend"):
+            if chunk.start == 0 and row:  # slide the accumulator down one stride; the overlap rows carry over
+                acc[:, : layout.overlap] = acc[:, layout.stride :]
+                acc[:, layout.overlap :] = 0
+            predicted *= self.weights
+            for k, c in enumerate(chunk):
+                o = self.offsets[c]
+                acc[:, :, o : o + tile] += predicted[k]
+        if chunk.stop == len(self.offsets):
+            y0, y1 = layout.finished_rows(row)
+            if y1 > y0:
+                with self.clock.stage("rows"):
+                    planes = _finish(self.plan, acc, row, y0, y1, self.stripe, self.norms, valid)
+                self.finished.extend((y, p) for _, y, p in self.blocks.add(y0, planes))
+
+    def take(self):
+        """Caller's thread: the rows finished so far, in order."""
+        while self.finished:
+            yield self.finished.popleft()
+
+    def norms(self, row, local):  # the same for every chip row but the first and the last: computed once each
         key = (row > 0, local.start, local.stop)
-        if key not in cache:
-            cache[key] = _norm(plan, row, local, column_sum, cols, ramp_1d)
-        return cache[key]
-
-    offsets = [int(layout.xs[c]) - stripe.ax0 for c in stripe.columns]
-    for row in range(len(layout.ys)):
-        with clock.stage("wait_reader"):
-            chip_row = next(chip_rows)
-        if chip_row.stripe is not stripe or chip_row.row != row:  # not an assert (Bandit B101 blocks uploads)
-            raise RuntimeError(f"chip rows arrive out of order: row {chip_row.row}, expected {row}")
-        x = chip_row.x
-        with clock.stage("blend"):
-            if row:  # slide the accumulator down one stride; the overlap rows carry over
-                acc[:, :overlap] = acc[:, stride:]
-                acc[:, overlap:] = 0
-        for b in range(0, len(offsets), batch_size):
-            chunk = offsets[b : b + batch_size]
-            with clock.stage("batch"):
-                for k, o in enumerate(chunk):
-                    batch[k] = x[:, :, o : o + tile]
-            with clock.stage("infer"):
-                predicted = model.run(batch[: len(chunk)])
-            with clock.stage("blend"):
-                predicted *= weights
-                for k, o in enumerate(chunk):
-                    acc[:, :, o : o + tile] += predicted[k]
-            on_batch(len(chunk))
-        y0, y1 = layout.finished_rows(row)
-        if y1 > y0:
-            with clock.stage("rows"):
-                planes = _finish(plan, acc, row, y0, y1, stripe, norms, chip_row.valid)
-            yield y0, planes
+        if key not in self._norms:
+            self._norms[key] = _norm(self.plan, row, local, self.column_sum, self.cols, self.ramp_1d)
+        return self._norms[key]
 
 
 def _norm(plan, row, local, column_sum, cols, ramp_1d):
@@ -89,14 +128,19 @@ def _norm(plan, row, local, column_sum, cols, ramp_1d):
 def _finish(plan, acc, row, y0, y1, stripe, norms, valid):
     """Finished rows [y0, y1) of the stripe: weighted mean -> 0-255 -> uint8, band first (4, rows, width)."""
     layout = plan.layout
-    local = slice(y0 - int(layout.ys[row]), y1 - int(layout.ys[row]))
+    top = y0 - int(layout.ys[row])
+    local = slice(top, y1 - int(layout.ys[row]))
     cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
-    # (weighted sum / weight sum) * scale + offset, with the weight sum folded into one factor.
-    mean = acc[:, local, cols] * norms(row, local)
-    mean += plan.output_scaling[1]
-    np.clip(mean, 0.0, 255.0, out=mean)
-    np.rint(mean, out=mean)
+    norm = norms(row, local)
     planes = np.empty((4, y1 - y0, stripe.x1 - stripe.x0), dtype=np.uint8)
-    planes[:3] = mean
+    step = rows_per_chunk(stripe.x1 - stripe.x0)
+    for r in range(0, y1 - y0, step):  # in chunks of rows, so that ``mean`` stays in cache
+        end = min(r + step, y1 - y0)
+        # (weighted sum / weight sum) * scale + offset, with the weight sum folded into one factor.
+        mean = acc[:, top + r : top + end, cols] * norm[:, r:end]
+        mean += plan.output_scaling[1]
+        np.clip(mean, 0.0, 255.0, out=mean)
+        np.rint(mean, out=mean)
+        planes[:3, r:end] = mean
     planes[3] = 255 if valid is None else valid[local, cols] * np.uint8(255)
     return planes

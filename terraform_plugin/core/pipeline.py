@@ -1,9 +1,10 @@
 """The run, as a recipe: check -> plan -> read -> colourise -> infer -> blend -> write -> overviews -> commit.
 
 Each step is its own module: ``request`` (what is asked, checked once), ``plan`` (what every stage shares),
-``chiprows`` (read, fill, colourise, scale), ``mosaic`` (infer, blend into finished rows), ``blockrows``
-(finished rows -> whole TIFF block rows), ``writer`` (GeoTIFF, atomic), ``workers`` (the reader thread ahead
-of the model and the writer thread behind it), ``profile`` (per-stage counters, always on).
+``chiprows`` (read, fill, colourise, scale, cut into batches), ``mosaic`` (infer, blend into finished rows),
+``blockrows`` (finished rows -> whole TIFF block rows, in the mosaic's blender thread), ``writer`` (GeoTIFF,
+atomic), ``workers`` (the reader thread ahead of the model, the blender and writer threads behind it),
+``profile`` (per-stage counters, always on).
 
 One stripe on its own - what a distributed runner needs - is::
 
@@ -22,11 +23,10 @@ import numpy as np
 from . import guard
 from . import preview as preview_png
 from . import source as dem_source
-from .blockrows import block_rows
 from .chiprows import read_chip_rows
 from .errors import Cancelled, OutputError
 from .mosaic import blend_stripe
-from .plan import Plan, make_plan, plan_grid, plan_stripes  # noqa: F401 (plan_stripes: part of this module's interface)
+from .plan import Plan, check_elevations, make_plan, plan_grid, plan_stripes  # noqa: F401 (plan_stripes: part of this module's interface)
 from .profile import StageClock
 from .request import NODATA_MODES, STRIPE_WIDTH, TerraformRequest, check_request  # noqa: F401
 from .version import VERSION
@@ -74,19 +74,23 @@ def run(
     grid = plan_grid(request, output_path, dataset, float(request.resolution_m)) if request.resolution_m else None
     model = model or load_model(request)
     log(f"Model: {model.describe()}")
-    plan = make_plan(request, output_path, dataset, band, model, log, grid)
-    dataset.FlushCache()  # the sampled passes leave source blocks in GDAL's cache; none are needed now
-    for line in plan.describe(dataset):
-        log(line)
-    source = resampled_source(plan, dataset)
-    ticker = _Progress(plan.chip_runs, progress or _noop, log, cancelled or (lambda: False))
-    # One stripe writes whole-width block rows in order: the overviews can then be built from the stream.
-    with OutputWriter(output_path, plan.grid, output_metadata(plan, model), len(plan.stripes) == 1) as out:
-        write_mosaic(plan, source, model, out, ticker.chips, clock, overviews=out.streams_overviews)
-        ticker.done()
-        with clock.stage("overviews"):
-            _overviews(out, ticker)
-        _commit(out, plan, source, clock)
+    plan = make_plan(request, output_path, dataset, band, model, log, grid, check=False)
+    # The reader starts on the first chip rows (through its own handle on the DEM) while this thread checks the
+    # elevations and creates the output, so that the model's first batch is ready sooner.
+    source = resampled_source(plan, dem_source.open_dem(request.input_path))
+    with read_ahead(plan, source, clock) as reader:
+        check_elevations(request, band, log)
+        dataset.FlushCache()  # the sampled passes leave source blocks in GDAL's cache; none are needed now
+        for line in plan.describe(dataset):
+            log(line)
+        ticker = _Progress(plan.chip_runs, progress or _noop, log, cancelled or (lambda: False))
+        # One stripe writes whole-width block rows in order: the overviews can then be built from the stream.
+        with OutputWriter(output_path, plan.grid, output_metadata(plan, model), len(plan.stripes) == 1) as out:
+            write_mosaic(plan, source, model, out, ticker.chips, clock, overviews=out.streams_overviews, reader=reader)
+            ticker.done()
+            with clock.stage("overviews"):
+                _overviews(out, ticker)
+            _commit(out, plan, source, clock)
     elapsed = time.monotonic() - started
     ticker.progress(100.0)
     log(f"Done in {_duration(elapsed)}: {output_path}")
@@ -124,14 +128,23 @@ def load_model(request):
 
 
 def stripe_blocks(plan: Plan, stripe, chip_rows, model, on_batch, clock: StageClock):
-    """Whole block rows (x0, y0, planes: (4, rows, width) uint8 RGBA) of one stripe from its chip rows: infer, blend, regroup."""
-    finished = blend_stripe(plan, stripe, chip_rows, model, on_batch, clock)
-    return block_rows(finished, stripe.x0, plan.grid.height, clock)
+    """Whole block rows (x0, y0, planes: (4, rows, width) uint8 RGBA) of one stripe from its chip rows: infer, blend,
+    regroup (the mosaic's blender thread regroups them, ``blockrows.BlockRows``)."""
+    return ((stripe.x0, y0, planes) for y0, planes in blend_stripe(plan, stripe, chip_rows, model, on_batch, clock))
 
 
-def write_mosaic(plan: Plan, source, model, out, on_batch, clock: StageClock, overviews=False):
+def read_ahead(plan: Plan, source, clock: StageClock) -> Ahead:
+    """The reader thread, started: every stripe's chip rows from ``source``, read and colourised ahead of the
+    model. A context manager (leaving it stops the thread)."""
+    return Ahead(
+        chip_row for stripe in plan.stripes for chip_row in read_chip_rows(plan, source, stripe, clock, cut=True)
+    )
+
+
+def write_mosaic(plan: Plan, source, model, out, on_batch, clock: StageClock, overviews=False, reader=None):
     """Every stripe into ``out``: the reader thread works ahead of the model, the writer thread behind it;
-    ``overviews``: each block row also goes into ``out``'s streamed overviews (``OutputWriter.add_to_overviews``)."""
+    ``overviews``: each block row also goes into ``out``'s streamed overviews (``OutputWriter.add_to_overviews``);
+    ``reader``: a ``read_ahead`` of ``source`` already started (closed here), else one is started here."""
 
     def write(block):
         with clock.stage("write"):
@@ -140,8 +153,7 @@ def write_mosaic(plan: Plan, source, model, out, on_batch, clock: StageClock, ov
             with clock.stage("overviews"):
                 out.add_to_overviews(*block)
 
-    reading = (chip_row for stripe in plan.stripes for chip_row in read_chip_rows(plan, source, stripe, clock))
-    with Ahead(reading) as chip_rows, Behind(write) as writer:
+    with reader or read_ahead(plan, source, clock) as chip_rows, Behind(write) as writer:
         for stripe in plan.stripes:
             for block in stripe_blocks(plan, stripe, chip_rows, model, on_batch, clock):
                 with clock.stage("wait_writer"):

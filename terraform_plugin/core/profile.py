@@ -1,10 +1,10 @@
 """Per-stage time counters: cheap enough (two clock reads per stage visit) to stay on in every run.
 
 Each stage records the CPU seconds of the thread that ran it (``time.thread_time``) and its wall seconds.
-Stages run in three threads (reader, main, writer), so their CPU seconds add up to the engine's own work;
-inference is the exception: onnxruntime spreads it over its own thread pool, so for ``infer`` only the wall
-time is meaningful. ``wait_*`` stages are the main thread blocked on its neighbours: where they are large, the
-model is starved (by the reader) or held back (by the writer).
+Stages run in four threads (reader, main, blender, writer), so their CPU seconds add up to the engine's own
+work; inference is the exception: onnxruntime spreads it over its own thread pool, so for ``infer`` only the
+wall time is meaningful. ``wait_*`` stages are the main thread blocked on its neighbours: where they are large,
+the model is starved (by the reader) or held back (by the blender or the writer).
 """
 
 import threading
@@ -14,15 +14,16 @@ STAGES = (
     "read",  # resample a window of the DEM onto the grid (GDAL warp), mirror at the edges
     "fill",  # no-data fill (transparent mode, only where a chip row has holes)
     "colourise",  # elevation -> ramp colours, as channel-first float32 in the model's input range
-    "batch",  # copy chips into the batch
+    "batch",  # copy chips into the model's batches (reader thread)
     "infer",  # onnxruntime
-    "blend",  # weight the predictions, add them into the accumulator
-    "rows",  # finished rows: weighted mean -> uint8 RGBA, whole TIFF block rows
+    "blend",  # weight the predictions, add them into the accumulator (blender thread)
+    "rows",  # finished rows: weighted mean -> uint8 RGBA (blender thread), joined into whole TIFF block rows
     "write",  # compress (ZSTD) and write block rows (writer thread)
     "overviews",  # average each written block row into the overview levels (writer thread), or GDAL's pass
     "preview",
     "wait_reader",  # main thread waiting for a colourised chip row
     "wait_writer",  # main thread waiting for room in the writer's queue
+    "wait_blender",  # main thread waiting for room in the blender's queue
 )
 
 

@@ -10,11 +10,12 @@ import queue
 import sys
 import threading
 
-QUEUE_DEPTH = 2  # chip rows read ahead / block rows waiting to be written
+QUEUE_DEPTH = 2  # chip rows read ahead / batches of predictions waiting to be blended / block rows to write
 # The helper threads run at a lower priority (Linux: niceness is per thread): onnxruntime's threads then take
 # a core back the moment they wake instead of waiting for a reader or writer slice, and the helpers fill the
 # gaps between the model's parallel sections. They still get every idle moment and a tenth of a busy core, and
-# the main thread waits for them (wait_reader / wait_writer) when they fall behind, so nothing starves.
+# the main thread waits for them (wait_reader / wait_blender / wait_writer) when they fall behind, so nothing
+# starves.
 # Measured (bench/README.md), 4096², bundled model, interleaved runs, ratio to bare onnxruntime: niceness 0 ->
 # 19 gave 0.76 -> 0.90, 0.85 -> 0.95, 0.87 -> 0.97 in pairs; then three rounds of 0 / 5 / 10 / 19 gave means of
 # 0.86 / 0.91 / 0.99 / 0.89 (19 starves the reader at times). Another CPU-bound job of the same session
