@@ -24,8 +24,8 @@ from .core import guard
 from .core import parts
 from .core import pipeline
 from .core.errors import Cancelled, InputError, TerraformError
-from .core.plan import make_plan, plan_grid
-from .core.request import NODATA_MODES, TerraformRequest, check_request
+from .core.plan import check_elevations
+from .core.request import NODATA_MODES, TerraformRequest
 
 DASK_REQUIREMENT = "dask[distributed]==2026.8.0"  # kept equal to requirements.txt by the tests
 # px per part (task): 8 tiles. Narrower parts mean more tasks to spread but more chip columns computed twice
@@ -221,16 +221,11 @@ def run_on_dask(
     cancelled = cancelled or (lambda: False)
     if part_width is not None:
         request = dataclasses.replace(request, stripe_width=part_width)
-    output_path = check_request(request)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise InputError(f"workers must be a whole number >= 1 (or None for one per core), got {workers!r}")
-    pipeline.remove_stale_temps(request, output_path, log)  # a killed assembly's temporary, as a local run does
-    dataset, band = pipeline.open_input(request)
-    # A resolution the user typed is checked (grid size, disk space) before the model loads, as a local run.
-    grid = plan_grid(request, output_path, dataset, float(request.resolution_m)) if request.resolution_m else None
-    model = pipeline.load_model(dataclasses.replace(request, threads=1))  # the client only reads its metadata
-    log(f"Model: {model.describe()}")
-    plan = make_plan(request, output_path, dataset, band, model, log, grid)
+    plan, dataset, band, model = pipeline.start(request, log, model_threads=1)  # the client only reads its metadata
+    check_elevations(request, band, log)
+    output_path = plan.output_path
     for line in plan.describe(dataset):
         log(line)
     dataset = band = None

@@ -12,6 +12,7 @@ One stripe on its own - what a distributed runner needs - is::
     for x0, y0, planes in stripe_blocks(plan, stripe, rows, model, on_batch, clock): ...
 """
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -67,14 +68,8 @@ def run(
     """
     started, clock = time.monotonic(), StageClock()
     log = log or _noop
-    output_path = check_request(request)  # before any long work
-    remove_stale_temps(request, output_path, log)
-    dataset, band = open_input(request)
-    # A resolution the user typed is checked (grid size, disk space) before the model loads.
-    grid = plan_grid(request, output_path, dataset, float(request.resolution_m)) if request.resolution_m else None
-    model = model or load_model(request)
-    log(f"Model: {model.describe()}")
-    plan = make_plan(request, output_path, dataset, band, model, log, grid, check=False)
+    plan, dataset, band, model = start(request, log, model)
+    output_path = plan.output_path
     # The reader starts on the first chip rows (through its own handle on the DEM) while this thread checks the
     # elevations and creates the output, so that the model's first batch is ready sooner.
     source = resampled_source(plan, dem_source.open_dem(request.input_path))
@@ -95,6 +90,21 @@ def run(
     ticker.progress(100.0)
     log(f"Done in {_duration(elapsed)}: {output_path}")
     return result_of(plan, model, request, elapsed, chip_runs=plan.chip_runs, profile=clock.as_dict())
+
+
+def start(request: TerraformRequest, log, model=None, model_threads=None):
+    """(plan, dataset, band, model): the start every run shares, the local one and the Dask one - the request
+    checked, what killed runs left removed, the input opened and checked, a typed resolution's grid checked
+    (size, disk space) before the model loads, the model loaded (unless given; ``model_threads``: its
+    onnxruntime threads, else the request's), the plan made. The elevations' scan (``check_elevations``) is left
+    to the caller."""
+    output_path = check_request(request)  # before any long work
+    remove_stale_temps(request, output_path, log)
+    dataset, band = open_input(request)
+    grid = plan_grid(request, output_path, dataset, float(request.resolution_m)) if request.resolution_m else None
+    model = model or load_model(dataclasses.replace(request, threads=model_threads) if model_threads else request)
+    log(f"Model: {model.describe()}")
+    return make_plan(request, output_path, dataset, band, model, log, grid), dataset, band, model
 
 
 def remove_stale_temps(request, output_path, log):

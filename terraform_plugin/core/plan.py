@@ -96,19 +96,17 @@ def check_elevations(request: TerraformRequest, band, log) -> int:
     return guard.report_non_physical(band, request.max_abs_elevation, os.path.basename(os.fspath(request.input_path)), log)
 
 
-def make_plan(request: TerraformRequest, output_path: str, dataset, band, model, log, grid=None, check=True) -> Plan:
+def make_plan(request: TerraformRequest, output_path: str, dataset, band, model, log, grid=None) -> Plan:
     """The plan for ``request`` on an opened, checked ``dataset``/``band`` and a loaded ``model``.
 
     ``grid``: the one ``plan_grid`` already made for the request's own resolution, if any (the run checks it
-    before loading the model); else it is made here at the model's resolution. ``check``: run
-    ``check_elevations`` here (``pipeline.run`` runs it itself, while the reader starts on the first chip rows).
+    before loading the model); else it is made here at the model's resolution. The elevations' own check
+    (``check_elevations``) is the run's: the local run overlaps it with the reader's first chip rows.
     """
     resolution_m = float(request.resolution_m or model.metadata.resolution_m)
     grid = grid or plan_grid(request, output_path, dataset, resolution_m)
     layout = ChipLayout.build(grid.width, grid.height, model.tile_size, request.overlap)
     limit = request.max_abs_elevation  # the fit leaves out the non-physical values too
-    if check:
-        check_elevations(request, band, log)
     if request.fit_to_earth:
         target = fit_target_m(model.ramp)
         scale = fit_vertical_scale(band, request.sea_level, target, limit=limit)
