@@ -173,8 +173,11 @@ def check_disk_space(output_path, grid, copies=1, present=0):
         return  # unknown (a network folder that does not say): the writer reports a full disk itself
     needed = max(0, copies * estimated_output_bytes(grid) - present) + DISK_MARGIN_BYTES
     if free < needed:
-        held = " (the parts and the assembled output exist together until the assembly ends: twice the output" + (
-            f", less {_bytes(present)} of parts already done)" if present else ")") if copies == 2 else ""
+        held = ""
+        if copies > 1:
+            done = f", less {_bytes(present)} of parts already done" if present else ""
+            held = (" (the parts and the assembled output exist together until the assembly ends: twice the "
+                    f"output{done})")
         raise OutputError(
             f"not enough free space in {folder}: the {grid.width} × {grid.height} px output needs about "
             f"{_bytes(needed)}{held} (estimated at {ESTIMATED_BYTES_PER_PIXEL} bytes per pixel, compressed, with "
