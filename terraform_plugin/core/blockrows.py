@@ -41,11 +41,3 @@ class BlockRows:
         self.start, self.rows = complete, rest.shape[1]
         return [block]
 
-
-def block_rows(finished, x0: int, height: int, clock=None):
-    """Yield (x0, y0, planes) whole block rows (the last may be shorter) from ``finished`` (y0, planes) rows,
-    band first (4, rows, width), which arrive in order and together cover grid rows [0, height). ``clock``
-    times the joins as "rows"."""
-    blocks = BlockRows(x0, height, clock)
-    for y0, planes in finished:
-        yield from blocks.add(y0, planes)

@@ -7,7 +7,6 @@ weight sums and the rounding, at every overlap and on stripes that do not start 
 import numpy as np
 import pytest
 
-from terraform_plugin.core.blockrows import block_rows
 from terraform_plugin.core.chiprows import ChipRow
 from terraform_plugin.core.chips import ChipLayout
 from terraform_plugin.core.grid import Grid
@@ -55,11 +54,10 @@ def test_identity_chips_blend_back_to_the_image_exactly(identity, overlap, strip
     out = np.zeros((333, 1100, 4), np.uint8)
     for stripe in plan.stripes:
         rows = chip_rows(plan, image, stripe)
-        finished = blend_stripe(plan, stripe, rows, identity, batches.append, clock)
-        for x0, y0, planes in block_rows(finished, stripe.x0, plan.grid.height, clock):
+        for y0, planes in blend_stripe(plan, stripe, rows, identity, batches.append, clock):
             h = planes.shape[1]
             assert y0 % 256 == 0 and (h == 256 or y0 + h == 333)  # whole TIFF block rows
-            out[y0 : y0 + h, x0 : x0 + planes.shape[2]] = planes.transpose(1, 2, 0)
+            out[y0 : y0 + h, stripe.x0 : stripe.x0 + planes.shape[2]] = planes.transpose(1, 2, 0)
     np.testing.assert_array_equal(out[..., :3], image)
     assert (out[..., 3] == 255).all()
     assert sum(batches) == plan.chip_runs and max(batches) <= 3
