@@ -12,7 +12,7 @@ be computed on its own (another process, another machine) from the plan alone.
 import os
 from dataclasses import dataclass
 
-from . import guard
+from . import guard, source
 from .chips import ChipLayout
 from .grid import Grid, processing_grid
 from .ramp import Ramp
@@ -92,8 +92,15 @@ def plan_grid(request: TerraformRequest, output_path: str, dataset, resolution_m
 
 
 def check_elevations(request: TerraformRequest, band, log) -> int:
-    """Values no planet has are no-data (ResampledSource masks them): log how many; InputError when all are."""
-    return guard.report_non_physical(band, request.max_abs_elevation, os.path.basename(os.fspath(request.input_path)), log)
+    """Values no planet has are no-data (ResampledSource masks them): log how many; InputError when all are.
+    Two threads scan it, the second through its own handle on the input."""
+
+    def reopen():
+        dataset = source.open_dem(request.input_path)
+        return dataset, source.elevation_band(dataset, request.band)
+
+    name = os.path.basename(os.fspath(request.input_path))
+    return guard.report_non_physical(band, request.max_abs_elevation, name, log, reopen=reopen)
 
 
 def make_plan(request: TerraformRequest, output_path: str, dataset, band, model, log, grid=None) -> Plan:
