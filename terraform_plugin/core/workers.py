@@ -20,6 +20,9 @@ QUEUE_DEPTH = 2  # chip rows read ahead / batches of predictions waiting to be b
 # 19 gave 0.76 -> 0.90, 0.85 -> 0.95, 0.87 -> 0.97 in pairs; then three rounds of 0 / 5 / 10 / 19 gave means of
 # 0.86 / 0.91 / 0.99 / 0.89 (19 starves the reader at times). Another CPU-bound job of the same session
 # (autogroup) at normal priority takes most of the helpers' share while it runs, and the run slows to match.
+# Not SCHED_IDLE (helpers only on otherwise idle cores): with two CPU-bound processes in the same session a
+# 2048² run took 57-78 s instead of 3-4 s at niceness 10, the reader starved. A short EEVDF slice for the
+# helpers (sched_setattr, 0.1 or 0.3 ms) gained nothing measurable (bench/README.md).
 HELPER_NICE = 10
 _POLL_S = 0.1
 _END = object()
