@@ -353,7 +353,7 @@ ENGINE_NOTES = [
     "colourise 0.710, overviews 0.675, write 0.565, rows 0.214, blend 0.211, batch 0.057. Each change was kept "
     "because the bench showed it; pixels are unchanged (the identity-model, parts and overview tests are bit-exact):",
     "",
-    "| change | stage (CPU ms/chip at 4096²: before -> the run above) |",
+    "| change | stage (CPU ms/chip at 4096²: before -> after, in the 2026-12-01 20:58 run) |",
     "|---|---|",
     "| a grid that is the DEM's own pixel grid is read straight from the band (same values as the bilinear "
     "warp there, bit for bit), the nodata value compared in float32 where exact instead of reading GDAL's mask "
@@ -383,16 +383,82 @@ ENGINE_NOTES = [
     "| LERC_ZSTD, lossless | 1.00 | 0.86 | 19.2 |",
     "| none | 0.10 | 0.10 | 64.0 |",
     "",
-    "The tables above when this was written: the final code on a quiet machine (training finished, nothing "
-    "else running), bundled model 0.3.0: ratio 0.801 -> 0.850 at 4096², 0.788 -> 0.925 at 8192². Earlier runs "
+    "That round's final code on a quiet machine (training finished, nothing else running, 2026-12-01 20:58), "
+    "bundled model 0.3.0: ratio 0.801 -> 0.850 at 4096², 0.788 -> 0.925 at 8192². Earlier runs "
     "of nearly the same code while other work ran: 0.822 / 0.861 (helpers at niceness 10) and 0.897 / 0.886 "
     "(niceness 19), so the rows move by a few hundredths from run to run; bare onnxruntime itself ran at 72-76 "
-    "chips/s here against 104 on the day of the 'before' figures. Not yet 0.95: write (ZSTD) ~0.7, colourise "
-    "~0.5-0.9, blend + rows ~0.5, overviews ~0.34, read ~0.37 ms/chip remain.",
+    "chips/s here against 104 on the day of the 'before' figures. Not yet 0.95 then: write (ZSTD) ~0.7, "
+    "colourise ~0.5-0.9, blend + rows ~0.5, overviews ~0.34, read ~0.37 ms/chip remained.",
     "",
     "ZSTD level 1 is GDAL 3.6's fastest (it refuses negative levels); dropping the predictor saves 0.07 ms/chip "
     "for twice the file. A freed-memory experiment (glibc `MALLOC_MMAP_THRESHOLD_`) changed nothing: the run "
     "takes ~50 page faults per chip.",
+    "",
+    "### The model never waits for the engine (issue 9, second round)",
+    "",
+    "After the first round the engine's CPU was near its floor (ZSTD, decompressing the DEM, the colour "
+    "table), but the model still waited for it: the main thread blended, finished rows and copied the next "
+    "batch while onnxruntime's pool sat idle (~0.7 ms per chip), and before the first batch and after the last "
+    "the run used one core at a time. Now the caller's thread only runs the model, back to back, as the bare "
+    "onnxruntime loop does; everything else happens beside it. Each change was measured against the code "
+    "before it, interleaved in one process (pipeline, then bare onnxruntime, per round; the ratio per pair is "
+    "bare / pipeline), bundled model 0.3.0, 2 threads, batches of 8, training paused; pixels identical (the "
+    "bundled model's 4096² output and its four overview levels compared byte for byte after every change; "
+    "identity, overview and parts tests unchanged):",
+    "",
+    "| change (kept) | measured |",
+    "|---|---|",
+    "| a blender thread (niceness 10) weights, sums and finishes rows while the model runs the next batch; "
+    "batches are blended in the order they ran | 4096², 4 rounds, other sessions' tests running: pair ratios "
+    "0.824 0.898 0.879 0.965 -> 0.886 0.939 0.933 0.991 (median 0.888 -> 0.936) |",
+    "| the reader thread cuts each chip row into the model's batches (the copy was the last work between two "
+    "model calls) | model idle between batches, 4096²: 0.09 s -> 0.025 s per run (65 batches) |",
+    "| the blender joins finished rows into whole TIFF block rows (an 8 MB copy at 8192 px) | model idle "
+    "between batches, 8192²: 0.198 s -> 0.041 s per run (257 batches) |",
+    "| the reader starts on the first chip rows (its own handle on the DEM) while the run scans the input for "
+    "non-physical elevations and creates the output | first batch 0.21 / 0.28 s -> 0.13 / 0.14 s after the "
+    "start (4096²) |",
+    "| that scan in two threads (two handles; it decompresses every tile of the DEM) | 4096² 0.10 -> 0.05 s, "
+    "8192² 0.34-0.41 -> 0.18-0.21 s, same counts; nothing gained when other work holds both cores |",
+    "| colourise and finish rows in chunks of 128 Ki pixels (temporaries stay in L2 instead of 25 MB arrays "
+    "streaming past the model's caches) | colourise, a 192 x 8192 chip row on an idle core: 0.33 -> 0.21 ms "
+    "CPU per chip; 8192² run 27.16 / 26.95 -> 26.63 / 26.65 s; 4096² unchanged within the noise |",
+    "",
+    "All of it against the engine before this round, on a quiet machine (2026-12-02 00:07 UTC, nothing else "
+    "running): 4096², 4 rounds, pair ratios 0.923 0.905 0.807 0.873 (median 0.889) -> 1.009 0.970 1.023 0.927 "
+    "(median 0.990); 8192², 2 rounds, 0.966 0.936 -> 1.038 1.060 (bare onnxruntime itself went from 22.9 to "
+    "28.6 s during those rounds, so take the direction, not the size). The tables above are the second of two "
+    "`make bench` throughput runs of the final code twelve minutes apart on the same quiet machine: the first "
+    "(00:31 UTC) gave 0.940 at 4096² (pairs 0.913 0.941 0.967) and 0.905 at 8192² (pairs 0.900 0.955), bare "
+    "onnxruntime 6.10-6.58 s and 21.98-23.19 s; the second 0.989 and 1.037, bare 5.95-6.32 s and 25.43-27.32 s. "
+    "The ratio is best of N over best of N, and bare onnxruntime alone moves by up to 25 % between runs here, "
+    "so one run says less than the interleaved comparisons above. What is left beside the model: about 0.1 s "
+    "before the first batch and 0.07-0.2 s after the last one (the scan, the last block rows' ZSTD, replacing "
+    "the previous output), and the helpers' ~2.8 ms of CPU per chip slowing the model's threads by a few "
+    "percent where they share a core (the model's `infer` wall time per chip against bare onnxruntime's in the "
+    "same run). Rejected, with numbers:",
+    "",
+    "- The model in a helper thread (one batch queued) and the blending left on the caller's thread: as good "
+    "as the blender thread within the noise (4096², 5 rounds: median pair 0.845 serial, 0.898 overlapped; "
+    "2048², 14 rounds: 0.855 serial, 0.884 overlapped, 0.883 blender thread), but it blends at the caller's "
+    "priority and moves the model off the caller's thread; the blender thread was kept.",
+    "- Helpers at SCHED_IDLE (run only on idle cores): 4096², 4 rounds, no better than niceness 10 (median "
+    "pair 0.934 vs 0.936), and with two CPU-bound processes in the same session a 2048² run took 57-78 s "
+    "instead of 3.1-4.2 s: the reader starves.",
+    "- Helpers at niceness 19: 4096², 3 rounds 0.954 vs 0.979 (median pair, niceness 10); 2048², 12 rounds "
+    "0.957 vs 0.897: no consistent gain, more starvation risk.",
+    "- A short EEVDF slice for the helpers (sched_setattr, 0.1 / 0.3 ms instead of 1.4, so that a waking "
+    "onnxruntime thread preempts them sooner): 4096², 4 rounds, median pair 0.904 / 0.912 vs 0.933.",
+    "- onnxruntime IO binding into preallocated outputs: 12.32 ms per chip vs 12.29 for a plain run (bare, 5 "
+    "alternations, means).",
+    "- Weighting each chip's prediction just before adding it (in cache) instead of the whole batch first: "
+    "0.105 vs 0.106 ms CPU per chip (isolated).",
+    "- GDAL's NUM_THREADS for the scan's reads: GDAL 3.6 does not thread decimated reads (0.118 vs 0.109 s).",
+    "",
+    "Checked, not a cause: bare onnxruntime runs the pipeline's real chips as fast as the bench's random batch "
+    "(alternating, 10.2-12.6 vs 10.9-11.9 ms per chip). Not done: rasters wider than one stripe (8192 px) still "
+    "get GDAL's overview pass after the run instead of streamed overviews; and the bench's output is replaced "
+    "each run, which frees the previous 30-115 MB file inside the commit (0.01-0.1 s).",
     "",
 ]
 
@@ -439,8 +505,10 @@ def write_readme(results):
             "### Where the time goes (ms per chip; CPU of the thread that ran the stage)",
             "",
             "Counters in the engine (`core/profile.py`), on in every run. `infer` and `wait_*` are wall time: "
-            "onnxruntime runs on its own thread pool, and the waits are the main thread blocked on the reader "
-            "(model starved) or on the writer's queue.",
+            "onnxruntime runs on its own thread pool, and the waits are the main thread (the model's) blocked on "
+            "the reader (model starved) or on the blender's or the writer's queue. Read, colourise and batch run "
+            "in the reader thread, blend and rows in the blender thread, write and overviews in the writer "
+            "thread, all three at niceness 10 beside the model.",
             "",
             *_profile_lines(t["rows"]),
             "",
@@ -489,7 +557,10 @@ def write_readme(results):
             "overviews are built. Stripes are at most 8192 px wide, so what the run adds stops growing from 8k² "
             "on (a 4k² raster is one narrower stripe). Peak RSS moves by tens of MB from run to run (how far the "
             "reader runs ahead, the allocator keeping freed blocks): 8192² gave 480 and 547 MB in two runs of the "
-            "same code on 2026-12-01.",
+            "same code on 2026-12-01. Since issue 9's second round the chip rows read ahead are held cut into the "
+            "model's batches (a third more bytes: the chips overlap) and up to two batches of predictions wait for "
+            "the blender thread; measured 2026-12-02, the run added 231 / 400 / 486 MB at 4k² / 8k² / 16k² "
+            "(before: 229 / 425 / 499).",
             "",
         ]
     with open(README, "w") as f:
