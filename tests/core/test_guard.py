@@ -367,3 +367,24 @@ def test_the_limit_is_configurable(tmp_path, kit, identity):
     assert expected and any(f"{expected:,} of 12,000 pixels" in line for line in logs)
     refused(InputError, request(dem, tmp_path / "o2.tif", identity, max_abs_elevation=0), "positive",
             keep=sorted(os.listdir(tmp_path)))
+
+
+def test_a_sampled_scan_in_two_threads_counts_both_halves(tmp_path, kit):
+    # Above SCAN_FULL_PIXELS the scan samples; with a second handle its lower half runs in another thread.
+    side = 2100
+    z = np.zeros((side, side))
+    z[1800:1900, :] = 1e300  # only in the lower half: the second thread's
+    z[100:150, :] = -1e300  # and half as many in the upper one
+    dataset = gdal.Open(float64_dem(tmp_path / "dem.tif", z, kit))
+    band = dataset.GetRasterBand(1)
+
+    def reopen():
+        other = gdal.Open(str(tmp_path / "dem.tif"))
+        return other, other.GetRasterBand(1)
+
+    bad, valid, exact = guard.scan_elevations(band, 1e5, reopen)
+    assert not exact and valid == 1024 * 1024
+    assert bad / valid == pytest.approx(150 / side, abs=0.002)  # both bands of spikes, in their share
+    one_thread = guard.scan_elevations(band, 1e5)
+    # one thread reads other strips, so the nearest rows sampled may differ by one at a strip's edge
+    assert one_thread[1:] == (valid, exact) and abs(one_thread[0] - bad) <= 2 * 1024
