@@ -14,8 +14,6 @@ later), which ``tests/core/test_overviews.py`` checks bit for bit:
 Even-sized levels, the common case, are integer sums; other axes go through float64 like GDAL's.
 """
 
-import math
-
 import numpy as np
 
 BLOCK = 256
@@ -28,26 +26,26 @@ class _Axis:
     def __init__(self, n_src: int, n_dst: int):
         self.n_src, self.n_dst = n_src, n_dst
         self.pairs = n_src == 2 * n_dst
+        # GDAL's windows, computed for all destination pixels at once (float64, the same operations in the same
+        # order as a per-pixel loop, so the same bits): [lo_f, hi_f) in source pixels, widened to whole pixels.
         ratio = n_src / n_dst
-        first, last, weights = [], [], []
-        for i in range(n_dst):
-            lo_f, hi_f = i * ratio, (i + 1) * ratio
-            lo = int(lo_f + 1e-8)
-            hi = int(math.ceil(hi_f - 1e-8))
-            if hi == lo:
-                hi += 1
-            hi = min(hi, n_src)
-            w = [1.0] * (hi - lo)
-            if hi - lo > 1:
-                w[0] = 1 - (lo_f - lo)
-                w[-1] = 1 - (hi - hi_f)
-            first.append(lo)
-            last.append(hi)
-            weights.append(w)
-        self.first, self.last = np.array(first), np.array(last)
-        k = max(len(w) for w in weights)
-        self.index = np.array([[lo + min(j, len(w) - 1) for j in range(k)] for lo, w in zip(first, weights)])
-        self.weight = np.array([w + [0.0] * (k - len(w)) for w in weights])
+        i = np.arange(n_dst, dtype=np.float64)
+        lo_f, hi_f = i * ratio, (i + 1) * ratio
+        lo = (lo_f + 1e-8).astype(np.int64)  # int(): truncation, i.e. floor for these non-negative values
+        hi = np.ceil(hi_f - 1e-8).astype(np.int64)
+        hi += hi == lo
+        np.minimum(hi, n_src, out=hi)
+        size = hi - lo
+        k = int(size.max())
+        j = np.arange(k)
+        self.first, self.last = lo, hi
+        self.index = lo[:, None] + np.minimum(j[None, :], size[:, None] - 1)
+        weight = (j[None, :] < size[:, None]).astype(np.float64)
+        wide = size > 1  # edge pixels weigh by the fraction of them inside the window
+        weight[wide, 0] = 1 - (lo_f[wide] - lo[wide])
+        rows = np.nonzero(wide)[0]
+        weight[rows, size[wide] - 1] = 1 - (hi[wide] - hi_f[wide])
+        self.weight = weight
 
     def reduce(self, a, axis, src0=0, dst=slice(None)):
         """Weighted sums of ``a`` along ``axis`` for destination pixels ``dst``; ``a`` starts at source ``src0``."""

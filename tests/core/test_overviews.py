@@ -5,13 +5,15 @@ Checked against ``BuildOverviews("AVERAGE")`` of the same image with this GDAL: 
 streamed) against the same run split into stripes (written in columns, so overviews by GDAL's pass).
 """
 
+import math
+
 import numpy as np
 import pytest
 from osgeo import gdal
 from training.contract_models import write_model
 
 from terraform_plugin.core import pipeline
-from terraform_plugin.core.overviews import OverviewStream
+from terraform_plugin.core.overviews import OverviewStream, _Axis
 from terraform_plugin.core.writer import CREATION_OPTIONS, overview_levels
 
 
@@ -77,6 +79,29 @@ def test_streamed_levels_equal_gdals_average_overviews(tmp_path, width, height, 
         assert a.shape == b.shape
         assert (b[3] == 0).any() == holes or level == len(levels) - 1  # the holes reach the levels
         np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
+
+
+def windows_one_by_one(n_src, n_dst):
+    """GDAL's AVERAGE windows pixel by pixel (the loop ``_Axis`` computes with arrays): first, last, weights."""
+    ratio = n_src / n_dst
+    for i in range(n_dst):
+        lo_f, hi_f = i * ratio, (i + 1) * ratio
+        lo, hi = int(lo_f + 1e-8), int(math.ceil(hi_f - 1e-8))
+        hi = min(hi + (hi == lo), n_src)
+        w = [1.0] * (hi - lo)
+        if hi - lo > 1:
+            w[0], w[-1] = 1 - (lo_f - lo), 1 - (hi - hi_f)
+        yield lo, hi, w
+
+
+@pytest.mark.parametrize("n_src", [1, 2, 3, 7, 256, 257, 511, 1300, 1555, 12289, 65537])
+def test_axis_windows_are_gdals_pixel_by_pixel(n_src):
+    for n_dst in {(n_src + 1) // 2, max(1, n_src // 3), 1}:
+        axis = _Axis(n_src, n_dst)
+        for i, (lo, hi, w) in enumerate(windows_one_by_one(n_src, n_dst)):
+            assert (axis.first[i], axis.last[i]) == (lo, hi)
+            assert list(axis.index[i, : len(w)]) == list(range(lo, hi))
+            assert list(axis.weight[i]) == w + [0.0] * (axis.weight.shape[1] - len(w))  # the same bits
 
 
 def test_rows_out_of_order_are_refused(tmp_path):
