@@ -12,6 +12,14 @@ later), which ``tests/core/test_overviews.py`` checks bit for bit:
   rounded half up.
 
 Even-sized levels, the common case, are integer sums; other axes go through float64 like GDAL's.
+
+Outputs wider than one stripe (``plan.stripes``) are written stripe after stripe, each top to bottom. The x
+windows of a level are then inside one stripe when they are exact pairs (the source width even) and the stripe
+starts on an even column of the source; its columns of the level are written once per tile when they start on
+a tile boundary (a 8192 px stripe's do for levels 1-5). Those levels are streamed stripe by stripe, each
+stripe using its slice of the level's global axis; the smaller levels after them are made once the last stripe
+is done, from the last streamed level read back (1/4^L of the output) in whole-width block rows. A width whose
+first level cannot be streamed that way (odd) keeps GDAL's pass (``writer.OutputWriter``).
 """
 
 import numpy as np
@@ -46,6 +54,17 @@ class _Axis:
         rows = np.nonzero(wide)[0]
         weight[rows, size[wide] - 1] = 1 - (hi[wide] - hi_f[wide])
         self.weight = weight
+
+    def part(self, dst0: int, dst1: int) -> "_Axis":
+        """Destination pixels [dst0, dst1) as an axis of their own, its source renumbered from ``first[dst0]``:
+        the same windows and weights (slices of this axis, not derived again), for one stripe's columns."""
+        part = object.__new__(_Axis)
+        src0 = int(self.first[dst0])
+        part.first, part.last = self.first[dst0:dst1] - src0, self.last[dst0:dst1] - src0
+        part.index, part.weight = self.index[dst0:dst1] - src0, self.weight[dst0:dst1]
+        part.n_src, part.n_dst = int(part.last[-1]), dst1 - dst0
+        part.pairs = self.pairs and 2 * dst0 == src0  # exact pairs from an even column
+        return part
 
     def reduce(self, a, axis, src0=0, dst=slice(None)):
         """Weighted sums of ``a`` along ``axis`` for destination pixels ``dst``; ``a`` starts at source ``src0``."""
@@ -107,12 +126,13 @@ def _average(chunk, ys: _Axis, xs: _Axis, src0: int, dst: slice) -> np.ndarray:
 
 
 class _Level:
-    """One overview level: source rows wait here until the destination rows they make are complete."""
+    """One overview level (or one stripe's columns of it): source rows wait here until the destination rows they
+    make are complete."""
 
-    def __init__(self, dataset, src_size, dst_size):
+    def __init__(self, dataset, xs: _Axis, ys: _Axis, x0: int = 0):
         self.dataset = dataset  # the level's own GDAL dataset (all four bands: tiles written once)
-        self.xs = _Axis(src_size[0], dst_size[0])
-        self.ys = _Axis(src_size[1], dst_size[1])
+        self.xs, self.ys = xs, ys
+        self.x0 = x0  # the level's column of destination pixel 0 of ``xs``
         self.pending, self.pending_y0 = [], 0  # source rows not yet used up
         self.done = 0  # destination rows computed
         self.out, self.out_y0 = [], 0  # destination rows waiting for a whole block row
@@ -138,26 +158,16 @@ class _Level:
         return start, made
 
 
-class OverviewStream:
-    """Averages whole-width block rows into the ``dataset``'s overview levels (made empty beforehand with
-    ``BuildOverviews("NONE", ...)``) as they are written; ``write(x0, y0, (4, rows, width) uint8)`` writes
-    one level's whole block rows."""
+class _Chain:
+    """Levels fed one from the other, the first from rows of one column range (a stripe, or the whole width)
+    that arrive in order, top to bottom; each level's finished block rows go to ``write(dataset, x0, y0,
+    planes)``."""
 
-    def __init__(self, dataset, write):
-        self.write = write
-        band = dataset.GetRasterBand(1)
-        size = (dataset.RasterXSize, dataset.RasterYSize)
-        self.levels = []
-        for i in range(band.GetOverviewCount()):
-            overview = band.GetOverview(i)
-            dst = (overview.XSize, overview.YSize)
-            self.levels.append(_Level(overview.GetDataset(), size, dst))
-            size = dst
-        self.height = dataset.RasterYSize
+    def __init__(self, levels, height, write):
+        self.levels, self.height, self.write = levels, height, write
         self.fed = 0
 
     def add(self, y0, planes):
-        """The full-resolution rows from ``y0`` (they arrive in order, whole width)."""
         if y0 != self.fed:  # not an assert (Bandit B101)
             raise RuntimeError(f"overview rows arrive out of order: {y0} after {self.fed}")
         self.fed += planes.shape[1]
@@ -177,7 +187,7 @@ class OverviewStream:
         complete = end if end >= level.ys.n_dst else end // BLOCK * BLOCK
         if complete > level.out_y0:
             cut = complete - level.out_y0
-            self.write(level.dataset, level.out_y0, waiting[:, :cut])
+            self.write(level.dataset, level.x0, level.out_y0, waiting[:, :cut])
             rest = waiting[:, cut:]
             level.out, level.out_y0 = ([rest] if rest.shape[1] else []), complete
         else:
@@ -186,3 +196,105 @@ class OverviewStream:
 
     def finished(self) -> bool:
         return self.fed == self.height and all(level.done == level.ys.n_dst for level in self.levels)
+
+
+def stripe_levels(widths, joins) -> int:
+    """How many overview levels can be made stripe by stripe, for level widths ``widths`` (the full
+    resolution's first) and stripes joining at columns ``joins``: all of them without a join; else up to the
+    first level whose source width is odd (its windows cross the joins) or whose stripes would not start on a
+    tile boundary (a tile written by two stripes would be compressed twice)."""
+    if not joins:
+        return len(widths) - 1
+    count = 0
+    for level in range(1, len(widths)):
+        if widths[level - 1] != 2 * widths[level] or any(x % (BLOCK << level) for x in joins):
+            break
+        count = level
+    return count
+
+
+class OverviewStream:
+    """Averages block rows into the ``dataset``'s overview levels (made empty beforehand with
+    ``BuildOverviews("NONE", ...)``) as they are written; ``write(dataset, x0, y0, (4, rows, width) uint8)``
+    writes one level's whole block rows at column ``x0``.
+
+    ``stripes``: the column ranges [(x0, x1), ...] the rows come in, one stripe after the other, each top to
+    bottom (default: the whole width, one stripe). The first ``stripe_levels`` levels are made stripe by stripe
+    from the stripe's own columns of each level (exact pairs on x: no window crosses a join); the rest, if any,
+    are made by ``finish`` from the last of those, read back in whole-width block rows. Memory: less than two
+    block rows of each level of one stripe, and then of the levels made by ``finish``: never a whole level.
+    """
+
+    def __init__(self, dataset, write, stripes=None):
+        self.write = write
+        width, height = dataset.RasterXSize, dataset.RasterYSize
+        band = dataset.GetRasterBand(1)
+        overviews = [band.GetOverview(i) for i in range(band.GetOverviewCount())]
+        self.sizes = [(width, height)] + [(o.XSize, o.YSize) for o in overviews]
+        self.datasets = [o.GetDataset() for o in overviews]
+        self.stripes = list(stripes or [(0, width)])
+        joins = [x0 for x0, _ in self.stripes[1:]]
+        if self.stripes[0][0] != 0 or self.stripes[-1][1] != width or any(
+            a[1] != b[0] for a, b in zip(self.stripes, self.stripes[1:])
+        ):
+            raise ValueError(f"overview stripes {self.stripes} do not cover columns 0-{width} side by side")
+        self.streamed = stripe_levels([w for w, _ in self.sizes], joins)
+        if overviews and not self.streamed:
+            raise ValueError(f"no overview level can be made stripe by stripe with stripes joining at {joins}")
+        self.axes = [self._axes(level) for level in range(1, len(self.sizes))]
+        self.current, self.chain = -1, None
+        self.tail = None  # the levels after the streamed ones, once ``finish`` makes them
+
+    def _axes(self, level):
+        (w0, h0), (w1, h1) = self.sizes[level - 1], self.sizes[level]
+        return _Axis(w0, w1), _Axis(h0, h1)
+
+    def _stripe_chain(self, index):
+        x0, x1 = self.stripes[index]
+        levels = []
+        for level in range(1, self.streamed + 1):
+            xs, ys = self.axes[level - 1]
+            d0 = x0 >> level  # joins are whole tiles of every streamed level: exact
+            d1 = self.sizes[level][0] if x1 == self.sizes[0][0] else x1 >> level
+            levels.append(_Level(self.datasets[level - 1], xs.part(d0, d1), ys, d0))
+        return _Chain(levels, self.sizes[0][1], self.write)
+
+    def add(self, x0, y0, planes):
+        """Full-resolution rows of the stripe at column ``x0`` from row ``y0``: the stripe's whole width, the
+        rows in order, the stripes one after the other."""
+        if self.chain is None or (self.chain.finished() and self.current + 1 < len(self.stripes)
+                                  and x0 == self.stripes[self.current + 1][0]):
+            self.current += 1
+            self.chain = self._stripe_chain(self.current)
+        sx0, sx1 = self.stripes[self.current]
+        if (x0, planes.shape[2]) != (sx0, sx1 - sx0):  # not an assert (Bandit B101)
+            raise RuntimeError(f"overview rows of columns {x0}-{x0 + planes.shape[2]} arrive out of order: "
+                               f"expected stripe {sx0}-{sx1}")
+        self.chain.add(y0, planes)
+
+    def _stripes_done(self) -> bool:
+        return self.current == len(self.stripes) - 1 and self.chain.finished()
+
+    def finish(self, read, progress=None):
+        """The levels not made stripe by stripe, from the last one that was, read back by ``read(dataset, y0,
+        rows)`` -> (4, rows, width) uint8 in whole-width block rows; ``progress(fraction)`` after each (it may
+        raise to stop)."""
+        if not self._stripes_done():  # not an assert (Bandit B101)
+            raise RuntimeError("streamed overviews are incomplete: rows are missing")
+        if self.finished():
+            return
+        source = self.datasets[self.streamed - 1]
+        height = self.sizes[self.streamed][1]
+        rest = range(self.streamed + 1, len(self.sizes))
+        self.tail = _Chain([_Level(self.datasets[level - 1], *self.axes[level - 1]) for level in rest], height,
+                           self.write)
+        for y0 in range(0, height, BLOCK):
+            self.tail.add(y0, read(source, y0, min(BLOCK, height - y0)))
+            if progress:
+                progress(min(1.0, (y0 + BLOCK) / height))
+
+    def finished(self) -> bool:
+        """Every row of every stripe went into the levels, and the levels made after the stripes are done."""
+        if self.chain is None or not self._stripes_done():
+            return False
+        return self.streamed == len(self.datasets) or (self.tail is not None and self.tail.finished())

@@ -1,8 +1,10 @@
 """Overviews built from the stream (core.overviews) are GDAL's own AVERAGE overviews, pixel for pixel.
 
 Checked against ``BuildOverviews("AVERAGE")`` of the same image with this GDAL: even and odd level sizes
-(exact pairs and GDAL's fractional windows), transparent holes at odd offsets, and a whole run (one stripe,
-streamed) against the same run split into stripes (written in columns, so overviews by GDAL's pass).
+(exact pairs and GDAL's fractional windows), transparent holes at odd offsets, images written in column
+stripes (levels made stripe by stripe, the rest after the last stripe from the last of them; transparent areas
+across the joins; odd widths and joins off the tiles, which keep GDAL's pass), and a whole run (one stripe,
+streamed) against the same run split into stripes (overviews by GDAL's pass).
 """
 
 import math
@@ -13,8 +15,9 @@ from osgeo import gdal
 from training.contract_models import write_model
 
 from terraform_plugin.core import pipeline
-from terraform_plugin.core.overviews import OverviewStream, _Axis
-from terraform_plugin.core.writer import CREATION_OPTIONS, overview_levels
+from terraform_plugin.core.grid import Grid
+from terraform_plugin.core.overviews import OverviewStream, _Axis, stripe_levels
+from terraform_plugin.core.writer import CREATION_OPTIONS, OutputWriter, overview_levels
 
 
 def rgba(width, height, seed=0, holes=True):
@@ -34,10 +37,20 @@ def create(path, image):
     return gdal.GetDriverByName("GTiff").Create(str(path), width, height, 4, gdal.GDT_Byte, list(CREATION_OPTIONS))
 
 
-def write(dataset, y0, planes):
+def write(dataset, x0, y0, planes):
     planes = np.ascontiguousarray(planes)
     _, h, w = planes.shape
-    dataset.WriteRaster(0, y0, w, h, planes, w, h, gdal.GDT_Byte, [1, 2, 3, 4], 1, w, w * h)
+    dataset.WriteRaster(x0, y0, w, h, planes, w, h, gdal.GDT_Byte, [1, 2, 3, 4], 1, w, w * h)
+
+
+def gdal_reference(path, image):
+    """``image`` written whole, its overviews by GDAL's own AVERAGE pass."""
+    _, height, width = image.shape
+    reference = create(path, image)
+    write(reference, 0, 0, image)
+    assert reference.BuildOverviews("AVERAGE", overview_levels(width, height)) == 0
+    reference = None
+    return levels_of(path)
 
 
 def levels_of(path):
@@ -57,23 +70,20 @@ def test_streamed_levels_equal_gdals_average_overviews(tmp_path, width, height, 
     image = rgba(width, height, holes=holes)
     levels = overview_levels(width, height)
     assert levels
-    reference = create(tmp_path / "gdal.tif", image)
-    write(reference, 0, image)
-    assert reference.BuildOverviews("AVERAGE", levels) == 0
-    reference = None
+    want = gdal_reference(tmp_path / "gdal.tif", image)
 
     streamed = create(tmp_path / "streamed.tif", image)
     assert streamed.BuildOverviews("NONE", levels) == 0
     stream = OverviewStream(streamed, write)
     for y0 in range(0, height, 256):  # block rows, as the run writes them
         rows = image[:, y0 : y0 + 256]
-        write(streamed, y0, rows)
+        write(streamed, 0, y0, rows)
         assert not stream.finished()
-        stream.add(y0, rows)
+        stream.add(0, y0, rows)
     assert stream.finished()
     streamed = None
 
-    got, want = levels_of(tmp_path / "streamed.tif"), levels_of(tmp_path / "gdal.tif")
+    got = levels_of(tmp_path / "streamed.tif")
     assert len(got) == len(want) == len(levels)
     for level, (a, b) in enumerate(zip(got, want)):
         assert a.shape == b.shape
@@ -110,7 +120,94 @@ def test_rows_out_of_order_are_refused(tmp_path):
     dataset.BuildOverviews("NONE", overview_levels(600, 600))
     stream = OverviewStream(dataset, write)
     with pytest.raises(RuntimeError, match="out of order"):
-        stream.add(256, image[:, 256:512])
+        stream.add(0, 256, image[:, 256:512])
+
+
+def test_stripes_out_of_order_are_refused(tmp_path):
+    image = rgba(1024, 600)
+    dataset = create(tmp_path / "x.tif", image)
+    dataset.BuildOverviews("NONE", overview_levels(1024, 600))
+    stream = OverviewStream(dataset, write, [(0, 512), (512, 1024)])
+    with pytest.raises(RuntimeError, match="out of order"):
+        stream.add(512, 0, image[:, :256, 512:])  # the second stripe before the first
+    for y0 in (0, 256):
+        stream.add(0, y0, image[:, y0 : y0 + 256, :512])
+    with pytest.raises(RuntimeError, match="out of order"):
+        stream.add(512, 0, image[:, :256, 512:])  # the first is not finished
+    with pytest.raises(RuntimeError, match="incomplete"):
+        stream.finish(lambda *_: None)
+
+
+def striped_image(width, height, stripe, holes):
+    """``rgba`` with, when ``holes``, transparent areas across every stripe join at odd rows and columns (one
+    reaching the bottom edge) and a fully transparent 8 x 8 block astride the first join."""
+    image = rgba(width, height, holes=holes)
+    if holes:
+        for k, join in enumerate(range(stripe, width, stripe)):
+            top = 29 + 97 * k % max(1, height - 200)
+            image[3, top : top + 151, join - 37 : join + 53] = 0
+            image[3, height - 61 :, join - 3 : join + 5] = 0
+        if width > stripe:
+            image[3, 64:72, stripe - 4 : stripe + 4] = 0
+    return image
+
+
+# (width, height, stripe width, holes): levels streamed per stripe, then the rest from the last of them.
+STRIPED = [
+    (2048, 1300, 512, True),  # level 1 per stripe; 2-3 after (level 2's joins are not on tiles): y odd at 3
+    (4096, 700, 1024, True),  # levels 1-2 per stripe, nothing after
+    (4096, 2100, 2048, True),  # levels 1-3 per stripe (an 8192 stripe's 1-5, scaled down), level 4 after
+    (2050, 1100, 512, True),  # a last stripe 2 px wide; level 1 is 1025 px wide: levels 2-3 after, odd windows
+    (514, 600, 512, True),  # one stripe + 2 px
+    (1536, 2100, 512, False),  # every pixel opaque (ocean mode)
+    (2049, 600, 512, True),  # odd width: no level per stripe, GDAL's pass
+    (513, 600, 512, True),  # one stripe + 1 px: odd, GDAL's pass
+    (3072, 700, 768, True),  # stripes of 768: level 1's joins are not on tiles, GDAL's pass
+]
+
+
+@pytest.mark.parametrize("width, height, stripe, holes", STRIPED)
+def test_striped_writes_stream_gdals_average_overviews(tmp_path, kit, width, height, stripe, holes):
+    image = striped_image(width, height, stripe, holes)
+    want = gdal_reference(tmp_path / "gdal.tif", image)
+    stripes = [(x0, min(width, x0 + stripe)) for x0 in range(0, width, stripe)]
+    grid = Grid(width, height, (500000.0, 10.0, 0.0, 4500000.0, 0.0, -10.0), kit.crs_wkt("EPSG:32633"))
+    shares = []
+    with OutputWriter(tmp_path / "streamed.tif", grid, {}, stripes) as out:
+        streamed = out.streams_overviews
+        for x0, x1 in stripes:  # as the run writes them: stripe after stripe, block rows top to bottom
+            for y0 in range(0, height, 256):
+                rows = image[:, y0 : y0 + 256, x0:x1]
+                out.write_planes(x0, y0, rows)
+                if streamed:
+                    out.add_to_overviews(x0, y0, rows)
+        out.build_overviews(shares.append)
+        if streamed:
+            stream = out._stream
+            assert stream.streamed >= 1
+            assert stream.finished()
+        out.commit()
+    assert streamed == (width % 2 == 0 and stripe % 512 == 0)
+    assert shares and shares[-1] == 1.0
+    got = levels_of(tmp_path / "streamed.tif")
+    assert len(got) == len(want) == len(overview_levels(width, height)) >= 1
+    if holes:
+        assert (want[0][3] == 0).any()
+    for level, (a, b) in enumerate(zip(got, want)):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
+    np.testing.assert_array_equal(gdal.Open(str(tmp_path / "streamed.tif")).ReadAsArray(), image)
+
+
+def test_stripe_levels_are_those_whose_joins_are_whole_tiles_of_even_widths():
+    assert stripe_levels([1000, 500, 250], []) == 2  # one stripe: every level, any width
+    assert stripe_levels([1001, 501, 251], []) == 2
+    widths = [16384 * 3, 8192 * 3, 4096 * 3, 2048 * 3, 1024 * 3, 512 * 3, 256 * 3, 128 * 3]
+    assert stripe_levels(widths, [8192, 16384, 24576, 32768, 40960]) == 5  # an 8192 stripe: levels 1-5
+    assert stripe_levels(widths, [16384, 32768]) == 6
+    assert stripe_levels([16385, 8193], [8192, 16384]) == 0  # odd: level 1's windows cross the joins
+    assert stripe_levels([16386, 8193, 4097], [8192, 16384]) == 1
+    assert stripe_levels([12288, 6144], [768 * k for k in range(1, 16)]) == 0  # level 1 at 384: not a tile
 
 
 @pytest.mark.parametrize("nodata_mode", ["transparent", "ocean"])
@@ -123,7 +220,7 @@ def test_a_streamed_run_has_the_overviews_of_gdals_pass(tmp_path, kit, nodata_mo
                                          threads=1, batch_size=4)
     result = pipeline.run(streamed)
     assert result.profile["overviews"]["visits"] > 1  # built block row by block row
-    # Stripes of 256 columns: the rows come in columns, so GDAL's pass builds the overviews.
+    # Stripes of 256 columns: level 1's joins (128) are not on its tiles, so GDAL's pass builds the overviews.
     striped = pipeline.TerraformRequest(dem, str(tmp_path / "striped.tif"), identity, nodata_mode=nodata_mode,
                                         threads=1, batch_size=4, stripe_width=256)
     assert pipeline.run(striped).profile["overviews"]["visits"] == 1
@@ -135,3 +232,4 @@ def test_a_streamed_run_has_the_overviews_of_gdals_pass(tmp_path, kit, nodata_mo
         assert (want[0][3] == 0).any()
     for level, (x, y) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(x, y, err_msg=f"level {level}")
+
