@@ -91,14 +91,17 @@ def _average(chunk, ys: _Axis, xs: _Axis, src0: int, dst: slice) -> np.ndarray:
     RGBA whose first row is source row ``src0``."""
     if ys.pairs and xs.pairs:
         alpha = chunk[3]
-        if alpha.all():  # nothing masked: (sum of 4 + 2) // 4 is the mean rounded half up; alpha stays 255
-            total = np.add(chunk[:3, 0::2], chunk[:3, 1::2], dtype=np.uint16)
+        low = alpha.min()
+        if low:  # nothing masked: (sum of 4 + 2) // 4 is the mean rounded half up; alpha stays 255 if it is
+            bands = 3 if low == 255 else 4  # (a run's alpha is 0 or 255; GDAL averages any other alpha too)
+            total = np.add(chunk[:bands, 0::2], chunk[:bands, 1::2], dtype=np.uint16)
             total = _pairs(total, 2)
             total += 2
             total >>= 2
             out = np.empty((4,) + total.shape[1:], dtype=np.uint8)
-            out[:3] = total
-            out[3] = 255
+            out[:bands] = total
+            if bands == 3:
+                out[3] = 255
             return out
         v = chunk.astype(np.uint16)
         valid = alpha != 0
