@@ -3,10 +3,11 @@
 Checked against ``BuildOverviews("AVERAGE")`` of the same image with this GDAL: even and odd level sizes
 (exact pairs and GDAL's fractional windows), transparent holes at odd offsets, images written in column
 stripes (levels made stripe by stripe, the rest after the last stripe from the last of them; transparent areas
-across the joins; odd widths and joins off the tiles, which keep GDAL's pass), and a whole run (one stripe,
-streamed) against the same run split into stripes (overviews by GDAL's pass).
+across the joins; odd widths and joins off the tiles, which keep GDAL's pass), and whole runs: one stripe and
+several, streamed, against GDAL's pass.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -239,3 +240,46 @@ def test_a_streamed_run_has_the_overviews_of_gdals_pass(tmp_path, kit, nodata_mo
     for level, (x, y) in enumerate(zip(got, want)):
         np.testing.assert_array_equal(x, y, err_msg=f"level {level}")
 
+
+@pytest.mark.parametrize("nodata_mode", ["transparent", "ocean"])
+def test_a_run_in_stripes_streams_the_overviews_of_gdals_pass(tmp_path, kit, nodata_mode):
+    z = kit.terrain(1100, 1300)
+    z[101:163, 455:601] = -9999.0  # across the first stripe join (512): transparent in that mode
+    dem = kit.write_dem(tmp_path / "dem.tif", z, nodata=-9999.0)
+    identity = write_model(tmp_path / "identity.onnx")
+    striped = pipeline.TerraformRequest(dem, str(tmp_path / "striped.tif"), identity, nodata_mode=nodata_mode,
+                                        threads=1, batch_size=4, stripe_width=512)
+    result = pipeline.run(striped)
+    assert result.width > 1024 and result.width % 2 == 0  # three stripes; level 1 streamed stripe by stripe
+    assert result.profile["overviews"]["visits"] > 1
+    whole = pipeline.run(dataclasses.replace(striped, output_path=str(tmp_path / "whole.tif"), stripe_width=8192))
+    assert whole.profile["overviews"]["visits"] > 1  # one stripe: every level streamed whole-width
+
+    image = gdal.Open(str(tmp_path / "striped.tif")).ReadAsArray()
+    np.testing.assert_array_equal(image, gdal.Open(str(tmp_path / "whole.tif")).ReadAsArray())
+    want = gdal_reference(tmp_path / "gdal.tif", image)  # GDAL's own pass over the same pixels
+    got, whole_levels = levels_of(tmp_path / "striped.tif"), levels_of(tmp_path / "whole.tif")
+    assert len(got) == len(want) == len(whole_levels) == 3  # level 1 per stripe, levels 2 and 3 after
+    if nodata_mode == "transparent":
+        assert (want[0][3] == 0).any()
+    for level, (a, b, c) in enumerate(zip(got, want, whole_levels)):
+        np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
+        np.testing.assert_array_equal(c, b, err_msg=f"level {level}")
+
+
+def test_a_run_cancelled_while_its_last_levels_are_made_leaves_nothing(tmp_path, kit):
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(1100, 1300))
+    identity = write_model(tmp_path / "identity.onnx")
+    (tmp_path / "out.tif").write_bytes(b"an earlier result")
+    request = pipeline.TerraformRequest(dem, str(tmp_path / "out.tif"), identity, threads=1, batch_size=4,
+                                        stripe_width=512)
+    percents = []
+
+    def cancelled():  # once the levels after the stripes report progress (past the chips' share)
+        return any(p > pipeline.INFERENCE_SHARE for p in percents)
+
+    with pytest.raises(pipeline.Cancelled):
+        pipeline.run(request, progress=percents.append, cancelled=cancelled)
+    assert pipeline.INFERENCE_SHARE < percents[-1] < 99.0  # stopped in the middle of them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif", "identity.onnx", "out.tif"]
+    assert (tmp_path / "out.tif").read_bytes() == b"an earlier result"
