@@ -76,6 +76,12 @@ class _Axis:
         part.pairs = self.pairs and 2 * dst0 == src0  # exact pairs from an even column
         return part
 
+    def ones(self):
+        """The sums of the weights of each destination pixel (every source pixel valid), as ``_xsums`` adds them."""
+        if getattr(self, "_ones", None) is None:
+            self._ones = _xsums(self, np.ones((1, self.n_src), dtype=np.uint8), 1)[0]
+        return self._ones
+
     def reduce(self, a, axis, src0=0, dst=slice(None)):
         """Weighted sums (float64) of ``a`` along ``axis`` for destination pixels ``dst``; ``a`` starts at
         source ``src0``. ``a`` may be uint8: its values times the weights are the products of float64(a)."""
@@ -84,8 +90,23 @@ class _Axis:
             index, weight = index[dst] - src0, weight[dst]
             shape = [1] * a.ndim
             shape[axis] = len(index)
-            term = np.take(a, index, axis=axis) * weight.reshape(shape)
-            total = term if total is None else total + term
+            term = np.take(a, index, axis=axis)
+            if total is None:
+                total = term * weight.reshape(shape)
+                continue
+            # x * 1.0 is x: where the weights are 1 (the middle tap of three, all along an odd-sized axis but
+            # its first and last pixels), add the pixels without the products; the same sums, bit for bit.
+            unit = weight == 1.0
+            inner = [slice(None)] * a.ndim
+            inner[axis] = slice(1, -1)
+            if len(unit) > 2 and unit[1:-1].all():
+                total[tuple(inner)] += term[tuple(inner)]
+                for end in (0, -1):
+                    at = [slice(None)] * a.ndim
+                    at[axis] = slice(end, end + 1 or None)
+                    total[tuple(at)] += term[tuple(at)] * weight[end]
+            else:
+                total += term * weight.reshape(shape)
         return total
 
 
@@ -160,14 +181,18 @@ def _weighted_average(chunk, ys: _Axis, xs: _Axis, src0: int, dst: slice) -> np.
         else:
             r0, r1 = int(ys.first[d0]) - src0, int(ys.last[d1 - 1]) - src0
         piece = chunk[:, r0:r1]
-        valid = piece[3] != 0
-        if not valid.all():
-            piece = piece * valid  # uint8 with the masked pixels 0: the same products as chunk * valid
         alpha = piece[3]
-        binary = not np.any(alpha[valid] != 255)
+        low = alpha.min()
+        if low:  # every pixel counts: the weight sums are the axis's own, the same on every row
+            binary = low == 255
+            weights = np.broadcast_to(xs.ones(), (r1 - r0, xs.n_dst))
+        else:
+            valid = alpha != 0
+            piece = piece * valid  # uint8 with the masked pixels 0: the same products as chunk * valid
+            binary = not ((alpha != 0) & (alpha != 255)).any()
+            weights = _xsums(xs, valid.view(np.uint8), 1)
         bands = 3 if binary else 4
         v = _xsums(xs, piece[:bands], 2)
-        weights = _xsums(xs, valid.view(np.uint8), 1)
         if ys.pairs:
             v, weights = _pairs(v, 1), _pairs(weights, 0)
         else:
