@@ -13,13 +13,15 @@ later), which ``tests/core/test_overviews.py`` checks bit for bit:
 
 Even-sized levels, the common case, are integer sums; other axes go through float64 like GDAL's.
 
-Outputs wider than one stripe (``plan.stripes``) are written stripe after stripe, each top to bottom. The x
-windows of a level are then inside one stripe when they are exact pairs (the source width even) and the stripe
-starts on an even column of the source; its columns of the level are written once per tile when they start on
-a tile boundary (a 8192 px stripe's do for levels 1-5). Those levels are streamed stripe by stripe, each
-stripe using its slice of the level's global axis; the smaller levels after them are made once the last stripe
-is done, from the last streamed level read back (1/4^L of the output) in whole-width block rows. A width whose
-first level cannot be streamed that way (odd) keeps GDAL's pass (``writer.OutputWriter``).
+Outputs wider than one stripe (``plan.stripes``) are written stripe after stripe, each top to bottom. A level
+is then made stripe by stripe when each stripe's columns of it start on a tile boundary (joins at multiples of
+256 x 2^level: an 8192 px stripe's levels 1-5), so that every tile is still compressed once. Each stripe uses
+its slice of the level's global x axis (the same windows and weights); on an even source width no window
+crosses a join (exact pairs from an even column), on an odd one the window at a join reaches one column into
+the stripe before, which that stripe kept (one column x the level's height). The y axis is the whole one, as
+for one stripe. The smaller levels are made after the last stripe from the last streamed level (1/4^L of the
+output), read back in whole-width block rows. Stripes that are not whole tiles of level 1 (not multiples of
+512 px) keep GDAL's pass (``writer.OutputWriter``).
 """
 
 import numpy as np
@@ -216,16 +218,23 @@ class _Level:
     """One overview level (or one stripe's columns of it): source rows wait here until the destination rows they
     make are complete."""
 
-    def __init__(self, dataset, xs: _Axis, ys: _Axis, x0: int = 0):
+    def __init__(self, dataset, xs: _Axis, ys: _Axis, x0: int = 0, carry=None, keep: int = 0):
         self.dataset = dataset  # the level's own GDAL dataset (all four bands: tiles written once)
         self.xs, self.ys = xs, ys
         self.x0 = x0  # the level's column of destination pixel 0 of ``xs``
+        # Odd widths: the source columns left of the stripe that its first window needs, (4, source height,
+        # columns), kept by the stripe before; and how many of its own last columns the next stripe needs.
+        self.carry, self.keep, self.kept = carry, keep, []
         self.pending, self.pending_y0 = [], 0  # source rows not yet used up
         self.done = 0  # destination rows computed
         self.out, self.out_y0 = [], 0  # destination rows waiting for a whole block row
 
     def add(self, y0, planes):
         """Source rows from ``y0``; returns the destination rows (y0, planes) this completes, or None."""
+        if self.keep:
+            self.kept.append(planes[:, :, -self.keep :].copy())
+        if self.carry is not None:
+            planes = np.concatenate([self.carry[:, y0 : y0 + planes.shape[1]], planes], axis=2)
         self.pending.append(planes)
         rows = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else planes
         end = self.pending_y0 + rows.shape[1]
@@ -285,18 +294,17 @@ class _Chain:
         return self.fed == self.height and all(level.done == level.ys.n_dst for level in self.levels)
 
 
-def stripe_levels(widths, joins) -> int:
-    """How many overview levels can be made stripe by stripe, for level widths ``widths`` (the full
-    resolution's first) and stripes joining at columns ``joins``: all of them without a join; else up to the
-    first level whose source width is odd (its windows cross the joins) or whose stripes would not start on a
-    tile boundary (a tile written by two stripes would be compressed twice)."""
+def stripe_levels(levels: int, joins) -> int:
+    """How many of ``levels`` overview levels can be made stripe by stripe for stripes joining at columns
+    ``joins``: all without a join; else those whose stripes start on a tile boundary (joins multiples of 256 x
+    2^level), so that no tile is written by two stripes (compressed twice). A window that crosses a join (a
+    level of odd source width: GDAL's windows of three pixels) takes the one column it needs from the stripe
+    before, kept for the purpose (``OverviewStream``)."""
     if not joins:
-        return len(widths) - 1
+        return levels
     count = 0
-    for level in range(1, len(widths)):
-        if widths[level - 1] != 2 * widths[level] or any(x % (BLOCK << level) for x in joins):
-            break
-        count = level
+    while count < levels and not any(x % (BLOCK << (count + 1)) for x in joins):
+        count += 1
     return count
 
 
@@ -307,9 +315,13 @@ class OverviewStream:
 
     ``stripes``: the column ranges [(x0, x1), ...] the rows come in, one stripe after the other, each top to
     bottom (default: the whole width, one stripe). The first ``stripe_levels`` levels are made stripe by stripe
-    from the stripe's own columns of each level (exact pairs on x: no window crosses a join); the rest, if any,
-    are made by ``finish`` from the last of those, read back in whole-width block rows. Memory: less than two
-    block rows of each level of one stripe, and then of the levels made by ``finish``: never a whole level.
+    from the stripe's own columns of each level (and, on odd widths, the column before the join that the
+    stripe before kept); the rest, if any, are made by ``finish`` from the last of those, read back in
+    whole-width block rows. Memory: less than two block rows of each streamed level of one stripe (an 8192 px
+    stripe: about 11 MB; on an odd width one more copy of the block row coming in), a kept column per level
+    (4 bytes x its height, twice), then one whole-width block row of the last streamed level and less than
+    two of each later one (about 100 bytes x the output's width, from level 5 on): never a whole level, nor
+    anything that grows with the output's height but the kept columns.
     """
 
     def __init__(self, dataset, write, stripes=None):
@@ -325,10 +337,14 @@ class OverviewStream:
             a[1] != b[0] for a, b in zip(self.stripes, self.stripes[1:])
         ):
             raise ValueError(f"overview stripes {self.stripes} do not cover columns 0-{width} side by side")
-        self.streamed = stripe_levels([w for w, _ in self.sizes], joins)
+        self.streamed = stripe_levels(len(overviews), joins)
         if overviews and not self.streamed:
             raise ValueError(f"no overview level can be made stripe by stripe with stripes joining at {joins}")
         self.axes = [self._axes(level) for level in range(1, len(self.sizes))]
+        for level in range(1, self.streamed + 1):  # GDAL's level sizes halve, rounded up: windows end in the stripe
+            xs = self.axes[level - 1][0]
+            if any(xs.last[(x >> level) - 1] > x >> (level - 1) for x in joins):  # not an assert (Bandit B101)
+                raise ValueError(f"overview level {level}'s windows cross the stripe joins {joins} forwards")
         self.current, self.chain = -1, None
         self.tail = None  # the levels after the streamed ones, once ``finish`` makes them
 
@@ -338,12 +354,21 @@ class OverviewStream:
 
     def _stripe_chain(self, index):
         x0, x1 = self.stripes[index]
+        last = x1 == self.sizes[0][0]
+        before = self.chain.levels if self.chain is not None else [None] * self.streamed
         levels = []
-        for level in range(1, self.streamed + 1):
+        for level, previous in zip(range(1, self.streamed + 1), before):
             xs, ys = self.axes[level - 1]
             d0 = x0 >> level  # joins are whole tiles of every streamed level: exact
-            d1 = self.sizes[level][0] if x1 == self.sizes[0][0] else x1 >> level
-            levels.append(_Level(self.datasets[level - 1], xs.part(d0, d1), ys, d0))
+            d1 = self.sizes[level][0] if last else x1 >> level
+            # Source columns of the stripe before that the first window needs (0 or 1: a window of an odd width
+            # reaches at most one column back; none reaches past the stripe's end, checked in __init__).
+            reach = (x0 >> (level - 1)) - int(xs.first[d0])
+            carry = np.concatenate(previous.kept, axis=1) if reach else None
+            if reach and carry.shape[2] != reach:  # not an assert (Bandit B101)
+                raise RuntimeError(f"overview level {level}: {carry.shape[2]} columns kept, {reach} needed")
+            keep = 0 if last else (x1 >> (level - 1)) - int(xs.first[x1 >> level])
+            levels.append(_Level(self.datasets[level - 1], xs.part(d0, d1), ys, d0, carry, keep))
         return _Chain(levels, self.sizes[0][1], self.write)
 
     def add(self, x0, y0, planes):
@@ -352,7 +377,7 @@ class OverviewStream:
         if self.chain is None or (self.chain.finished() and self.current + 1 < len(self.stripes)
                                   and x0 == self.stripes[self.current + 1][0]):
             self.current += 1
-            self.chain = self._stripe_chain(self.current)
+            self.chain = self._stripe_chain(self.current)  # from the columns the one before kept
         sx0, sx1 = self.stripes[self.current]
         if (x0, planes.shape[2]) != (sx0, sx1 - sx0):  # not an assert (Bandit B101)
             raise RuntimeError(f"overview rows of columns {x0}-{x0 + planes.shape[2]} arrive out of order: "

@@ -104,11 +104,6 @@ def overview_levels(width: int, height: int) -> list:
     return levels
 
 
-def level_widths(width: int, levels) -> list:
-    """The full width and each overview level's, as GDAL sizes them (rounded up)."""
-    return [width] + [-(-width // factor) for factor in levels]
-
-
 class OutputWriter:
     """RGBA GeoTIFF on ``grid``, written in whole 256-row block rows to a temporary file; ``commit`` moves it in.
 
@@ -119,8 +114,9 @@ class OutputWriter:
     ``add_to_overviews`` as well; the overview levels are then built from them as they come (``core.overviews``:
     the same pixels as GDAL's AVERAGE pass) and ``build_overviews`` only makes the small levels that could not
     be made stripe by stripe, from the last one that was, instead of reading the whole image back. Where no
-    level can be made stripe by stripe (an odd width cut into stripes), ``streams_overviews`` is False: the
-    caller skips ``add_to_overviews`` and ``build_overviews`` runs GDAL's pass.
+    level can be made stripe by stripe (stripes that are not whole tiles of level 1: not multiples of 512 px),
+    ``streams_overviews`` is False: the caller skips ``add_to_overviews`` and ``build_overviews`` runs GDAL's
+    pass.
     """
 
     def __init__(self, path, grid, metadata: dict, stream_overviews=False):
@@ -149,7 +145,7 @@ class OutputWriter:
         self._stream = None
         levels = overview_levels(grid.width, grid.height)
         stripes = [(0, grid.width)] if stream_overviews is True else list(stream_overviews or ())
-        if stripes and levels and stripe_levels(level_widths(grid.width, levels), [x0 for x0, _ in stripes[1:]]):
+        if stripes and levels and stripe_levels(len(levels), [x0 for x0, _ in stripes[1:]]):
             # Empty levels now ("NONE" computes nothing); add_to_overviews fills them.
             gdal_call(
                 OutputError, f"cannot create overviews in {self.temp_path}", self.dataset.BuildOverviews,
