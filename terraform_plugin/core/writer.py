@@ -146,12 +146,16 @@ class OutputWriter:
         levels = overview_levels(grid.width, grid.height)
         stripes = [(0, grid.width)] if stream_overviews is True else list(stream_overviews or ())
         if stripes and levels and stripe_levels(len(levels), [x0 for x0, _ in stripes[1:]]):
-            # Empty levels now ("NONE" computes nothing); add_to_overviews fills them.
-            gdal_call(
-                OutputError, f"cannot create overviews in {self.temp_path}", self.dataset.BuildOverviews,
-                "NONE", levels, status=True,
-            )
-            self._stream = OverviewStream(self.dataset, self._write_level, stripes)
+            try:
+                # Empty levels now ("NONE" computes nothing); add_to_overviews fills them.
+                gdal_call(
+                    OutputError, f"cannot create overviews in {self.temp_path}", self.dataset.BuildOverviews,
+                    "NONE", levels, status=True,
+                )
+                self._stream = OverviewStream(self.dataset, self._write_level, stripes)
+            except BaseException:  # the caller's ``with`` has not begun: nothing else would remove the temp file
+                self.abort()
+                raise
 
     @property
     def streams_overviews(self) -> bool:

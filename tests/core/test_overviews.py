@@ -145,6 +145,13 @@ def test_stripes_out_of_order_are_refused(tmp_path):
         stream.finish(lambda *_: None)
 
 
+def test_stripes_that_do_not_cover_the_grid_are_refused_and_leave_nothing(tmp_path, kit):
+    grid = Grid(1024, 600, (500000.0, 10.0, 0.0, 4500000.0, 0.0, -10.0), kit.crs_wkt("EPSG:32633"))
+    with pytest.raises(ValueError, match="do not cover"):
+        OutputWriter(tmp_path / "out.tif", grid, {}, [(0, 512), (512, 1000)])
+    assert list(tmp_path.iterdir()) == []
+
+
 def striped_image(width, height, stripe, holes):
     """``rgba`` with, when ``holes``, transparent areas across every stripe join at odd rows and columns (one
     reaching the bottom edge) and a fully transparent 8 x 8 block astride the first join."""
