@@ -9,6 +9,7 @@ several, streamed, against GDAL's pass.
 
 import dataclasses
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -213,6 +214,35 @@ def test_striped_writes_stream_gdals_average_overviews(tmp_path, kit, width, hei
         assert a.shape == b.shape
         np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
     np.testing.assert_array_equal(gdal.Open(str(tmp_path / "streamed.tif")).ReadAsArray(), image)
+
+
+def test_what_the_stream_holds_does_not_grow_with_the_height(tmp_path):
+    """Python-side peak (numpy's arrays, tracemalloc) while an odd-width image is streamed in stripes of 512 -
+    carried columns, levels after the stripes and all - is the same for an image 4 times as high (the same
+    levels: the width is the smaller side)."""
+    peaks = {}
+    for height in (2048, 8192):
+        width, stripes = 1025, [(0, 512), (512, 1025)]
+        dataset = gdal.GetDriverByName("GTiff").Create(str(tmp_path / f"{height}.tif"), width, height, 4,
+                                                       gdal.GDT_Byte, list(CREATION_OPTIONS))
+        levels = overview_levels(width, height)
+        assert dataset.BuildOverviews("NONE", levels) == 0
+        stream = OverviewStream(dataset, write, stripes)
+        assert 1 <= stream.streamed < len(levels)
+        rng = np.random.default_rng(0)
+        tracemalloc.start()
+        for x0, x1 in stripes:
+            for y0 in range(0, height, 256):
+                rows = rng.integers(0, 256, (4, 256, x1 - x0), dtype=np.uint8)
+                rows[3, :, ::7] = 0
+                stream.add(x0, y0, rows)
+                del rows
+        stream.finish(lambda ds, y0, n: ds.ReadAsArray(0, y0, ds.RasterXSize, n))
+        peaks[height] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert stream.finished()
+        dataset = None
+    assert peaks[8192] < peaks[2048] + 64 * 1024  # the kept columns: 4 bytes x the height, per level
 
 
 def test_stripe_levels_are_those_whose_joins_are_whole_tiles():
