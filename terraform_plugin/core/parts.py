@@ -31,7 +31,8 @@ from .version import VERSION
 from .writer import BLOCK, OutputWriter, capped_block_cache, temp_name
 
 MANIFEST = "manifest.json"
-ASSEMBLY_COLUMNS = 8192  # px per window copied from the parts into the output: 8 MB of RGBA per block row
+ASSEMBLY_COLUMNS = 8192  # px per window copied from the parts into the output: 8 MB of RGBA per block row;
+# a multiple of 256 x 2^5, so that overview levels 1-5 are streamed stripe by stripe (overviews.stripe_levels)
 
 
 def parts_dir(output_path) -> str:
@@ -195,9 +196,10 @@ def parts_vrt(plan, files) -> str:
 
 def assemble(plan, model, folder: str, metadata: dict, progress=None, cancelled=None, clock=None) -> str:
     """One GeoTIFF at ``plan.output_path`` from the parts in ``folder``: a VRT of the parts copied window by
-    window (whole 256 px blocks, ``ASSEMBLY_COLUMNS`` wide) into the same writer a local run uses, then the
-    same overviews, metadata, CRS sidecar, preview and atomic commit. Memory: one window and GDAL's block
-    cache held to ``writer.BLOCK_CACHE_CAP_BYTES``, whatever the size.
+    window (whole 256 px blocks, ``ASSEMBLY_COLUMNS`` wide, stripe after stripe) into the same writer a local
+    run uses, the overviews streamed from the windows as a local run streams them from its stripes, then the
+    same metadata, CRS sidecar, preview and atomic commit. Memory: one window, the overview levels' block rows
+    of one stripe, and GDAL's block cache held to ``writer.BLOCK_CACHE_CAP_BYTES``, whatever the size.
     Removes ``folder`` once the output is in place. ``progress(fraction)``; ``cancelled()`` polled per window.
     """
     clock = clock or StageClock()
@@ -217,15 +219,24 @@ def assemble(plan, model, folder: str, metadata: dict, progress=None, cancelled=
                           f"{grid.width} x {grid.height}")
     dataset, _ = pipeline.open_input(plan.request)
     source = pipeline.resampled_source(plan, dataset)  # for the preview
-    windows = [(x0, y0) for y0 in range(0, grid.height, BLOCK) for x0 in range(0, grid.width, ASSEMBLY_COLUMNS)]
-    with OutputWriter(plan.output_path, grid, metadata) as out:
-        with clock.stage("write"), capped_block_cache():  # else the parts' blocks stay cached as they are read
-            for k, (x0, y0) in enumerate(windows):
+    # Column stripes of ASSEMBLY_COLUMNS, one after the other, each top to bottom, as a local run writes its own
+    # stripes: the overviews are streamed from the windows as they are copied (levels 1-5 stripe by stripe, the
+    # smaller ones after the last stripe) instead of GDAL's pass reading the whole output back.
+    stripes = [(x0, min(grid.width, x0 + ASSEMBLY_COLUMNS)) for x0 in range(0, grid.width, ASSEMBLY_COLUMNS)]
+    windows = [(x0, x1, y0) for x0, x1 in stripes for y0 in range(0, grid.height, BLOCK)]
+    with OutputWriter(plan.output_path, grid, metadata, stripes) as out:
+        with capped_block_cache():  # else the parts' blocks stay cached as they are read
+            for k, (x0, x1, y0) in enumerate(windows):
                 if cancelled():
                     raise Cancelled("cancelled; no output was written")
-                w, h = min(ASSEMBLY_COLUMNS, grid.width - x0), min(BLOCK, grid.height - y0)
-                data = gdal_call(OutputError, f"cannot read the parts in {folder}", vrt.ReadAsArray, x0, y0, w, h)
-                out.write_planes(x0, y0, data)  # (4, h, w), as the mosaic hands them over
+                with clock.stage("write"):
+                    h = min(BLOCK, grid.height - y0)
+                    data = gdal_call(OutputError, f"cannot read the parts in {folder}", vrt.ReadAsArray,
+                                     x0, y0, x1 - x0, h)
+                    out.write_planes(x0, y0, data)  # (4, h, w), as the mosaic hands them over
+                if out.streams_overviews:
+                    with clock.stage("overviews"):
+                        out.add_to_overviews(x0, y0, data)
                 progress(0.5 * (k + 1) / len(windows))
         vrt = None
         with clock.stage("overviews"):

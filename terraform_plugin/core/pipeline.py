@@ -79,8 +79,10 @@ def run(
         for line in plan.describe(dataset):
             log(line)
         ticker = _Progress(plan.chip_runs, progress or _noop, log, cancelled or (lambda: False))
-        # One stripe writes whole-width block rows in order: the overviews can then be built from the stream.
-        with OutputWriter(output_path, plan.grid, output_metadata(plan, model), len(plan.stripes) == 1) as out:
+        # The stripes are written one after the other, each in block rows top to bottom: the overviews are
+        # built from that stream (all levels, or those a stripe's columns make; the writer says which).
+        stripes = [(stripe.x0, stripe.x1) for stripe in plan.stripes]
+        with OutputWriter(output_path, plan.grid, output_metadata(plan, model), stripes) as out:
             write_mosaic(plan, source, model, out, ticker.chips, clock, overviews=out.streams_overviews, reader=reader)
             ticker.done()
             with clock.stage("overviews"):

@@ -19,7 +19,8 @@ STAGES = (
     "blend",  # weight the predictions, add them into the accumulator (blender thread)
     "rows",  # finished rows: weighted mean -> uint8 RGBA (blender thread), joined into whole TIFF block rows
     "write",  # compress (ZSTD) and write block rows (writer thread)
-    "overviews",  # average each written block row into the overview levels (writer thread), or GDAL's pass
+    "overviews",  # average each written block row into the overview levels (writer thread), then the levels a
+    # stripe cannot make, from the last one it made (main thread); or GDAL's pass
     "preview",
     "wait_reader",  # main thread waiting for a colourised chip row
     "wait_writer",  # main thread waiting for room in the writer's queue

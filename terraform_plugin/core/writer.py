@@ -19,7 +19,7 @@ from osgeo import gdal
 from . import guard
 from .errors import OutputError
 from .gdalcall import gdal_call
-from .overviews import OverviewStream
+from .overviews import OverviewStream, stripe_levels
 
 BLOCK = 256  # TIFF tile side; rows are written in whole block rows so no tile is compressed twice
 
@@ -109,13 +109,17 @@ class OutputWriter:
 
     Use as a context manager: leaving the block with an exception removes the temporary file(s).
 
-    ``stream_overviews``: the caller writes whole-width block rows, top to bottom, and passes each to
-    ``add_to_overviews`` as well; the overview levels are then built from them as they come
-    (``core.overviews``: the same pixels as GDAL's AVERAGE pass) and ``build_overviews`` only checks they are
-    complete, instead of reading the whole image back.
+    ``stream_overviews``: the caller writes the rows in column stripes [(x0, x1), ...] (True: one, the whole
+    width), one stripe after the other, each in whole block rows top to bottom, and passes each block row to
+    ``add_to_overviews`` as well; the overview levels are then built from them as they come (``core.overviews``:
+    the same pixels as GDAL's AVERAGE pass) and ``build_overviews`` only makes the small levels that could not
+    be made stripe by stripe, from the last one that was, instead of reading the whole image back. Where no
+    level can be made stripe by stripe (stripes that are not whole tiles of level 1: not multiples of 512 px),
+    ``streams_overviews`` is False: the caller skips ``add_to_overviews`` and ``build_overviews`` runs GDAL's
+    pass.
     """
 
-    def __init__(self, path, grid, metadata: dict, stream_overviews: bool = False):
+    def __init__(self, path, grid, metadata: dict, stream_overviews=False):
         self.path = check_output_path(path)
         self.grid = grid
         folder = os.path.dirname(self.path)
@@ -140,13 +144,18 @@ class OutputWriter:
         self.dataset.SetMetadata({str(k): str(v) for k, v in metadata.items()})
         self._stream = None
         levels = overview_levels(grid.width, grid.height)
-        if stream_overviews and levels:
-            # Empty levels now ("NONE" computes nothing); add_to_overviews fills them.
-            gdal_call(
-                OutputError, f"cannot create overviews in {self.temp_path}", self.dataset.BuildOverviews,
-                "NONE", levels, status=True,
-            )
-            self._stream = OverviewStream(self.dataset, self._write_level)
+        stripes = [(0, grid.width)] if stream_overviews is True else list(stream_overviews or ())
+        if stripes and levels and stripe_levels(len(levels), [x0 for x0, _ in stripes[1:]]):
+            try:
+                # Empty levels now ("NONE" computes nothing); add_to_overviews fills them.
+                gdal_call(
+                    OutputError, f"cannot create overviews in {self.temp_path}", self.dataset.BuildOverviews,
+                    "NONE", levels, status=True,
+                )
+                self._stream = OverviewStream(self.dataset, self._write_level, stripes)
+            except BaseException:  # the caller's ``with`` has not begun: nothing else would remove the temp file
+                self.abort()
+                raise
 
     @property
     def streams_overviews(self) -> bool:
@@ -186,23 +195,32 @@ class OutputWriter:
         gdal_call(OutputError, what, dataset.FlushCache, status=True)
 
     def add_to_overviews(self, x0: int, y0: int, planes: np.ndarray):
-        """Average the block row just written (band first (4, h, width), the whole width) into the overviews."""
-        if x0 != 0 or planes.shape[2] != self.grid.width:  # not an assert (Bandit B101)
-            raise RuntimeError("streamed overviews need whole-width rows")
-        self._stream.add(y0, planes)
+        """Average the block row just written (band first (4, h, w): its stripe's whole width) into the overviews."""
+        self._stream.add(x0, y0, planes)
 
-    def _write_level(self, dataset, y0, planes):
+    def _write_level(self, dataset, x0, y0, planes):
         _, h, w = planes.shape
-        self._write(0, y0, w, h, np.ascontiguousarray(planes), 1, w, w * h, dataset=dataset)
+        self._write(x0, y0, w, h, np.ascontiguousarray(planes), 1, w, w * h, dataset=dataset)
+
+    def _read_level(self, dataset, y0, rows):
+        return gdal_call(OutputError, f"cannot read the overviews back from {self.temp_path}", dataset.ReadAsArray,
+                         0, y0, dataset.RasterXSize, rows)
 
     def build_overviews(self, progress=None):
         """Internal AVERAGE overviews (alpha-aware for RGBA) so large outputs pan smoothly in QGIS; when they
-        were streamed, only the check that every row went into them."""
+        were streamed, only the levels left after the stripes (small) and the check that every row went in.
+        ``progress(fraction)`` returning False cancels (OutputError)."""
         if self._stream is not None:
+
+            def tick(fraction):
+                if progress and progress(fraction) is False:
+                    raise OutputError(f"overviews of {self.temp_path} cancelled")
+
+            with capped_block_cache():
+                self._stream.finish(self._read_level, tick)
             if not self._stream.finished():  # not an assert (Bandit B101)
                 raise RuntimeError("streamed overviews are incomplete: rows are missing")
-            if progress:
-                progress(1.0)
+            tick(1.0)
             return
         levels = overview_levels(self.grid.width, self.grid.height)
         if not levels:

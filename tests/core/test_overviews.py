@@ -1,9 +1,15 @@
 """Overviews built from the stream (core.overviews) are GDAL's own AVERAGE overviews, pixel for pixel.
 
 Checked against ``BuildOverviews("AVERAGE")`` of the same image with this GDAL: even and odd level sizes
-(exact pairs and GDAL's fractional windows), transparent holes at odd offsets, and a whole run (one stripe,
-streamed) against the same run split into stripes (written in columns, so overviews by GDAL's pass).
+(exact pairs and GDAL's fractional windows), transparent holes at odd offsets, images written in column
+stripes (levels made stripe by stripe, the rest after the last stripe from the last of them; transparent areas
+across the joins; odd widths and joins off the tiles, which keep GDAL's pass), and whole runs: one stripe and
+several, streamed, against GDAL's pass.
 """
+
+import dataclasses
+import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -11,8 +17,9 @@ from osgeo import gdal
 from training.contract_models import write_model
 
 from terraform_plugin.core import pipeline
-from terraform_plugin.core.overviews import OverviewStream
-from terraform_plugin.core.writer import CREATION_OPTIONS, overview_levels
+from terraform_plugin.core.grid import Grid
+from terraform_plugin.core.overviews import OverviewStream, _Axis, stripe_levels
+from terraform_plugin.core.writer import CREATION_OPTIONS, OutputWriter, overview_levels
 
 
 def rgba(width, height, seed=0, holes=True):
@@ -24,6 +31,9 @@ def rgba(width, height, seed=0, holes=True):
         return image
     image[3, 37:211, 101:333] = 0  # a hole at odd offsets
     image[3, rng.random((height, width)) < 0.02] = 0  # and scattered transparent pixels
+    if holes == "partial":  # alpha between 0 and 255 too (a run writes only 0 and 255; GDAL averages any)
+        part = image[3, 150:, 200:]
+        part[...] = np.where(part > 0, rng.integers(1, 256, part.shape), 0)
     return image
 
 
@@ -32,10 +42,20 @@ def create(path, image):
     return gdal.GetDriverByName("GTiff").Create(str(path), width, height, 4, gdal.GDT_Byte, list(CREATION_OPTIONS))
 
 
-def write(dataset, y0, planes):
+def write(dataset, x0, y0, planes):
     planes = np.ascontiguousarray(planes)
     _, h, w = planes.shape
-    dataset.WriteRaster(0, y0, w, h, planes, w, h, gdal.GDT_Byte, [1, 2, 3, 4], 1, w, w * h)
+    dataset.WriteRaster(x0, y0, w, h, planes, w, h, gdal.GDT_Byte, [1, 2, 3, 4], 1, w, w * h)
+
+
+def gdal_reference(path, image):
+    """``image`` written whole, its overviews by GDAL's own AVERAGE pass."""
+    _, height, width = image.shape
+    reference = create(path, image)
+    write(reference, 0, 0, image)
+    assert reference.BuildOverviews("AVERAGE", overview_levels(width, height)) == 0
+    reference = None
+    return levels_of(path)
 
 
 def levels_of(path):
@@ -49,34 +69,57 @@ def levels_of(path):
 
 @pytest.mark.parametrize(
     "width, height, holes",
-    [(1300, 1100, True), (1000, 700, True), (513, 300, True), (777, 1555, True), (1024, 512, True), (1300, 1100, False)],
+    [(1300, 1100, True), (1000, 700, True), (513, 300, True), (777, 1555, True), (1024, 512, True), (1300, 1100, False),
+     (777, 1555, "partial"), (1000, 700, "partial")],
 )
 def test_streamed_levels_equal_gdals_average_overviews(tmp_path, width, height, holes):
     image = rgba(width, height, holes=holes)
     levels = overview_levels(width, height)
     assert levels
-    reference = create(tmp_path / "gdal.tif", image)
-    write(reference, 0, image)
-    assert reference.BuildOverviews("AVERAGE", levels) == 0
-    reference = None
+    want = gdal_reference(tmp_path / "gdal.tif", image)
 
     streamed = create(tmp_path / "streamed.tif", image)
     assert streamed.BuildOverviews("NONE", levels) == 0
     stream = OverviewStream(streamed, write)
     for y0 in range(0, height, 256):  # block rows, as the run writes them
         rows = image[:, y0 : y0 + 256]
-        write(streamed, y0, rows)
+        write(streamed, 0, y0, rows)
         assert not stream.finished()
-        stream.add(y0, rows)
+        stream.add(0, y0, rows)
     assert stream.finished()
     streamed = None
 
-    got, want = levels_of(tmp_path / "streamed.tif"), levels_of(tmp_path / "gdal.tif")
+    got = levels_of(tmp_path / "streamed.tif")
     assert len(got) == len(want) == len(levels)
     for level, (a, b) in enumerate(zip(got, want)):
         assert a.shape == b.shape
-        assert (b[3] == 0).any() == holes or level == len(levels) - 1  # the holes reach the levels
+        assert (b[3] == 0).any() == bool(holes) or level == len(levels) - 1  # the holes reach the levels
+        if holes == "partial":
+            assert ((b[3] > 0) & (b[3] < 255)).any()
         np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
+
+
+def windows_one_by_one(n_src, n_dst):
+    """GDAL's AVERAGE windows pixel by pixel (the loop ``_Axis`` computes with arrays): first, last, weights."""
+    ratio = n_src / n_dst
+    for i in range(n_dst):
+        lo_f, hi_f = i * ratio, (i + 1) * ratio
+        lo, hi = int(lo_f + 1e-8), int(math.ceil(hi_f - 1e-8))
+        hi = min(hi + (hi == lo), n_src)
+        w = [1.0] * (hi - lo)
+        if hi - lo > 1:
+            w[0], w[-1] = 1 - (lo_f - lo), 1 - (hi - hi_f)
+        yield lo, hi, w
+
+
+@pytest.mark.parametrize("n_src", [1, 2, 3, 7, 256, 257, 511, 1300, 1555, 12289, 65537])
+def test_axis_windows_are_gdals_pixel_by_pixel(n_src):
+    for n_dst in {(n_src + 1) // 2, max(1, n_src // 3), 1}:
+        axis = _Axis(n_src, n_dst)
+        for i, (lo, hi, w) in enumerate(windows_one_by_one(n_src, n_dst)):
+            assert (axis.first[i], axis.last[i]) == (lo, hi)
+            assert list(axis.index[i, : len(w)]) == list(range(lo, hi))
+            assert list(axis.weight[i]) == w + [0.0] * (axis.weight.shape[1] - len(w))  # the same bits
 
 
 def test_rows_out_of_order_are_refused(tmp_path):
@@ -85,28 +128,171 @@ def test_rows_out_of_order_are_refused(tmp_path):
     dataset.BuildOverviews("NONE", overview_levels(600, 600))
     stream = OverviewStream(dataset, write)
     with pytest.raises(RuntimeError, match="out of order"):
-        stream.add(256, image[:, 256:512])
+        stream.add(0, 256, image[:, 256:512])
 
 
-@pytest.mark.parametrize("nodata_mode", ["transparent", "ocean"])
-def test_a_streamed_run_has_the_overviews_of_gdals_pass(tmp_path, kit, nodata_mode):
-    z = kit.terrain(701, 913)
-    z[101:163, 333:597] = -9999.0  # transparent in that mode
+def test_stripes_out_of_order_are_refused(tmp_path):
+    image = rgba(1024, 600)
+    dataset = create(tmp_path / "x.tif", image)
+    dataset.BuildOverviews("NONE", overview_levels(1024, 600))
+    stream = OverviewStream(dataset, write, [(0, 512), (512, 1024)])
+    with pytest.raises(RuntimeError, match="out of order"):
+        stream.add(512, 0, image[:, :256, 512:])  # the second stripe before the first
+    for y0 in (0, 256):
+        stream.add(0, y0, image[:, y0 : y0 + 256, :512])
+    with pytest.raises(RuntimeError, match="out of order"):
+        stream.add(512, 0, image[:, :256, 512:])  # the first is not finished
+    with pytest.raises(RuntimeError, match="incomplete"):
+        stream.finish(lambda *_: None)
+
+
+def test_stripes_that_do_not_cover_the_grid_are_refused_and_leave_nothing(tmp_path, kit):
+    grid = Grid(1024, 600, (500000.0, 10.0, 0.0, 4500000.0, 0.0, -10.0), kit.crs_wkt("EPSG:32633"))
+    with pytest.raises(ValueError, match="do not cover"):
+        OutputWriter(tmp_path / "out.tif", grid, {}, [(0, 512), (512, 1000)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def striped_image(width, height, stripe, holes):
+    """``rgba`` with, when ``holes``, transparent areas across every stripe join at odd rows and columns (one
+    reaching the bottom edge) and a fully transparent 8 x 8 block astride the first join."""
+    image = rgba(width, height, holes=holes)
+    if holes:
+        for k, join in enumerate(range(stripe, width, stripe)):
+            top = 29 + 97 * k % max(1, height - 200)
+            image[3, top : top + 151, join - 37 : join + 53] = 0
+            image[3, height - 61 :, join - 3 : join + 5] = 0
+        if width > stripe:
+            image[3, 64:72, stripe - 4 : stripe + 4] = 0
+    return image
+
+
+# (width, height, stripe width, holes): levels streamed per stripe, then the rest from the last of them.
+STRIPED = [
+    (2048, 1300, 512, True),  # level 1 per stripe; 2-3 after (level 2's joins are not on tiles): y odd at 3
+    (4096, 700, 1024, True),  # levels 1-2 per stripe, nothing after
+    (4096, 2100, 2048, True),  # levels 1-3 per stripe (an 8192 stripe's 1-5, scaled down), level 4 after
+    (2050, 1100, 512, True),  # a last stripe 2 px wide; level 1 is 1025 px wide: levels 2-3 after, odd windows
+    (514, 600, 512, True),  # one stripe + 2 px
+    (1536, 2100, 512, False),  # every pixel opaque (ocean mode)
+    (2049, 600, 512, True),  # odd width: level 1's windows at the joins take a column of the stripe before
+    (513, 600, 512, True),  # one stripe + 1 px
+    (4097, 2100, 1024, True),  # odd widths at every level: levels 1-2 per stripe, 3-4 after
+    (4099, 1555, 2048, "partial"),  # odd, odd height, alpha between 0 and 255; levels 1-3 per stripe, 4 after
+    (3072, 700, 768, True),  # stripes of 768: level 1's joins are not on tiles, GDAL's pass
+]
+
+
+@pytest.mark.parametrize("width, height, stripe, holes", STRIPED)
+def test_striped_writes_stream_gdals_average_overviews(tmp_path, kit, width, height, stripe, holes):
+    image = striped_image(width, height, stripe, holes)
+    want = gdal_reference(tmp_path / "gdal.tif", image)
+    stripes = [(x0, min(width, x0 + stripe)) for x0 in range(0, width, stripe)]
+    grid = Grid(width, height, (500000.0, 10.0, 0.0, 4500000.0, 0.0, -10.0), kit.crs_wkt("EPSG:32633"))
+    shares = []
+    with OutputWriter(tmp_path / "streamed.tif", grid, {}, stripes) as out:
+        streamed = out.streams_overviews
+        for x0, x1 in stripes:  # as the run writes them: stripe after stripe, block rows top to bottom
+            for y0 in range(0, height, 256):
+                rows = image[:, y0 : y0 + 256, x0:x1]
+                out.write_planes(x0, y0, rows)
+                if streamed:
+                    out.add_to_overviews(x0, y0, rows)
+        out.build_overviews(shares.append)
+        if streamed:
+            stream = out._stream
+            assert stream.streamed >= 1
+            assert stream.finished()
+        out.commit()
+    assert streamed == (stripe % 512 == 0)
+    assert shares and shares[-1] == 1.0
+    got = levels_of(tmp_path / "streamed.tif")
+    assert len(got) == len(want) == len(overview_levels(width, height)) >= 1
+    if holes:
+        assert (want[0][3] == 0).any()
+    for level, (a, b) in enumerate(zip(got, want)):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
+    np.testing.assert_array_equal(gdal.Open(str(tmp_path / "streamed.tif")).ReadAsArray(), image)
+
+
+def test_what_the_stream_holds_does_not_grow_with_the_height(tmp_path):
+    """Python-side peak (numpy's arrays, tracemalloc) while an odd-width image is streamed in stripes of 512 -
+    carried columns, levels after the stripes and all - is the same for an image 4 times as high (the same
+    levels: the width is the smaller side)."""
+    peaks = {}
+    for height in (2048, 8192):
+        width, stripes = 1025, [(0, 512), (512, 1025)]
+        dataset = gdal.GetDriverByName("GTiff").Create(str(tmp_path / f"{height}.tif"), width, height, 4,
+                                                       gdal.GDT_Byte, list(CREATION_OPTIONS))
+        levels = overview_levels(width, height)
+        assert dataset.BuildOverviews("NONE", levels) == 0
+        stream = OverviewStream(dataset, write, stripes)
+        assert 1 <= stream.streamed < len(levels)
+        rng = np.random.default_rng(0)
+        tracemalloc.start()
+        for x0, x1 in stripes:
+            for y0 in range(0, height, 256):
+                rows = rng.integers(0, 256, (4, 256, x1 - x0), dtype=np.uint8)
+                rows[3, :, ::7] = 0
+                stream.add(x0, y0, rows)
+                del rows
+        stream.finish(lambda ds, y0, n: ds.ReadAsArray(0, y0, ds.RasterXSize, n))
+        peaks[height] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert stream.finished()
+        dataset = None
+    assert peaks[8192] < peaks[2048] + 64 * 1024  # the kept columns: 4 bytes x the height, per level
+
+
+def test_stripe_levels_are_those_whose_joins_are_whole_tiles():
+    assert stripe_levels(3, []) == 3  # one stripe: every level
+    assert stripe_levels(7, [8192 * k for k in range(1, 6)]) == 5  # 8192 px stripes: levels 1-5
+    assert stripe_levels(7, [16384, 32768]) == 6
+    assert stripe_levels(2, [16384, 32768]) == 2
+    assert stripe_levels(3, [768 * k for k in range(1, 16)]) == 0  # level 1's joins at 384: not on a tile
+    assert stripe_levels(3, [256]) == 0
+
+
+@pytest.mark.parametrize("nodata_mode, width", [("transparent", 1300), ("ocean", 1300), ("transparent", 1301)])
+def test_a_run_in_stripes_streams_the_overviews_of_gdals_pass(tmp_path, kit, nodata_mode, width):
+    z = kit.terrain(1100, width)
+    z[101:163, 455:601] = -9999.0  # across the first stripe join (512): transparent in that mode
     dem = kit.write_dem(tmp_path / "dem.tif", z, nodata=-9999.0)
     identity = write_model(tmp_path / "identity.onnx")
-    streamed = pipeline.TerraformRequest(dem, str(tmp_path / "streamed.tif"), identity, nodata_mode=nodata_mode,
-                                         threads=1, batch_size=4)
-    result = pipeline.run(streamed)
-    assert result.profile["overviews"]["visits"] > 1  # built block row by block row
-    # Stripes of 256 columns: the rows come in columns, so GDAL's pass builds the overviews.
     striped = pipeline.TerraformRequest(dem, str(tmp_path / "striped.tif"), identity, nodata_mode=nodata_mode,
-                                        threads=1, batch_size=4, stripe_width=256)
-    assert pipeline.run(striped).profile["overviews"]["visits"] == 1
-    a, b = gdal.Open(str(tmp_path / "streamed.tif")), gdal.Open(str(tmp_path / "striped.tif"))
-    np.testing.assert_array_equal(a.ReadAsArray(), b.ReadAsArray())
-    got, want = levels_of(tmp_path / "streamed.tif"), levels_of(tmp_path / "striped.tif")
-    assert len(got) == len(want) == 2
+                                        threads=1, batch_size=4, stripe_width=512)
+    result = pipeline.run(striped)
+    assert result.width == width > 1024  # three stripes; level 1 streamed stripe by stripe
+    assert result.profile["overviews"]["visits"] > 1
+    whole = pipeline.run(dataclasses.replace(striped, output_path=str(tmp_path / "whole.tif"), stripe_width=8192))
+    assert whole.profile["overviews"]["visits"] > 1  # one stripe: every level streamed whole-width
+
+    image = gdal.Open(str(tmp_path / "striped.tif")).ReadAsArray()
+    np.testing.assert_array_equal(image, gdal.Open(str(tmp_path / "whole.tif")).ReadAsArray())
+    want = gdal_reference(tmp_path / "gdal.tif", image)  # GDAL's own pass over the same pixels
+    got, whole_levels = levels_of(tmp_path / "striped.tif"), levels_of(tmp_path / "whole.tif")
+    assert len(got) == len(want) == len(whole_levels) == 3  # level 1 per stripe, levels 2 and 3 after
     if nodata_mode == "transparent":
         assert (want[0][3] == 0).any()
-    for level, (x, y) in enumerate(zip(got, want)):
-        np.testing.assert_array_equal(x, y, err_msg=f"level {level}")
+    for level, (a, b, c) in enumerate(zip(got, want, whole_levels)):
+        np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
+        np.testing.assert_array_equal(c, b, err_msg=f"level {level}")
+
+
+def test_a_run_cancelled_while_its_last_levels_are_made_leaves_nothing(tmp_path, kit):
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(1100, 1300))
+    identity = write_model(tmp_path / "identity.onnx")
+    (tmp_path / "out.tif").write_bytes(b"an earlier result")
+    request = pipeline.TerraformRequest(dem, str(tmp_path / "out.tif"), identity, threads=1, batch_size=4,
+                                        stripe_width=512)
+    percents = []
+
+    def cancelled():  # once the levels after the stripes report progress (past the chips' share)
+        return any(p > pipeline.INFERENCE_SHARE for p in percents)
+
+    with pytest.raises(pipeline.Cancelled):
+        pipeline.run(request, progress=percents.append, cancelled=cancelled)
+    assert pipeline.INFERENCE_SHARE < percents[-1] < 99.0  # stopped in the middle of them
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif", "identity.onnx", "out.tif"]
+    assert (tmp_path / "out.tif").read_bytes() == b"an earlier result"

@@ -79,6 +79,41 @@ def test_parts_in_any_order_assemble_into_the_local_output(tmp_path, kit, identi
     assert sorted(os.listdir(tmp_path)) == ["dem.tif", "local.tif", "parts.tif"]  # parts folder gone
 
 
+@pytest.mark.parametrize("width", [1612, 1613])
+def test_an_assembly_in_stripes_streams_the_overviews_of_gdals_pass(tmp_path, kit, identity, monkeypatch, width):
+    """Windows of 512 columns: the assembly copies four stripes, level 1 streamed stripe by stripe, level 2
+    after them; the same overviews as the local run's and as GDAL's own pass over the assembled pixels."""
+    from terraform_plugin.core.profile import StageClock
+    from terraform_plugin.core.writer import CREATION_OPTIONS, overview_levels
+
+    monkeypatch.setattr(parts, "ASSEMBLY_COLUMNS", 512)
+    dem = holey_dem(kit, tmp_path / "dem.tif", shape=(700, width))
+    local = pipeline.TerraformRequest(str(dem), str(tmp_path / "local.tif"), identity, stripe_width=512, threads=1)
+    pipeline.run(local)
+    plan, model = plan_for(dataclasses.replace(local, output_path=str(tmp_path / "parts.tif")))
+    folder = parts.parts_dir(plan.output_path)
+    parts.Manifest.open(folder, "x")
+    for index in range(len(plan.stripes)):
+        parts.compute_part(plan, index, folder, model)
+    clock = StageClock()
+    parts.assemble(plan, model, folder, pipeline.output_metadata(plan, model), clock=clock)
+    assert clock.visits["overviews"] > len(plan.stripes)  # streamed window by window
+
+    got, want = all_bands(tmp_path / "parts.tif"), all_bands(tmp_path / "local.tif")
+    image = got[0][0]
+    reference = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "gdal.tif"), image.shape[2], image.shape[1], 4,
+                                                     gdal.GDT_Byte, list(CREATION_OPTIONS))
+    assert reference.WriteArray(image) == 0
+    assert reference.BuildOverviews("AVERAGE", overview_levels(image.shape[2], image.shape[1])) == 0
+    reference = None
+    gdals = all_bands(tmp_path / "gdal.tif")[0]
+    assert image.shape[2] == width and len(got[0]) == len(gdals) == 3  # full resolution and two levels
+    assert (image[3] == 0).any()
+    for level, (a, b, c) in enumerate(zip(got[0], want[0], gdals)):
+        np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
+        np.testing.assert_array_equal(a, c, err_msg=f"level {level}")
+
+
 def test_assembly_does_not_keep_the_raster_in_memory(tmp_path, kit, identity, monkeypatch):
     """Measured through GDAL's block cache, where the parts' blocks would pile up as the VRT reads them (the
     whole raster when it fits in 5 % of RAM: +280 MB peak RSS on an 8192² assembly, +108 MB with the cap):
