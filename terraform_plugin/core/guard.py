@@ -28,6 +28,7 @@ import uuid
 import numpy as np
 
 from .errors import InputError, OutputError
+from .sampling import decimated_strips, read_strip
 
 # Above this many output pixels a run needs the explicit opt-in (ALLOW_HUGE_GRID / allow_huge_grid): 2^30 px is
 # 32768 x 32768, about 29,000 chips (tens of minutes on a laptop CPU) and ~2.8 GB of GeoTIFF. Legitimate runs
@@ -290,8 +291,9 @@ def scan_elevations(band, limit, reopen=None) -> tuple:
     SCAN_SIDE² decimated (nearest) sample. Nodata (value, NaN, mask) is not counted at all.
 
     ``reopen``: a callable giving (dataset, band), the same band through another dataset handle; the lower half
-    of the rows is then scanned through it in a second thread. The reads are mostly decompression, in GDAL, outside the GIL: the
-    scan takes half the time where a core is free (it runs before the model starts).
+    of the strips is then scanned through it in a second thread. The reads are mostly decompression, in GDAL,
+    outside the GIL: the scan takes half the time where a core is free (it runs before the model starts).
+    Memory: one strip of source blocks per thread (``sampling.decimated_strips``), whatever the raster's size.
     """
     from osgeo import gdal
 
@@ -301,18 +303,12 @@ def scan_elevations(band, limit, reopen=None) -> tuple:
     buf_w, buf_h = max(1, int(width / scale)), max(1, int(height / scale))
     nodata = band.GetNoDataValue()
     has_mask = not band.GetMaskFlags() & (gdal.GMF_ALL_VALID | gdal.GMF_NODATA)
-    step = max(1, 1_000_000 // buf_w)
-    if reopen is not None:
-        step = max(1, min(step, -(-buf_h // 2)))  # at least two strips, one for each thread
-    strips = [(r0, min(buf_h, r0 + step)) for r0 in range(0, buf_h, step)]
+    strips = decimated_strips(band, buf_h, parts=1 if reopen is None else 2)
 
     def scan(band, strips):
         bad = valid_count = 0
-        for r0, r1 in strips:
-            y0, y1 = r0 * height // buf_h, r1 * height // buf_h
-            z = band.ReadAsArray(0, y0, width, y1 - y0, buf_xsize=buf_w, buf_ysize=r1 - r0,
-                                 resample_alg=gdal.GRIORA_NearestNeighbour)
-            band.FlushCache()
+        for strip in strips:
+            z = read_strip(band, strip, buf_w)
             if z is None:
                 return None  # unreadable: the run itself reports it
             z = z.astype(np.float64, copy=False)
@@ -320,7 +316,7 @@ def scan_elevations(band, limit, reopen=None) -> tuple:
             if nodata is not None and not math.isnan(nodata):
                 valid &= z != nodata
             if has_mask:
-                mask = band.GetMaskBand().ReadAsArray(0, y0, width, y1 - y0, buf_xsize=buf_w, buf_ysize=r1 - r0)
+                mask = read_strip(band.GetMaskBand(), strip, buf_w)
                 if mask is not None:
                     valid &= mask > 0
             bad += int(np.count_nonzero(non_physical(z[valid], limit)))

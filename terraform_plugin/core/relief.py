@@ -16,8 +16,6 @@ from .ramp import is_sea
 # A few million samples pin a 99th percentile to well under a percent of the relief, in tens of MB at most,
 # whatever the raster's size.
 DEFAULT_MAX_SAMPLES = 4_000_000
-# Rows per decimated read: keeps each ReadAsArray buffer small (and lets GDAL's block cache recycle).
-_STRIP_SAMPLES = 1_000_000
 # Where fit_vertical_scale should put the percentile: this fraction of the way up the model's ramp.
 FIT_TARGET_FRACTION = 0.9
 
@@ -75,24 +73,16 @@ def _decimated_buffer(width, height, max_samples):
 
 
 def _read_sampled(band, buf_w, buf_h):
-    """The whole ``band`` read at buf_w × buf_h (nearest, so values are real elevations), in strips."""
-    from osgeo import gdal
-
+    """The whole ``band`` read at buf_w × buf_h (nearest, so values are real elevations), in strips of bounded
+    source (``sampling.decimated_strips``)."""
     from .gdalcall import gdal_call
+    from .sampling import decimated_strips, read_strip
 
-    width, height = band.XSize, band.YSize
-    rows_per_strip = max(1, _STRIP_SAMPLES // buf_w)
     out = np.empty((buf_h, buf_w), dtype=np.float64)
-    for r0 in range(0, buf_h, rows_per_strip):
-        r1 = min(buf_h, r0 + rows_per_strip)
-        # Source rows that map exactly onto buffer rows r0..r1 (the same rounding for every strip).
-        y0, y1 = (r0 * height) // buf_h, (r1 * height) // buf_h
-        strip = gdal_call(
-            InputError, f"cannot read the elevation band (rows {y0}-{y1})", band.ReadAsArray,
-            0, y0, width, y1 - y0, buf_xsize=buf_w, buf_ysize=r1 - r0, resample_alg=gdal.GRIORA_NearestNeighbour,
-        )
-        out[r0:r1] = strip
-        band.FlushCache()  # a decimated read still caches whole source blocks: drop them strip by strip
+    for strip in decimated_strips(band, buf_h):
+        r0, r1, y0, y1 = strip
+        out[r0:r1] = gdal_call(InputError, f"cannot read the elevation band (rows {y0}-{y1})", read_strip, band,
+                               strip, buf_w)
     return out
 
 

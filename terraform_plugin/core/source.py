@@ -13,6 +13,7 @@ from osgeo import gdal
 
 from .errors import InputError
 from .gdalcall import gdal_call
+from .sampling import decimated_strips, read_strip
 
 # The validity check reads at most this many pixels per side (decimated, or from an overview).
 CHECK_SIDE = 1024
@@ -64,24 +65,19 @@ def check_has_data(band, name="the raster"):
     """InputError when a decimated look at ``band`` (and its nodata/mask) finds no valid elevation.
 
     At most CHECK_SIDE² pixels are sampled (GDAL takes them from an overview when there is one), in strips
-    that stop at the first valid pixel, with the band's cached blocks dropped after each strip, so this costs
-    the same memory on a 46080 x 23040 mosaic as on a chip. A raster whose rare valid pixels all fall between
-    the samples passes and simply comes out transparent.
+    (``sampling.decimated_strips``: bounded source blocks, dropped after each) that stop at the first valid
+    pixel, so this costs the same memory on a 46080 x 23040 mosaic as on a chip. A raster whose rare valid
+    pixels all fall between the samples passes and simply comes out transparent.
     """
     width, height = band.XSize, band.YSize
     scale = max(1.0, max(width, height) / CHECK_SIDE)
     buf_w, buf_h = max(1, int(width / scale)), max(1, int(height / scale))
     has_mask = not band.GetMaskFlags() & gdal.GMF_ALL_VALID
     mask = band.GetMaskBand()
-    step = max(1, buf_h // 16)
-    for r0 in range(0, buf_h, step):
-        r1 = min(buf_h, r0 + step)
-        y0, y1 = r0 * height // buf_h, r1 * height // buf_h  # source rows mapping exactly onto r0..r1
-        args = (0, y0, width, y1 - y0, buf_w, r1 - r0)
-        valid = np.isfinite(_call("cannot read the elevation band", band.ReadAsArray, *args))
+    for strip in decimated_strips(band, buf_h):
+        valid = np.isfinite(_call("cannot read the elevation band", read_strip, band, strip, buf_w))
         if has_mask:
-            valid &= _call("cannot read the nodata mask", mask.ReadAsArray, *args) > 0
-        band.FlushCache()
+            valid &= _call("cannot read the nodata mask", read_strip, mask, strip, buf_w) > 0
         if valid.any():
             return
     nodata = band.GetNoDataValue()
