@@ -59,6 +59,7 @@ def test_a_wide_raster_gets_strips_of_one_block_row(tmp_path):
     ds = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "wide.tif"), 40000, 1024, 1, gdal.GDT_Float32,
                                               ["TILED=YES", "SPARSE_OK=YES"])
     ds = None
-    band = gdal.Open(str(tmp_path / "wide.tif")).GetRasterBand(1)
+    dataset = gdal.Open(str(tmp_path / "wide.tif"))  # kept: a band does not keep its dataset alive
+    band = dataset.GetRasterBand(1)
     strips = sampling.decimated_strips(band, 1024)
     assert [(y0, y1) for _, _, y0, y1 in strips] == [(0, 256), (256, 512), (512, 768), (768, 1024)]
