@@ -71,3 +71,26 @@ def transformed_bounds(src_epsg, dst_epsg, x0, y0, x1, y1):
     t = osr.CoordinateTransformation(src, dst)
     xs, ys = zip(*(t.TransformPoint(x, y)[:2] for x in (x0, x1) for y in (y0, y1)))
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def overview_levels_of(path):
+    """The overview levels of an RGBA GeoTIFF, each (4, rows, columns) uint8."""
+    ds = gdal.Open(str(path))
+    band = ds.GetRasterBand(1)
+    return [
+        np.stack([ds.GetRasterBand(b).GetOverview(i).ReadAsArray() for b in range(1, 5)])
+        for i in range(band.GetOverviewCount())
+    ]
+
+
+def gdal_average_overviews(path, image):
+    """``image`` ((4, rows, columns) uint8 RGBA) written whole to ``path`` as the writer creates its output, the
+    overviews by GDAL's own AVERAGE pass: the reference the streamed overviews must equal. Returns its levels."""
+    from terraform_plugin.core.writer import CREATION_OPTIONS, overview_levels
+
+    _, height, width = image.shape
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), width, height, 4, gdal.GDT_Byte, list(CREATION_OPTIONS))
+    assert ds.WriteArray(np.ascontiguousarray(image)) == 0
+    assert ds.BuildOverviews("AVERAGE", overview_levels(width, height)) == 0
+    ds = None
+    return overview_levels_of(path)

@@ -16,6 +16,8 @@ import pytest
 from osgeo import gdal
 from training.contract_models import write_model
 
+from rasters import gdal_average_overviews, overview_levels_of
+
 from terraform_plugin.core import pipeline
 from terraform_plugin.core.grid import Grid
 from terraform_plugin.core.overviews import OverviewStream, _Axis, stripe_levels
@@ -48,25 +50,6 @@ def write(dataset, x0, y0, planes):
     dataset.WriteRaster(x0, y0, w, h, planes, w, h, gdal.GDT_Byte, [1, 2, 3, 4], 1, w, w * h)
 
 
-def gdal_reference(path, image):
-    """``image`` written whole, its overviews by GDAL's own AVERAGE pass."""
-    _, height, width = image.shape
-    reference = create(path, image)
-    write(reference, 0, 0, image)
-    assert reference.BuildOverviews("AVERAGE", overview_levels(width, height)) == 0
-    reference = None
-    return levels_of(path)
-
-
-def levels_of(path):
-    ds = gdal.Open(str(path))
-    band = ds.GetRasterBand(1)
-    return [
-        np.stack([ds.GetRasterBand(b).GetOverview(i).ReadAsArray() for b in range(1, 5)])
-        for i in range(band.GetOverviewCount())
-    ]
-
-
 @pytest.mark.parametrize(
     "width, height, holes",
     [(1300, 1100, True), (1000, 700, True), (513, 300, True), (777, 1555, True), (1024, 512, True), (1300, 1100, False),
@@ -76,7 +59,7 @@ def test_streamed_levels_equal_gdals_average_overviews(tmp_path, width, height, 
     image = rgba(width, height, holes=holes)
     levels = overview_levels(width, height)
     assert levels
-    want = gdal_reference(tmp_path / "gdal.tif", image)
+    want = gdal_average_overviews(tmp_path / "gdal.tif", image)
 
     streamed = create(tmp_path / "streamed.tif", image)
     assert streamed.BuildOverviews("NONE", levels) == 0
@@ -89,7 +72,7 @@ def test_streamed_levels_equal_gdals_average_overviews(tmp_path, width, height, 
     assert stream.finished()
     streamed = None
 
-    got = levels_of(tmp_path / "streamed.tif")
+    got = overview_levels_of(tmp_path / "streamed.tif")
     assert len(got) == len(want) == len(levels)
     for level, (a, b) in enumerate(zip(got, want)):
         assert a.shape == b.shape
@@ -186,7 +169,7 @@ STRIPED = [
 @pytest.mark.parametrize("width, height, stripe, holes", STRIPED)
 def test_striped_writes_stream_gdals_average_overviews(tmp_path, kit, width, height, stripe, holes):
     image = striped_image(width, height, stripe, holes)
-    want = gdal_reference(tmp_path / "gdal.tif", image)
+    want = gdal_average_overviews(tmp_path / "gdal.tif", image)
     stripes = [(x0, min(width, x0 + stripe)) for x0 in range(0, width, stripe)]
     grid = Grid(width, height, (500000.0, 10.0, 0.0, 4500000.0, 0.0, -10.0), kit.crs_wkt("EPSG:32633"))
     shares = []
@@ -206,7 +189,7 @@ def test_striped_writes_stream_gdals_average_overviews(tmp_path, kit, width, hei
         out.commit()
     assert streamed == (stripe % 512 == 0)
     assert shares and shares[-1] == 1.0
-    got = levels_of(tmp_path / "streamed.tif")
+    got = overview_levels_of(tmp_path / "streamed.tif")
     assert len(got) == len(want) == len(overview_levels(width, height)) >= 1
     if holes:
         assert (want[0][3] == 0).any()
@@ -270,8 +253,8 @@ def test_a_run_in_stripes_streams_the_overviews_of_gdals_pass(tmp_path, kit, nod
 
     image = gdal.Open(str(tmp_path / "striped.tif")).ReadAsArray()
     np.testing.assert_array_equal(image, gdal.Open(str(tmp_path / "whole.tif")).ReadAsArray())
-    want = gdal_reference(tmp_path / "gdal.tif", image)  # GDAL's own pass over the same pixels
-    got, whole_levels = levels_of(tmp_path / "striped.tif"), levels_of(tmp_path / "whole.tif")
+    want = gdal_average_overviews(tmp_path / "gdal.tif", image)  # GDAL's own pass over the same pixels
+    got, whole_levels = overview_levels_of(tmp_path / "striped.tif"), overview_levels_of(tmp_path / "whole.tif")
     assert len(got) == len(want) == len(whole_levels) == 3  # level 1 per stripe, levels 2 and 3 after
     if nodata_mode == "transparent":
         assert (want[0][3] == 0).any()

@@ -13,6 +13,8 @@ import pytest
 from osgeo import gdal
 from training.contract_models import write_model
 
+from rasters import gdal_average_overviews, overview_levels_of
+
 from terraform_plugin.core import parts, pipeline
 from terraform_plugin.core.model import TerraformModel
 from terraform_plugin.core.plan import make_plan
@@ -44,10 +46,7 @@ def plan_for(request):
 def all_bands(path):
     """Every band and overview level's pixels, and the metadata: what must match the local output."""
     ds = gdal.Open(str(path))
-    levels = [ds.ReadAsArray()]
-    band = ds.GetRasterBand(1)
-    for i in range(band.GetOverviewCount()):
-        levels.append(np.stack([ds.GetRasterBand(b).GetOverview(i).ReadAsArray() for b in range(1, 5)]))
+    levels = [ds.ReadAsArray()] + overview_levels_of(path)
     return levels, ds.GetMetadata(), ds.GetGeoTransform(), ds.GetProjection()
 
 
@@ -84,7 +83,6 @@ def test_an_assembly_in_stripes_streams_the_overviews_of_gdals_pass(tmp_path, ki
     """Windows of 512 columns: the assembly copies four stripes, level 1 streamed stripe by stripe, level 2
     after them; the same overviews as the local run's and as GDAL's own pass over the assembled pixels."""
     from terraform_plugin.core.profile import StageClock
-    from terraform_plugin.core.writer import CREATION_OPTIONS, overview_levels
 
     monkeypatch.setattr(parts, "ASSEMBLY_COLUMNS", 512)
     dem = holey_dem(kit, tmp_path / "dem.tif", shape=(700, width))
@@ -101,12 +99,7 @@ def test_an_assembly_in_stripes_streams_the_overviews_of_gdals_pass(tmp_path, ki
 
     got, want = all_bands(tmp_path / "parts.tif"), all_bands(tmp_path / "local.tif")
     image = got[0][0]
-    reference = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "gdal.tif"), image.shape[2], image.shape[1], 4,
-                                                     gdal.GDT_Byte, list(CREATION_OPTIONS))
-    assert reference.WriteArray(image) == 0
-    assert reference.BuildOverviews("AVERAGE", overview_levels(image.shape[2], image.shape[1])) == 0
-    reference = None
-    gdals = all_bands(tmp_path / "gdal.tif")[0]
+    gdals = [image] + gdal_average_overviews(tmp_path / "gdal.tif", image)
     assert image.shape[2] == width and len(got[0]) == len(gdals) == 3  # full resolution and two levels
     assert (image[3] == 0).any()
     for level, (a, b, c) in enumerate(zip(got[0], want[0], gdals)):
