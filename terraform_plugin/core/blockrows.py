@@ -8,18 +8,19 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from .writer import BLOCK
+BLOCK = 256  # TIFF tile side; rows are written in whole block rows so no tile is compressed twice
 
 
 class BlockRows:
-    """Finished rows in, whole block rows out: ``add(y0, planes)`` returns the block rows it completes."""
+    """Finished rows in, whole block rows out: ``add(y0, planes)`` returns the block rows it completes (the
+    mosaic's rows into the output, and each overview level's rows into that level)."""
 
-    def __init__(self, x0: int, height: int, clock=None):
-        self.x0, self.height, self.clock = x0, height, clock
+    def __init__(self, height: int, clock=None):
+        self.height, self.clock = height, clock
         self.parts, self.start, self.rows = [], 0, 0
 
     def add(self, y0: int, planes) -> list:
-        """(x0, y0, planes) of each block row that the finished rows ``planes`` (band first (4, rows, width),
+        """(y0, planes) of each block row that the finished rows ``planes`` (band first (4, rows, width),
         from grid row ``y0``, in order) complete; the last block row may be shorter."""
         if y0 != self.start + self.rows:  # not an assert: plugins.qgis.org blocks those (Bandit B101)
             raise RuntimeError(f"finished rows arrive out of order: {y0} after {self.start + self.rows}")
@@ -35,7 +36,7 @@ class BlockRows:
         else:
             joined = self.parts[0]
         cut = complete - self.start
-        block = (self.x0, self.start, joined[:, :cut])
+        block = (self.start, joined[:, :cut])
         rest = joined[:, cut:]
         self.parts = [rest] if rest.shape[1] else []
         self.start, self.rows = complete, rest.shape[1]

@@ -30,9 +30,8 @@ CHUNK_PIXELS = 1 << 17
 class ChipRow:
     stripe: object
     row: int  # index into layout.ys
-    x: Optional[np.ndarray]  # (3, tile, stripe.width) float32 in the model's input range; None once cut
+    batches: tuple  # the chip row's chips, in the model's input range, cut into its batches (``cut_batches``)
     valid: Optional[np.ndarray]  # (tile, stripe.width) bool where the DEM has data; None in ocean mode
-    batches: Optional[tuple] = None  # x cut into the model's batches (``cut_batches``), when the reader did it
 
 
 def rows_per_chunk(width: int) -> int:
@@ -76,10 +75,9 @@ def input_levels(scale, offset) -> np.ndarray:
     return levels
 
 
-def read_chip_rows(plan, source, stripe, clock: StageClock, cut=False):
-    """Yield the ChipRow of every chip row of ``stripe``, top to bottom; ``cut``: already cut into the model's
-    batches (``ChipRow.batches``, and no ``x``), so that the copy is done here, in the reader thread, rather than
-    between the model's batches."""
+def read_chip_rows(plan, source, stripe, clock: StageClock):
+    """Yield the ChipRow of every chip row of ``stripe``, top to bottom, already cut into the model's batches:
+    the copy is done here, in the reader thread, rather than between the model's batches."""
     tile = plan.layout.tile
     offsets = chip_offsets(plan.layout, stripe)
     levels = input_levels(*plan.input_scaling)
@@ -115,10 +113,6 @@ def read_chip_rows(plan, source, stripe, clock: StageClock, cut=False):
                 x[:, :done] = last[1][:, tile - done :]
             colourise_rows(plan, z[done:], levels, x[:, done:])
             last = (y1, x, filled)
-        valid = valid if plan.transparent else None
-        if cut:
-            with clock.stage("batch"):
-                batches = cut_batches(x, offsets, tile, plan.batch_size)
-            yield ChipRow(stripe, row, None, valid, batches)
-        else:
-            yield ChipRow(stripe, row, x, valid)
+        with clock.stage("batch"):
+            batches = cut_batches(x, offsets, tile, plan.batch_size)
+        yield ChipRow(stripe, row, batches, valid if plan.transparent else None)

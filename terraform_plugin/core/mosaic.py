@@ -10,7 +10,7 @@ Two threads: the caller's only runs the model on batches, as a bare onnxruntime 
 thread (``workers.Behind``, at the helpers' lower priority) weights the predictions, adds them up and finishes
 rows, in the gaps the model leaves on the cores, while the model runs the next batch. Batches are blended in
 the order they ran, so the sums - and the pixels - are those of one thread doing it all. Reading, colourising
-and cutting chip rows into batches are ``chiprows``' job, in the reader thread (``read_chip_rows(cut=True)``).
+and cutting chip rows into batches are ``chiprows``' job, in the reader thread.
 """
 
 from collections import deque
@@ -18,7 +18,7 @@ from collections import deque
 import numpy as np
 
 from .blockrows import BlockRows
-from .chiprows import chip_offsets, cut_batches, rows_per_chunk
+from .chiprows import chip_offsets, rows_per_chunk
 from .chips import blend_weights, edge_ramp
 from .profile import StageClock
 from .workers import Behind
@@ -47,12 +47,8 @@ def blend_stripe(plan, stripe, chip_rows, model, on_batch, clock: StageClock):
                 chip_row = next(chip_rows)
             if chip_row.stripe is not stripe or chip_row.row != row:  # not an assert (Bandit B101 blocks uploads)
                 raise RuntimeError(f"chip rows arrive out of order: row {chip_row.row}, expected {row}")
-            batches = chip_row.batches
-            if batches is None:  # not cut by the reader (``read_chip_rows(cut=True)``): cut here
-                with clock.stage("batch"):
-                    batches = cut_batches(chip_row.x, blender.offsets, layout.tile, plan.batch_size)
             first = 0
-            for batch in batches:
+            for batch in chip_row.batches:
                 chunk = range(first, first + len(batch))
                 first = chunk.stop
                 with clock.stage("infer"):
@@ -79,7 +75,7 @@ class _Blender:
         self.cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
         # Finished rows, joined into whole TIFF block rows here (a copy of up to 8 MB each, off the model's
         # thread), appended by the blender thread, taken by the caller's.
-        self.blocks = BlockRows(stripe.x0, plan.grid.height, clock)
+        self.blocks = BlockRows(plan.grid.height, clock)
         self.finished = deque()  # (y0, planes)
         self._norms = {}
 
@@ -101,7 +97,7 @@ class _Blender:
             if y1 > y0:
                 with self.clock.stage("rows"):
                     planes = _finish(self.plan, acc, row, y0, y1, self.stripe, self.norms, valid)
-                self.finished.extend((y, p) for _, y, p in self.blocks.add(y0, planes))
+                self.finished.extend(self.blocks.add(y0, planes))
 
     def take(self):
         """Caller's thread: the rows finished so far, in order."""

@@ -26,7 +26,8 @@ output), read back in whole-width block rows. Stripes that are not whole tiles o
 
 import numpy as np
 
-BLOCK = 256
+from .blockrows import BLOCK, BlockRows
+
 
 
 class _Axis:
@@ -227,7 +228,7 @@ class _Level:
         self.carry, self.keep, self.kept = carry, keep, []
         self.pending, self.pending_y0 = [], 0  # source rows not yet used up
         self.done = 0  # destination rows computed
-        self.out, self.out_y0 = [], 0  # destination rows waiting for a whole block row
+        self.blocks = BlockRows(ys.n_dst)  # destination rows waiting for a whole block row
 
     def add(self, y0, planes):
         """Source rows from ``y0``; returns the destination rows (y0, planes) this completes, or None."""
@@ -277,17 +278,8 @@ class _Chain:
         if made is None:
             return
         start, rows = made
-        level.out.append(rows)
-        waiting = np.concatenate(level.out, axis=1) if len(level.out) > 1 else rows
-        end = level.out_y0 + waiting.shape[1]
-        complete = end if end >= level.ys.n_dst else end // BLOCK * BLOCK
-        if complete > level.out_y0:
-            cut = complete - level.out_y0
-            self.write(level.dataset, level.x0, level.out_y0, waiting[:, :cut])
-            rest = waiting[:, cut:]
-            level.out, level.out_y0 = ([rest] if rest.shape[1] else []), complete
-        else:
-            level.out = [waiting]
+        for y0, block in level.blocks.add(start, rows):
+            self.write(level.dataset, level.x0, y0, block)
         self._cascade(i + 1, start, rows)
 
     def finished(self) -> bool:

@@ -149,7 +149,7 @@ def read_ahead(plan: Plan, source, clock: StageClock) -> Ahead:
     """The reader thread, started: every stripe's chip rows from ``source``, read and colourised ahead of the
     model. A context manager (leaving it stops the thread)."""
     return Ahead(
-        chip_row for stripe in plan.stripes for chip_row in read_chip_rows(plan, source, stripe, clock, cut=True)
+        chip_row for stripe in plan.stripes for chip_row in read_chip_rows(plan, source, stripe, clock)
     )
 
 

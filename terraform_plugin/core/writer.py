@@ -17,11 +17,11 @@ import numpy as np
 from osgeo import gdal
 
 from . import guard
+from .blockrows import BLOCK
 from .errors import OutputError
 from .gdalcall import gdal_call
 from .overviews import OverviewStream, stripe_levels
 
-BLOCK = 256  # TIFF tile side; rows are written in whole block rows so no tile is compressed twice
 
 
 def _compression() -> tuple:

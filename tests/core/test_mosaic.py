@@ -7,7 +7,7 @@ weight sums and the rounding, at every overlap and on stripes that do not start 
 import numpy as np
 import pytest
 
-from terraform_plugin.core.chiprows import ChipRow
+from terraform_plugin.core.chiprows import ChipRow, chip_offsets, cut_batches
 from terraform_plugin.core.chips import ChipLayout
 from terraform_plugin.core.grid import Grid
 from terraform_plugin.core.model import TerraformModel
@@ -35,15 +35,18 @@ def plan_for(image, overlap, stripe_width, model, batch_size=3):
                 model.output_scaling)
 
 
-def chip_rows(plan, image, stripe):
-    """What chiprows hands the mosaic: the image mirrored at the grid edges, scaled to the model's input."""
+def chip_rows(plan, image, stripe, clock):
+    """What chiprows hands the mosaic: the image mirrored at the grid edges, scaled to the model's input, cut
+    into the model's batches (timed as chiprows times it)."""
     scale, offset = plan.input_scaling
     h, w, _ = image.shape
     cols = reflect_indices(np.arange(stripe.ax0, stripe.ax0 + stripe.width), w)
     for row, y0 in enumerate(plan.layout.ys):
         rows = reflect_indices(np.arange(y0, y0 + plan.layout.tile), h)
         x = image[np.ix_(rows, cols)].transpose(2, 0, 1).astype(np.float32) * scale + offset
-        yield ChipRow(stripe, row, x, None)
+        with clock.stage("batch"):
+            batches = cut_batches(x, chip_offsets(plan.layout, stripe), plan.layout.tile, plan.batch_size)
+        yield ChipRow(stripe, row, batches, None)
 
 
 @pytest.mark.parametrize("overlap, stripe_width", [(0, 8192), (64, 8192), (64, 256), (96, 512), (128, 256)])
@@ -53,7 +56,7 @@ def test_identity_chips_blend_back_to_the_image_exactly(identity, overlap, strip
     clock, batches = StageClock(), []
     out = np.zeros((333, 1100, 4), np.uint8)
     for stripe in plan.stripes:
-        rows = chip_rows(plan, image, stripe)
+        rows = chip_rows(plan, image, stripe, clock)
         for y0, planes in blend_stripe(plan, stripe, rows, identity, batches.append, clock):
             h = planes.shape[1]
             assert y0 % 256 == 0 and (h == 256 or y0 + h == 333)  # whole TIFF block rows
