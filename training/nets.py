@@ -1,13 +1,22 @@
-"""The pix2pix networks: U-Net 256 generator and 70x70 PatchGAN discriminator (Isola et al. 2017).
+"""The pix2pix networks: U-Net generator and 70x70 PatchGAN discriminator (Isola et al. 2017).
 
 Built like the reference implementation (pytorch-CycleGAN-and-pix2pix) so parameter counts match:
 ngf 64 gives ~54.4 M generator parameters, ndf 64 ~2.77 M discriminator parameters.
+
+Two depths matter here. ``num_downs`` 8 is the paper's U-Net 256: its 1 px bottleneck sees the whole chip, so
+each chip decides its own palette and the picture depends on where the chip grid falls (model contract 1).
+A shallower U-Net is fully convolutional with a bounded receptive field (``receptive_radius``): run on tiles
+whose margins cover that radius and whose origins sit on multiples of ``alignment`` = 2 ** num_downs, it gives
+the same pixels wherever the tiles fall (model contract 2). Contract-2 generators also take conditioning
+planes (latitude, look, colour guide): ``cond_nc`` channels concatenated to the input of every encoder level,
+average-pooled to that level's resolution.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-NUM_DOWNS = 8  # 256 px -> 1 px bottleneck: the generator only takes 256 x 256 chips
+NUM_DOWNS = 8  # the paper's U-Net 256: 256 px -> 1 px bottleneck, only 256 x 256 chips
 
 
 # What the released generator is made of (issue 8), each chosen by measurement (docs/training.md):
@@ -47,12 +56,19 @@ def _up(in_nc, out_nc, upsample, padding, bias=True):
 
 
 class UnetBlock(nn.Module):
-    """One down/up level with its skip connection, wrapping the deeper levels in ``inner``."""
+    """One down/up level with its skip connection, wrapping the deeper levels in ``inner``.
+
+    With ``cond_nc`` > 0 the level's down convolution also sees the conditioning planes, average-pooled by
+    ``cond_pool`` from their own resolution to this level's input, concatenated after the activation. The
+    module names stay those of the unconditioned block, so weights carry over between the two
+    (``warm_start`` pads the extra input channels with zeros).
+    """
 
     def __init__(self, outer_nc, inner_nc, in_nc=None, inner=None, outermost=False, innermost=False, dropout=False,
-                 arch=REFERENCE):
+                 arch=REFERENCE, cond_nc=0, cond_pool=1):
         super().__init__()
         self.outermost = outermost
+        self.cond_nc, self.cond_pool = cond_nc, cond_pool
         in_nc = in_nc or outer_nc
         up_kind, norm, pad = arch["upsample"], arch["norm"], arch["padding"]
         # InstanceNorm has no affine shift, so convolutions before it keep their biases (as the reference
@@ -60,60 +76,107 @@ class UnetBlock(nn.Module):
         nb = norm != "batch"
         if outermost:
             up = [nn.ReLU(True), *_up(inner_nc * 2, outer_nc, up_kind, pad), nn.Tanh()]
-            layers = [_down(in_nc, inner_nc, pad)] + [inner] + up
+            layers = [_down(in_nc + cond_nc, inner_nc, pad)] + [inner] + up
+            self._act, self._down, self._inner = None, 0, 1
         elif innermost:
-            # No norm at the 1x1 bottleneck: statistics of a single pixel are degenerate.
+            # No norm at the bottleneck: at the paper's depth it is 1x1, and statistics of one pixel are degenerate.
             up = [nn.ReLU(True), *_up(inner_nc, outer_nc, up_kind, pad, bias=nb), _norm(norm, outer_nc)]
-            layers = [nn.LeakyReLU(0.2, True), _down(in_nc, inner_nc, pad)] + up
+            layers = [nn.LeakyReLU(0.2, True), _down(in_nc + cond_nc, inner_nc, pad)] + up
+            self._act, self._down, self._inner = 0, 1, None
         else:
-            down = [nn.LeakyReLU(0.2, True), _down(in_nc, inner_nc, pad, bias=nb), _norm(norm, inner_nc)]
+            down = [nn.LeakyReLU(0.2, True), _down(in_nc + cond_nc, inner_nc, pad, bias=nb), _norm(norm, inner_nc)]
             up = [nn.ReLU(True), *_up(inner_nc * 2, outer_nc, up_kind, pad, bias=nb), _norm(norm, outer_nc)]
             layers = down + [inner] + up + ([nn.Dropout(0.5)] if dropout else [])
+            self._act, self._down, self._inner = 0, 1, 3
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x):
-        if self.outermost:
-            return self.model(x)
-        return torch.cat([x, self.model(x)], 1)
+    def forward(self, x, cond=None):
+        """``cond``: the conditioning planes at their own resolution (passed down unchanged), or None."""
+        if cond is None:
+            return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+        layers = list(self.model)
+        h = layers[self._act](x) if self._act is not None else x
+        if self.cond_nc:
+            here = F.avg_pool2d(cond, self.cond_pool) if self.cond_pool > 1 else cond
+            h = torch.cat([h, here], 1)
+        h = layers[self._down](h)
+        rest = layers[self._down + 1 :]
+        if self._inner is not None:
+            for layer in layers[self._down + 1 : self._inner]:  # the down path's norm
+                h = layer(h)
+            h = layers[self._inner](h, cond)
+            rest = layers[self._inner + 1 :]
+        for layer in rest:
+            h = layer(h)
+        return h if self.outermost else torch.cat([x, h], 1)
 
 
 class UnetGenerator(nn.Module):
-    """U-Net 256: 8 downsamplings with skips; widths ngf*(1,2,4,8,8,8,8,8), optionally capped.
+    """U-Net with ``num_downs`` downsamplings and skips; widths ngf*(1,2,4,8,8,...), optionally capped.
 
     ``max_channels`` caps every width (e.g. ngf 32, cap 128) for compact models; None = reference.
-    ``dropout`` puts the reference's p=0.5 dropout in the three innermost decoder blocks after the
-    bottleneck; it is active only in train mode. ``upsample``, ``norm`` and ``padding`` choose between
-    the reference pix2pix (transposed, instance, zeros) and the seamless build (see SEAMLESS).
+    ``dropout`` puts the reference's p=0.5 dropout in the (up to three) decoder blocks of width ngf*8 between the
+    bottleneck and the ngf*4 level; it is active only in train mode. ``upsample``, ``norm`` and ``padding`` choose
+    between the reference pix2pix (transposed, instance, zeros) and the seamless build (see SEAMLESS).
+    ``num_downs`` 5-8; below 8 the network is tiling-independent (see the module's docstring). ``cond_nc``
+    conditioning channels come at 1/``cond_stride`` of the input's resolution (``forward(x, cond)``) and go to
+    every encoder level whose input is that coarse or coarser: they carry palette (latitude, look, a colour
+    guide averaged over kilometres), not texture, and full-resolution planes would cost most of a forward.
     """
 
     def __init__(self, in_nc=3, out_nc=3, ngf=64, max_channels=None, dropout=True, upsample="transposed",
-                 norm="instance", padding="zeros"):
+                 norm="instance", padding="zeros", num_downs=NUM_DOWNS, cond_nc=0, cond_stride=8):
         super().__init__()
         for value, allowed in ((upsample, UPSAMPLES), (norm, NORMS), (padding, PADDINGS)):
             if value not in allowed:
                 raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        if not 5 <= num_downs <= NUM_DOWNS:
+            raise ValueError(f"num_downs must be 5-{NUM_DOWNS}, got {num_downs}")
         self.config = {"ngf": ngf, "max_channels": max_channels, "dropout": dropout, "upsample": upsample,
                        "norm": norm, "padding": padding}
+        if cond_nc and (cond_stride < 1 or cond_stride & (cond_stride - 1) or cond_stride >= 2**num_downs):
+            raise ValueError(f"cond_stride must be a power of two below 2 ** num_downs, got {cond_stride}")
+        if num_downs != NUM_DOWNS or cond_nc:  # older checkpoints' configs lack these keys: they are the defaults
+            self.config.update(num_downs=num_downs, cond_nc=cond_nc, cond_stride=cond_stride)
+        self.num_downs, self.cond_nc, self.cond_stride = num_downs, cond_nc, cond_stride
         arch = {"upsample": upsample, "norm": norm, "padding": padding}
 
         def width(mult):
             w = ngf * mult
             return min(w, max_channels) if max_channels else w
 
-        block = UnetBlock(width(8), width(8), innermost=True, arch=arch)
-        for _ in range(NUM_DOWNS - 5):
-            block = UnetBlock(width(8), width(8), inner=block, dropout=dropout, arch=arch)
-        block = UnetBlock(width(4), width(8), inner=block, arch=arch)
-        block = UnetBlock(width(2), width(4), inner=block, arch=arch)
-        block = UnetBlock(width(1), width(2), inner=block, arch=arch)
-        self.model = UnetBlock(out_nc, width(1), in_nc=in_nc, inner=block, outermost=True, arch=arch)
+        def cond(level):
+            """(channels, pooling) of the conditioning that level ``level`` (1 = outermost) sees."""
+            scale = 2 ** (level - 1)  # the level's input is 1/scale of the full resolution
+            return (cond_nc, scale // cond_stride) if cond_nc and scale >= cond_stride else (0, 1)
+
+        widths = [width(1), width(2), width(4)] + [width(8)] * (num_downs - 3)
+        level = num_downs
+        def level_cond(level):
+            return dict(zip(("cond_nc", "cond_pool"), cond(level)))
+
+        block = UnetBlock(widths[-2], widths[-1], innermost=True, arch=arch, **level_cond(num_downs))
+        for level in range(num_downs - 1, 1, -1):
+            # The reference's dropout: the ngf*8 levels between the bottleneck and level 4.
+            block = UnetBlock(widths[level - 2], widths[level - 1], inner=block, dropout=dropout and level >= 5,
+                              arch=arch, **level_cond(level))
+        self.model = UnetBlock(out_nc, width(1), in_nc=in_nc, inner=block, outermost=True, arch=arch, **level_cond(1))
 
     @classmethod
     def from_config(cls, cfg: dict) -> "UnetGenerator":
         """Rebuild from a ``config`` dict; keys a checkpoint predates take the reference's values."""
         return cls(**{**REFERENCE, **cfg})
 
-    def forward(self, x):
+    @property
+    def alignment(self) -> int:
+        """Tile sides and origins must be multiples of this for the output not to depend on the tiling."""
+        return 2**self.num_downs
+
+    def forward(self, x, cond=None):
+        if self.cond_nc:
+            if cond is None or cond.shape[1] != self.cond_nc:
+                raise ValueError(f"this generator takes {self.cond_nc} conditioning channels")
+            return self.model(x, cond)
         return self.model(x)
 
 
@@ -153,7 +216,7 @@ def init_weights(net, gain=0.02, generator=None):
 
 
 def build_generator(ngf=64, max_channels=None, **arch):
-    """``arch``: dropout, upsample, norm, padding (defaults: the reference pix2pix)."""
+    """``arch``: dropout, upsample, norm, padding, num_downs, cond_nc (defaults: the reference pix2pix)."""
     return init_weights(UnetGenerator(ngf=ngf, max_channels=max_channels, **arch))
 
 

@@ -37,7 +37,7 @@ def test_each_missing_key_is_named(key):
 @pytest.mark.parametrize(
     "change, words",
     [
-        ({"terraform_schema": 2}, "schema 2"),
+        ({"terraform_schema": 3}, "schema 3"),
         ({"tile_size": 255.5}, "tile_size"),
         ({"tile_size": True}, "tile_size"),
         ({"resolution_m": -5}, "resolution_m"),
