@@ -104,36 +104,69 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     return a.permute(*range(a.dim() - 3), -2, -1, -3).numpy()
 
 
-def paired_jitter(elevation, satellite, rng: np.random.Generator, load=LOAD, size=CHIP):
+@dataclass(frozen=True)
+class Jitter:
+    """Where a jittered sample came from: the chip scaled by ``scale``, cut at (top, left), maybe mirrored."""
+
+    top: float = 0.0
+    left: float = 0.0
+    scale: float = 1.0
+    flipped: bool = False
+
+
+def paired_jitter(elevation, satellite, rng: np.random.Generator, load=LOAD, size=CHIP, with_geometry=False):
     """Resize both to ``load``, then ONE crop offset and ONE flip decision applied to both images.
 
     Drawing them once per pair is the point: the seed flipped the two images independently, teaching
-    the generator to put mountains where the ramp says valleys.
+    the generator to put mountains where the ramp says valleys. ``with_geometry`` also returns the Jitter
+    (the conditioning planes follow the crop).
     """
+    source_side = elevation.size[0]
     elevation = elevation.resize((load, load), Image.BICUBIC)
     satellite = satellite.resize((load, load), Image.BICUBIC)
     top, left = (int(v) for v in rng.integers(0, load - size + 1, size=2))
     box = (left, top, left + size, top + size)
     elevation, satellite = elevation.crop(box), satellite.crop(box)
-    if rng.random() < 0.5:
+    flipped = bool(rng.random() < 0.5)
+    if flipped:
         elevation = elevation.transpose(Image.FLIP_LEFT_RIGHT)
         satellite = satellite.transpose(Image.FLIP_LEFT_RIGHT)
+    if with_geometry:
+        return elevation, satellite, Jitter(top, left, load / source_side, flipped)
     return elevation, satellite
 
 
+def sample_latitude(geo, pair, jitter: Jitter, stride, size=CHIP) -> np.ndarray:
+    """Degrees at the centres of the sample's stride x stride blocks, from the region's place (regions.RegionGeo)."""
+    from .conditioning import block_centres
+
+    rows = pair.row + block_centres(size, stride, jitter.top, jitter.scale)
+    cols = pair.col + block_centres(size, stride, jitter.left, jitter.scale)
+    if jitter.flipped:
+        cols = cols[::-1]
+    return geo.latitude(rows[:, None], cols[None, :])
+
+
 class PairDataset(torch.utils.data.Dataset):
-    """Pairs as (elevation, satellite) tensors in [-1, 1].
+    """Pairs as (elevation, satellite) tensors in [-1, 1], and (contract 2) their conditioning planes.
 
     With ``jitter``, the random draws come from a generator seeded by (seed, epoch, index): the same
     sample gets the same jitter whatever worker loads it, which is what lets a resumed run match an
     uninterrupted one exactly.
+
+    ``conditioning`` = (ConditioningSpec, {region id: regions.RegionGeo}) adds a third tensor, the sample's
+    ``cond`` planes: in training (``jitter``) with the look and guide dropped at random (``training_cond``);
+    otherwise as a user runs a held-out place: its latitude, look "auto" unless ``look`` says the region's
+    own, and a guide only when ``guide`` is set.
     """
 
-    def __init__(self, pairs, jitter=False, seed=0):
+    def __init__(self, pairs, jitter=False, seed=0, conditioning=None, look=False, guide=False):
         self.pairs = list(pairs)
         self.jitter = jitter
         self.seed = seed
         self.epoch = 0
+        self.conditioning = conditioning
+        self.look, self.guide = look, guide
 
     def __len__(self):
         return len(self.pairs)
@@ -143,10 +176,24 @@ class PairDataset(torch.utils.data.Dataset):
         elevation, satellite = load_rgb(pair.elevation), load_rgb(pair.satellite)
         if elevation.size != (CHIP, CHIP) or satellite.size != (CHIP, CHIP):
             raise ValueError(f"{pair.elevation}: chips must be {CHIP}x{CHIP}, got {elevation.size} and {satellite.size}")
+        geometry = Jitter()
+        rng = np.random.default_rng([self.seed, self.epoch, index])
         if self.jitter:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            elevation, satellite = paired_jitter(elevation, satellite, rng)
-        return to_tensor(elevation), to_tensor(satellite)
+            elevation, satellite, geometry = paired_jitter(elevation, satellite, rng, with_geometry=True)
+        if self.conditioning is None:
+            return to_tensor(elevation), to_tensor(satellite)
+        return to_tensor(elevation), to_tensor(satellite), torch.from_numpy(self.cond(pair, satellite, geometry, rng))
+
+    def cond(self, pair, satellite, geometry, rng):
+        from .conditioning import guide_planes, make_cond, training_cond
+
+        spec, places = self.conditioning
+        lat = sample_latitude(places[pair.region], pair, geometry, spec.stride)
+        image = np.asarray(satellite, dtype=np.uint8)
+        if self.jitter:
+            return training_cond(spec, lat, image, pair.region, rng)
+        guide = guide_planes(image, spec.coarse_px, spec.stride) if self.guide else None
+        return make_cond(spec, lat, guide, look=pair.region if self.look and pair.region in spec.looks else None)
 
 
 class EpochSampler(torch.utils.data.Sampler):

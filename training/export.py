@@ -20,11 +20,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from terraform_plugin.core.model import TerraformModel
 from terraform_plugin.core.ramp import training_ramp
-from terraform_plugin.core.schema import build_metadata, stamp
+from terraform_plugin.core.schema import build_metadata, build_metadata_v2, stamp
 
 from . import checkpoint as ckpt
-from .nets import REFERENCE
+from .conditioning import conditioning_of
+from .nets import NUM_DOWNS, REFERENCE
 from .prepare import SEED_RESOLUTION_M
+from .receptive import receptive_radius
 
 OPSET = 18
 INPUT, OUTPUT = "dem_rgb", "satellite_rgb"
@@ -62,6 +64,35 @@ def git_commit():
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+class ConditionedGenerator(torch.nn.Module):
+    """A contract-2 generator with its conditioning planes as separate named inputs (what the plugin feeds)."""
+
+    def __init__(self, generator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, dem_rgb, latitude, guide_rgb, guide_mask, look):
+        return self.generator(dem_rgb, torch.cat([latitude, guide_rgb, guide_mask, look], 1))
+
+
+def to_onnx_v2(generator, spec, path):
+    """A contract-2 generator into a single-file ONNX: dynamic batch, height and width (multiples of its
+    alignment), the conditioning planes at 1/stride of those."""
+    side, stride = 2 * generator.alignment, spec.stride
+    names = [e["name"] for e in spec.onnx_inputs()]
+    channels = [3, 1, 3, 1, len(spec.looks)]
+    inputs = tuple(torch.zeros(1, c, side // (1 if i == 0 else stride), side // (1 if i == 0 else stride))
+                   for i, c in enumerate(channels))
+    axes = {name: {0: "batch", 2: "height" if i == 0 else "plane_height", 3: "width" if i == 0 else "plane_width"}
+            for i, name in enumerate(names)}
+    axes[OUTPUT] = {0: "batch", 2: "height", 3: "width"}
+    # The TorchScript exporter: its dynamic axes need no symbolic relation between the image's and the planes'
+    # sides (height = stride * plane_height), which torch.export would have to prove through the pooling.
+    torch.onnx.export(ConditionedGenerator(generator).eval(), inputs, path, dynamo=False, opset_version=OPSET,
+                      input_names=names, output_names=[OUTPUT], dynamic_axes=axes)
+    return onnx.load(path)
 
 
 def to_onnx(generator, path, exporter="dynamo"):
@@ -104,7 +135,11 @@ def weights_to_fp16(model: onnx.ModelProto, min_size=1024) -> onnx.ModelProto:
 def architecture(cfg) -> dict:
     """The generator's build, as recorded in the metadata and the model card."""
     full = {**REFERENCE, **cfg}
-    return {"generator": "U-Net 256 (8 down / 8 up, skips)", "ngf": full["ngf"], "max_channels": full["max_channels"],
+    downs = full.get("num_downs", NUM_DOWNS)
+    kind = ("U-Net 256 (8 down / 8 up, skips)" if downs == NUM_DOWNS else
+            f"U-Net, {downs} down / {downs} up with skips, fully convolutional; conditioning planes at 1/"
+            f"{full.get('cond_stride', 8)} resolution into every encoder level that coarse")
+    return {"generator": kind, "ngf": full["ngf"], "max_channels": full["max_channels"],
             "upsample": {"transposed": "4x4 stride-2 transposed conv", "bilinear": "bilinear x2 + 3x3 conv",
                          "nearest": "nearest x2 + 3x3 conv"}[full["upsample"]],
             "norm": {"instance": "InstanceNorm (per-chip statistics)",
@@ -125,10 +160,21 @@ def metadata_for(state, args) -> dict:
         "val_chips": state.get("val_chips"),
     }
     training = {k: run_args.get(k) for k in ("batch_size", "lr", "lambda_l1", "ndf", "amp", "precision", "seed")}
-    return build_metadata(
+    contract = {}
+    conditioning = conditioning_of(state)
+    if conditioning is not None:
+        spec, _ = conditioning
+        generator = ckpt.generator_from_checkpoint(state)
+        contract = {"alignment": generator.alignment, "receptive_radius": receptive_radius(generator),
+                    "inputs": spec.onnx_inputs(INPUT), "looks": state["conditioning"]["looks"],
+                    "plane_stride": spec.stride}
+    build = build_metadata_v2 if contract else build_metadata
+    return build(
         training_ramp(),
         # What training.prepare used (recorded in the checkpoint); checkpoints from before it was: the seed's.
         resolution_m=state.get("resolution_m", SEED_RESOLUTION_M),
+        **contract,
+        images_seen=state.get("images_seen"),
         name=name,
         version=args.version,
         ngf=cfg["ngf"],
@@ -149,10 +195,12 @@ def metadata_for(state, args) -> dict:
 def export(args):
     state = ckpt.load(args.checkpoint)
     generator = ckpt.generator_from_checkpoint(state)  # eval mode
+    conditioning = conditioning_of(state)
     out_dir = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        model = to_onnx(generator, os.path.join(tmp, "raw.onnx"), args.exporter)
+        raw = os.path.join(tmp, "raw.onnx")
+        model = to_onnx(generator, raw, args.exporter) if conditioning is None else to_onnx_v2(generator, conditioning[0], raw)
     if args.fp16:
         model = weights_to_fp16(model)
     model.producer_name = "terraform-dem training.export"
@@ -161,7 +209,9 @@ def export(args):
     tmp_path = args.output + ".tmp"
     onnx.save(model, tmp_path)  # < 2 GB, so protobuf holds it all: one self-contained file
     try:
-        report = verify(generator, tmp_path, args.tolerance if args.tolerance is not None else (3e-2 if args.fp16 else 1e-3))
+        tolerance = args.tolerance if args.tolerance is not None else (3e-2 if args.fp16 else 1e-3)
+        report = (verify(generator, tmp_path, tolerance) if conditioning is None
+                  else verify_v2(generator, conditioning[0], tmp_path, tolerance))
     except Exception:
         os.remove(tmp_path)
         raise
@@ -187,6 +237,46 @@ def verify(generator, path, tolerance):
     # The check runs on the not-yet-renamed file: describe the model without that temporary name.
     return {"max_abs_diff": diff, "tolerance": tolerance,
             "plugin": model.describe().replace(f" ({os.path.basename(path)})", "")}
+
+
+def verify_v2(generator, spec, path, tolerance):
+    """onnxruntime vs torch on a batch of 2 non-square tiles, then the contract's own promise: the same
+    pixels from a tile cut at another multiple of the alignment, farther than the declared radius from its
+    edges (with the trained weights, not only by construction), then the plugin's own metadata check."""
+    import onnxruntime as ort
+
+    from terraform_plugin.core.schema import parse_metadata
+
+    meta = parse_metadata({p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props})
+    a, r, s = meta.alignment, meta.receptive_radius, meta.plane_stride
+    rng = np.random.default_rng(0)
+    h, w = 4 * a + 2 * r + 2 * a, 6 * a + 2 * r
+    h, w = -(-h // a) * a, -(-w // a) * a
+    x = rng.uniform(-1, 1, size=(2, 3, h, w)).astype(np.float32)
+    cond = rng.uniform(0, 1, size=(2, spec.channels, h // s, w // s)).astype(np.float32)
+    with torch.no_grad():
+        expected = generator(torch.from_numpy(x), torch.from_numpy(cond)).numpy()
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(xx, cc):
+        parts = [xx] + [np.ascontiguousarray(p) for p in spec.split(cc)]
+        return session.run(None, dict(zip(names, parts)))[0]
+
+    got = run(x, cond)
+    diff = float(np.max(np.abs(got - expected)))
+    if not diff <= tolerance:
+        raise SystemExit(f"export check failed: max |onnxruntime - torch| = {diff:.3e} > {tolerance:g}")
+    shifted = run(x[:, :, a:, 2 * a:], cond[:, :, a // s :, 2 * a // s :])
+    common = got[:, :, a + r : h - r, 2 * a + r : w - r]
+    crop = shifted[:, :, r : h - a - r, r : w - 2 * a - r]
+    shift_diff = float(np.max(np.abs(common - crop)))
+    if not shift_diff <= 1e-4:
+        raise SystemExit(f"export check failed: a tile cut {a} px lower and {2 * a} px further right differs by "
+                         f"{shift_diff:.3e} more than {r} px from its edges (declared alignment {a}, radius {r})")
+    return {"max_abs_diff": diff, "tolerance": tolerance, "shift_diff": shift_diff,
+            "plugin": f"contract 2, alignment {a}, radius {r}, planes at 1/{s}, looks "
+                      f"{', '.join(lk.id for lk in meta.looks)}"}
 
 
 def main(argv=None):

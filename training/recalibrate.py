@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .conditioning import conditioning_of
 from .data import PairDataset, find_pairs, to_tensor, to_uint8
 
 DEFAULT_BATCH = 8
@@ -31,11 +32,16 @@ class _Enough(Exception):
     """Stops a forward pass once the layer being measured has seen its input."""
 
 
+def _as_inputs(chip) -> tuple:
+    """A chip is the generator's input tensor, or (input, conditioning planes) for a contract-2 generator."""
+    return tuple(chip) if isinstance(chip, (tuple, list)) else (chip,)
+
+
 def _forward_order(generator, chip):
     order = []
     handles = [m.register_forward_pre_hook(lambda m, args: order.append(m)) for m in batchnorms(generator)]
     try:
-        generator(chip.unsqueeze(0))
+        generator(*(t.unsqueeze(0) for t in _as_inputs(chip)))
     finally:
         for h in handles:
             h.remove()
@@ -50,7 +56,7 @@ def recalibrate(generator, chips, batch_size=DEFAULT_BATCH) -> int:
     measured on the inputs it gets at inference, i.e. with every BatchNorm before it already recalibrated.
     Unlike a train-mode pass (batch statistics upstream, an average of per-batch variances), the result does
     not depend on the batch size or on the order of the chips. One pass per BatchNorm, each stopped at that
-    layer. ``chips``: a sequence of input tensors ``[3, H, W]``. Returns how many chips were used (0 when
+    layer. ``chips``: a sequence of input tensors ``[3, H, W]`` (or of (input, conditioning) pairs). Returns how many chips were used (0 when
     the generator has no BatchNorm, e.g. the InstanceNorm reference: nothing to recalibrate).
     """
     if not batchnorms(generator) or not len(chips):
@@ -60,7 +66,7 @@ def recalibrate(generator, chips, batch_size=DEFAULT_BATCH) -> int:
     generator.eval()
     try:
         with torch.no_grad():
-            for norm in _forward_order(generator, chips[0].to(device)):
+            for norm in _forward_order(generator, chips[0]):
                 moments = []
 
                 def measure(module, args):
@@ -72,9 +78,9 @@ def recalibrate(generator, chips, batch_size=DEFAULT_BATCH) -> int:
                 handle = norm.register_forward_pre_hook(measure)
                 try:
                     for start in range(0, len(chips), batch_size):
-                        batch = torch.stack([chips[i] for i in range(start, min(start + batch_size, len(chips)))])
+                        items = [_as_inputs(chips[i]) for i in range(start, min(start + batch_size, len(chips)))]
                         try:
-                            generator(batch.to(device))
+                            generator(*(torch.stack(parts).to(device) for parts in zip(*items)))
                         except _Enough:
                             pass
                 finally:
@@ -93,10 +99,14 @@ class _Inputs:
     """The elevation-colour inputs of a set of pairs, each decoded once and kept as uint8 (192 KiB a chip):
     recalibration goes over them once per BatchNorm (14 passes), and decoding the JPEG pairs again each time
     cost 0.87 s a pass of 384 pairs (measured, 384 chips, one thread, interleaved in one process: 42.3 and
-    37.0 s decoding every pass, 32.1 s decoded once)."""
+    37.0 s decoding every pass, 32.1 s decoded once).
 
-    def __init__(self, pairs):
-        self.dataset = PairDataset(pairs)
+    With ``conditioning`` each chip also gets its conditioning planes, drawn once per chip (seeded) the way
+    training draws them - look or auto, guide or none - so the statistics describe every way the model is run."""
+
+    def __init__(self, pairs, conditioning=None, seed=0):
+        self.dataset = PairDataset(pairs, conditioning=conditioning)
+        self.conditioning, self.seed = conditioning, seed
         self.decoded = {}
 
     def __len__(self):
@@ -104,17 +114,32 @@ class _Inputs:
 
     def __getitem__(self, i):
         if i not in self.decoded:
-            self.decoded[i] = to_uint8(self.dataset[i][0])
-        return to_tensor(self.decoded[i])
+            self.decoded[i] = self._decode(i)
+        x, *cond = self.decoded[i]
+        return (to_tensor(x), *(torch.from_numpy(c) for c in cond)) if cond else to_tensor(x)
+
+    def _decode(self, i):
+        from .conditioning import training_cond
+        from .data import Jitter, load_rgb, sample_latitude
+
+        x = to_uint8(self.dataset[i][0])
+        if self.conditioning is None:
+            return (x,)
+        spec, places = self.conditioning
+        pair = self.dataset.pairs[i]
+        lat = sample_latitude(places[pair.region], pair, Jitter(), spec.stride)
+        satellite = np.asarray(load_rgb(pair.satellite), dtype=np.uint8)
+        rng = np.random.default_rng([self.seed, i])
+        return x, training_cond(spec, lat, satellite, pair.region, rng)
 
 
-def training_inputs(data_folders, regions, limit=None, seed=0):
+def training_inputs(data_folders, regions, limit=None, seed=0, conditioning=None):
     """The checkpoint's training chips (its training regions, unjittered), at most ``limit`` of them."""
     pairs = [p for p in find_pairs(data_folders) if p.region in set(regions)]
     if limit is not None and limit < len(pairs):
         keep = np.sort(np.random.default_rng(seed).permutation(len(pairs))[:limit])
         pairs = [pairs[i] for i in keep]
-    return _Inputs(pairs)
+    return _Inputs(pairs, conditioning, seed)
 
 
 def recalibrate_checkpoint(path, data=None, limit=None, batch_size=DEFAULT_BATCH, log=print) -> dict:
@@ -125,7 +150,7 @@ def recalibrate_checkpoint(path, data=None, limit=None, batch_size=DEFAULT_BATCH
     if not folders or not regions:
         raise SystemExit(f"{path}: the checkpoint does not say which data it trained on; pass --data")
     generator = ckpt.generator_from_checkpoint(state)
-    chips = training_inputs(folders, regions, limit)
+    chips = training_inputs(folders, regions, limit, conditioning=conditioning_of(state, folders))
     if not len(chips):
         raise SystemExit(f"no chips of the training regions {regions} in {folders}")
     n = recalibrate(generator, chips, batch_size)

@@ -24,11 +24,17 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import plots
+from .conditioning import ConditioningSpec
 from .data import EpochSampler, PairDataset, find_pairs, split_by_region, to_uint8
-from .nets import NORMS, PADDINGS, SEAMLESS, UPSAMPLES, build_discriminator, build_generator, count_params
+from .nets import NORMS, NUM_DOWNS, PADDINGS, SEAMLESS, UPSAMPLES, build_discriminator, build_generator, count_params
 from .precision import choose_cpu_precision
 from .recalibrate import recalibrate, training_inputs
-from .warm_start import load_generator_weights
+from .regions import dataset_regions, region_geo
+from .warm_start import load_discriminator_weights, load_generator_weights, source_looks
+
+# Model contract 2 by default: a 5-level U-Net (receptive radius 96 px, alignment 32) that sees latitude, look
+# and colour guide. ``--num-downs 8`` trains the contract-1 U-Net 256 (no conditioning).
+DEFAULT_NUM_DOWNS = 5
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -55,9 +61,14 @@ def parse_args(argv=None):
                    help="generator normalisation (default batch: fixed statistics at inference, no per-chip tone)")
     p.add_argument("--padding", choices=PADDINGS, default=SEAMLESS["padding"],
                    help="generator convolution padding (default reflect: chip borders behave like the interior)")
+    p.add_argument("--num-downs", type=int, default=DEFAULT_NUM_DOWNS, choices=range(5, NUM_DOWNS + 1),
+                   metavar="{5..8}",
+                   help="generator depth (default 5: model contract 2, tiling-independent, conditioned on latitude, "
+                        "look and colour guide; 8: the contract-1 U-Net 256 on 256 px chips, unconditioned)")
     p.add_argument("--init-from", default=None, metavar="PATH",
-                   help="warm start: generator weights from a checkpoint (.pt) or an exported model (.onnx); "
-                        "tensors are matched by name and shape, the discriminator starts fresh")
+                   help="warm start: weights from a checkpoint or the shipped trainable weights (.pt: generator and "
+                        "discriminator) or an exported model (.onnx: generator only); tensors are matched by name, "
+                        "and a conditioned layer that gained input channels (a new look) keeps the old ones")
     p.add_argument("--lambda-l1", type=float, default=100.0, help="weight of the L1 term (default 100)")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
     p.add_argument("--decay-start", type=float, default=0.5,
@@ -152,15 +163,20 @@ class Trainer:
 
         pairs = find_pairs(args.data)
         self.train_pairs, self.val_pairs = split_by_region(pairs, args.val_regions)
-        self.dataset = PairDataset(self.train_pairs, jitter=True, seed=args.seed)
+        self.conditioning = self.spec = None
+        if args.num_downs < NUM_DOWNS:
+            self.spec, places = self.conditioning_spec(args, pairs)
+            self.conditioning = (self.spec, places)
+        self.dataset = PairDataset(self.train_pairs, jitter=True, seed=args.seed, conditioning=self.conditioning)
         self.steps_per_epoch = len(self.train_pairs) // args.batch_size
         if self.steps_per_epoch == 0:
             sys.exit(f"--batch-size {args.batch_size} exceeds the {len(self.train_pairs)} training chips")
         self.total = args.max_steps or args.epochs * self.steps_per_epoch
         self.val_every = args.val_every or self.steps_per_epoch
-        self.val_set = PairDataset(pick_val_chips(self.val_pairs, args.val_chips))
+        # Held-out places as a user would run them: their own latitude, look "auto", no guide.
+        self.val_set = PairDataset(pick_val_chips(self.val_pairs, args.val_chips), conditioning=self.conditioning)
         # Without held-out regions the grid still shows progress, on (unjittered) training chips.
-        self.grid_set = PairDataset(pick_val_chips(self.val_pairs or self.train_pairs, 4))
+        self.grid_set = PairDataset(pick_val_chips(self.val_pairs or self.train_pairs, 4), conditioning=self.conditioning)
 
         if args.threads:
             # Oversubscribed OpenMP threads spin at barriers: measured 2-4x slower steps on a busy 2-core box.
@@ -170,14 +186,18 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        cond = {"num_downs": args.num_downs, "cond_nc": self.spec.channels} if self.spec else {}
         self.G = build_generator(args.ngf, args.max_channels, dropout=args.dropout, upsample=args.upsample,
-                                 norm=args.norm, padding=args.padding).to(self.device)
+                                 norm=args.norm, padding=args.padding, **cond).to(self.device)
+        self.D = build_discriminator(args.ndf).to(self.device)
         self.warm_start = None
         if args.init_from and not (args.resume and os.path.isfile(self.ckpt_path)):
             self.warm_start = load_generator_weights(self.G, args.init_from)
+            d = load_discriminator_weights(self.D, args.init_from)
+            if d:
+                self.warm_start["discriminator"] = d
             print(f"warm start from {args.init_from}: {self.warm_start}")
         self.resolution_m = data_resolution_m(args.data)
-        self.D = build_discriminator(args.ndf).to(self.device)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=args.lr, betas=(0.5, 0.999))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=args.lr, betas=(0.5, 0.999))
         self.amp = amp_dtype(args, self.device)
@@ -193,6 +213,20 @@ class Trainer:
         self.G_run, self.D_run = self.G, self.D
         if args.compile:
             self.G_run, self.D_run = torch.compile(self.G), torch.compile(self.D)
+
+    @staticmethod
+    def conditioning_spec(args, pairs):
+        """The looks (the training regions; a warm start's own looks first, in their order, so their channels
+        keep their meaning) and the trained |latitude| range, with every region's place."""
+        known = dataset_regions(args.data)
+        places = {r: known.get(r) or region_geo(r) for r in sorted({p.region for p in pairs})}
+        train_regions = sorted({p.region for p in pairs} - {r.upper() for r in args.val_regions} - set(args.val_regions))
+        before = source_looks(args.init_from) if args.init_from else []
+        looks = tuple(before + [r for r in train_regions if r not in before])
+        spans = [places[r].latitude_range() for r in train_regions]
+        low = min(0.0 if s < 0 < n else min(abs(s), abs(n)) for s, n in spans)
+        high = max(max(abs(s), abs(n)) for s, n in spans)
+        return ConditioningSpec(looks, (round(low, 2), round(high, 2))), places
 
     # --- checkpoints -------------------------------------------------------------------------------
     def save(self):
@@ -216,7 +250,18 @@ class Trainer:
             warm_start=self.warm_start,
             val_chips=len(self.val_pairs),
             batchnorm_statistics=self.batchnorm_statistics,
+            conditioning=self.conditioning_record(),
         )
+
+    def conditioning_record(self):
+        """What export needs to declare the planes and looks (None for a contract-1 generator)."""
+        if self.spec is None:
+            return None
+        _, places = self.conditioning
+        return {"looks": [places[r].describe() if r in places else {"id": r, "label": r} for r in self.spec.looks],
+                "latitude_range": list(self.spec.latitude_range), "stride": self.spec.stride,
+                "coarse_px": self.spec.coarse_px,
+                "regions": {r: places[r].describe() for r in sorted(places)}}
 
     def resume(self):
         if not os.path.isfile(self.ckpt_path) and not os.path.isfile(ckpt.previous_path(self.ckpt_path)):
@@ -267,12 +312,12 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
 
-    def train_step(self, x, y, lr):
+    def train_step(self, x, y, lr, cond=None):
         for opt in (self.opt_G, self.opt_D):
             for group in opt.param_groups:
                 group["lr"] = lr
         with self.autocast():
-            fake = self.G_run(x)
+            fake = self.G_run(x, cond)
         # D first, on a detached fake: its gradients must not reach G.
         self.D.requires_grad_(True)
         self.opt_D.zero_grad(set_to_none=True)
@@ -305,11 +350,13 @@ class Trainer:
         g, d = copy.deepcopy(self.G), copy.deepcopy(self.D)
         opt_g, opt_d = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
         x = torch.zeros(self.args.batch_size, 3, 256, 256)
+        cond = torch.zeros(self.args.batch_size, self.spec.channels, 256 // self.spec.stride,
+                           256 // self.spec.stride) if self.spec else None
         times = []
         for _ in range(repeats + 1):  # the first pays for warm-up
             t = time.perf_counter()
             with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-                fake = g(x)
+                fake = g(x, cond)
                 loss = d(x, fake).float().mean() + fake.float().abs().mean()
             opt_g.zero_grad()
             opt_d.zero_grad()
@@ -323,7 +370,7 @@ class Trainer:
     def recalibrate(self):
         """The final BatchNorm statistics: measured over all training chips, not the last ~10 batches."""
         regions = sorted({p.region for p in self.train_pairs})
-        n = recalibrate(self.G, training_inputs(self.args.data, regions))
+        n = recalibrate(self.G, training_inputs(self.args.data, regions, conditioning=self.conditioning))
         if n:
             self.batchnorm_statistics = {"recalibrated_on_chips": n, "regions": regions}
             tqdm.write(f"step {self.step}: BatchNorm statistics recomputed over {n} training chips")
@@ -337,16 +384,16 @@ class Trainer:
             if len(self.val_set):
                 total = 0.0
                 for i in range(len(self.val_set)):
-                    x, y = (t.unsqueeze(0).to(self.device) for t in self.val_set[i])
+                    x, y, *cond = (t.unsqueeze(0).to(self.device) for t in self.val_set[i])
                     with self.autocast():
-                        total += torch.mean(torch.abs(self.G(x).float() - y)).item()
+                        total += torch.mean(torch.abs(self.G(x, *cond).float() - y)).item()
                 val_l1 = total / len(self.val_set)
                 self._append("val.csv", {"step": self.step, "val_l1": f"{val_l1:.5f}"})
             rows = []
             for i in range(len(self.grid_set)):
-                x, y = self.grid_set[i]
+                x, y, *cond = self.grid_set[i]
                 with self.autocast():
-                    g = self.G(x.unsqueeze(0).to(self.device))[0]
+                    g = self.G(x.unsqueeze(0).to(self.device), *(c.unsqueeze(0).to(self.device) for c in cond))[0]
                 rows.append([to_uint8(x), to_uint8(y), to_uint8(g)])
             grid = os.path.join(self.args.out, "grids", f"step_{self.step:07d}.png")
             plots.image_grid(rows, grid)
@@ -396,11 +443,12 @@ class Trainer:
         timed_images, timed_seconds, t_last = 0, 0.0, time.perf_counter()
         while self.step < self.total:
             epoch, start = divmod(self.step, self.steps_per_epoch)
-            for x, y in self.loader(epoch, start):
+            for x, y, *cond in self.loader(epoch, start):
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)
+                cond = cond[0].to(self.device, non_blocking=True) if cond else None
                 lr = learning_rate(self.step, self.total, a.lr, a.decay_start)
-                losses = self.train_step(x, y, lr)
+                losses = self.train_step(x, y, lr, cond)
                 if self.cuda:
                     torch.cuda.synchronize()  # honest timings
                 now = time.perf_counter()

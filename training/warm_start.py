@@ -1,10 +1,12 @@
-"""Warm start: generator weights from a checkpoint or from a released ONNX model.
+"""Warm start: weights from a checkpoint, the shipped trainable weights, or a released ONNX model.
 
 So that training adds up across sessions, and so that a user can fine-tune the bundled model on their own
 region. Tensors are matched by name and shape: an ONNX file exported by ``training.export`` keeps the
 PyTorch parameter names as its initializer names (each BatchNorm folded into its convolution, which
-``_unfold_batchnorm`` undoes). What does not match (another architecture's
-decoder, say) keeps its fresh initialisation, and the report says how much was taken.
+``_unfold_batchnorm`` undoes). A convolution whose input gained channels (conditioning planes added to a
+level, a new look appended) takes the old weights for the old channels and zeros for the new ones, so the
+warm-started network computes exactly what the old one did until training moves it. What does not match
+(another architecture's decoder, say) keeps its fresh initialisation, and the report says how much was taken.
 """
 
 import os
@@ -24,13 +26,41 @@ def _onnx_tensors(path) -> dict:
     return tensors
 
 
-def _checkpoint_tensors(path) -> dict:
+def _checkpoint_tensors(path, net="generator") -> dict:
     from . import checkpoint as ckpt
 
     state = ckpt.load(path)
-    if "generator" not in state:
+    if net not in state:
+        if net != "generator":
+            return {}
         raise SystemExit(f"--init-from {path}: not a training checkpoint (no generator weights)")
-    return state["generator"]
+    return {k: v.float() if v.is_floating_point() else v for k, v in state[net].items()}  # fp16 shipped weights
+
+
+def source_looks(path) -> list:
+    """The look ids a warm-start source was trained with, in channel order ([] when it has none)."""
+    if path.lower().endswith(".onnx"):
+        import json
+
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+        return [lk["id"] for lk in json.loads(props.get("looks", "[]"))]
+    from . import checkpoint as ckpt
+
+    record = ckpt.load(path).get("conditioning") or {}
+    return [lk["id"] for lk in record.get("looks", [])]
+
+
+def _embed(own, source):
+    """``source`` inside a zero tensor shaped like ``own`` when only the input channels (dim 1) grew, else None."""
+    if own.dim() != source.dim() or own.dim() < 2 or own.shape[0] != source.shape[0] or own.shape[2:] != source.shape[2:]:
+        return None
+    if own.shape[1] <= source.shape[1]:
+        return None
+    out = torch.zeros_like(own)
+    out[:, : source.shape[1]] = source
+    return out
 
 
 def _conv_norm_pairs(net):
@@ -74,13 +104,38 @@ def load_generator_weights(generator: torch.nn.Module, path: str) -> dict:
     except Exception as exc:  # a truncated or foreign file: say which, not a protobuf/pickle trace
         raise SystemExit(f"--init-from {path}: cannot read weights ({type(exc).__name__}: {exc})") from None
     source = {**source, **_unfold_batchnorm(generator, source)}
-    own = generator.state_dict()
-    taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-    if not taken:
+    report = _load_matching(generator, source)
+    if not report["tensors"]:
         raise SystemExit(f"--init-from {path}: no tensor matches this generator by name and shape "
                          "(was it exported by training.export from a U-Net generator?)")
-    generator.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in taken.items()}})
+    return {"source": os.path.basename(path), **report}
+
+
+def _load_matching(net, source) -> dict:
+    own = net.state_dict()
+    taken, widened = {}, 0
+    for k, v in source.items():
+        if k not in own:
+            continue
+        if own[k].shape == v.shape:
+            taken[k] = v
+        elif (embedded := _embed(own[k], v)) is not None:
+            taken[k] = embedded
+            widened += 1
+    net.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in taken.items()}})
     params = sum(own[k].numel() for k in taken if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
-    total = sum(p.numel() for p in generator.parameters())
-    return {"source": os.path.basename(path), "tensors": len(taken), "of_tensors": len(own),
-            "parameters": params, "of_parameters": total}
+    total = sum(p.numel() for p in net.parameters())
+    return {"tensors": len(taken), "of_tensors": len(own), "widened": widened, "parameters": params,
+            "of_parameters": total}
+
+
+def load_discriminator_weights(discriminator: torch.nn.Module, path: str):
+    """The discriminator of a checkpoint or of the shipped trainable weights, when it has one of the same
+    build; None otherwise (an ONNX model has none: the discriminator then starts fresh)."""
+    if path.lower().endswith(".onnx"):
+        return None
+    source = _checkpoint_tensors(path, "discriminator")
+    own = discriminator.state_dict()
+    if not source or any(k not in source or source[k].shape != v.shape for k, v in own.items()):
+        return None
+    return _load_matching(discriminator, source)

@@ -31,9 +31,18 @@ def satellite_for(elevation_rgb):
     return np.clip(sat, 0, 255).astype(np.uint8)
 
 
-def write_pairs(root, regions=(("ALPHA", 3), ("BETA", 2))):
+def write_pairs(root, regions=(("ALPHA", 3), ("BETA", 2)), places=True):
+    """Seed-layout pairs; with ``places`` a manifest.json puts each region on Earth (as the seed regions'
+    fitted bounds do), 5 degrees of latitude apart from 45 N southwards: what contract-2 training needs."""
     ramp = training_ramp()
     seed = 0
+    if places:
+        from training.prepare import update_manifest
+
+        update_manifest(str(root), {
+            region: {"chips": n, "top_lat": 45.0 - 5 * k, "bottom_lat": 44.0 - 5 * k, "side_px": 256,
+                     "projection": "equirectangular", "uncertainty_deg": 0.0, "label": f"{region.title()} land"}
+            for k, (region, n) in enumerate(regions)})
     for region, n in regions:
         d = os.path.join(root, region)
         os.makedirs(d, exist_ok=True)
