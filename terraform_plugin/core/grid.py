@@ -143,9 +143,10 @@ def geographic_base(srs):
     return transform, base.GetAngularUnits() or math.pi / 180.0
 
 
-def to_geographic(transform, xs, ys):
-    """(lon, lat) float64 arrays in the base's angular units for CRS points (xs, ys); NaN where the
-    projection cannot invert a point (outside its domain). Works with osr exceptions on or off."""
+def transform_points(transform, xs, ys):
+    """(x, y) float64 arrays: the points (xs, ys) through the osr ``transform`` (to a geographic base: lon, lat
+    in its angular units); NaN where PROJ cannot transform a point (outside a projection's domain). Works with
+    osr exceptions on or off."""
     from osgeo import gdal
 
     points = np.column_stack([np.ravel(xs), np.ravel(ys)]).astype(np.float64)
@@ -189,7 +190,7 @@ def point_scale_factor(srs, x: float, y: float, step: float) -> tuple:
     half = step / 2.0
     xs = np.array([x - half, x + half, x, x])
     ys = np.array([y, y, y - half, y + half])
-    lon, lat = to_geographic(transform, xs, ys)
+    lon, lat = transform_points(transform, xs, ys)
     if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
         raise InputError(
             f"the centre of the layer ({x:.6g}, {y:.6g}) lies outside the area its CRS can map, so its "
@@ -229,7 +230,7 @@ def _spatial_ref(dataset):
     return wkt, srs
 
 
-def _x_is_latitude(srs) -> bool:
+def x_axis_is_latitude(srs) -> bool:
     """Whether the geotransform's x axis is latitude (GDAL gives rasters longitude-first; trust, but check)."""
     from osgeo import osr
 
@@ -277,7 +278,7 @@ def processing_grid(dataset, resolution_m: float) -> Grid:
     left, right, bottom, top = min(xs), max(xs), min(ys), max(ys)  # also for south-up / east-to-west inputs
 
     centre_x, centre_y = (left + right) / 2.0, (top + bottom) / 2.0
-    x_is_latitude = srs.IsGeographic() and _x_is_latitude(srs)
+    x_is_latitude = srs.IsGeographic() and x_axis_is_latitude(srs)
     xres, yres = pixel_size_in_crs_units(srs, centre_x if x_is_latitude else centre_y, resolution_m)
     if x_is_latitude:
         xres, yres = yres, xres
