@@ -25,7 +25,7 @@ import threading
 import numpy as np
 
 from .errors import InputError
-from .grid import x_axis_is_latitude, geographic_base, transform_points
+from .grid import geographic_base, transform_points, x_axis_is_latitude
 
 SET_LATITUDE_HINT = (
     "set LATITUDE (an advanced parameter: the latitude in degrees to terraform the layer as if it lay there, "
