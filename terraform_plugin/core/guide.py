@@ -106,7 +106,7 @@ class GuidePlanes:
         if not (isinstance(coarse_px, numbers.Integral) and coarse_px >= 1):
             raise ValueError(f"coarse_px must be a positive int, got {coarse_px!r}")
         dataset = gdal_call(InputError, f"the guide {path} cannot be opened as a raster", gdal.OpenEx, str(path),
-                            gdal.OF_RASTER)
+                            gdal.OF_RASTER | gdal.OF_READONLY | gdal.OF_VERBOSE_ERROR)
         red, green, blue, alpha = _check_guide(dataset, path)
         bands = [red, green, blue] + ([alpha] if alpha else [])
         source = gdal_call(InputError, f"the guide {path} cannot be read", gdal.Translate, "", dataset,
@@ -177,8 +177,9 @@ def _warp_cells(source, has_alpha, grid, coarse_px, top, rows, cols, path):
         InputError,
         f"the guide {path} cannot be warped onto the DEM's CRS (a map of another planet, or a CRS PROJ cannot "
         "transform)",
-        gdal.Warp, fine, source, resampleAlg="average", srcAlpha=has_alpha, dstAlpha=True,
-        warpOptions=["INIT_DEST=0", "UNIFIED_SRC_NODATA=YES"],
+        # Into an existing dataset gdal.Warp answers 1 or 0, not a dataset: 0 is failure (exceptions off).
+        lambda: gdal.Warp(fine, source, resampleAlg="average", srcAlpha=has_alpha, dstAlpha=True,
+                          warpOptions=["INIT_DEST=0", "UNIFIED_SRC_NODATA=YES"]) or None,
     )
     values = fine.ReadAsArray().astype(np.float64)  # (4, rows·S, cols·S)
     valid = (values[3] > 0).reshape(rows, SUBCELLS, cols, SUBCELLS)
