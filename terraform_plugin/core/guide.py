@@ -98,7 +98,9 @@ class GuidePlanes:
 
     @classmethod
     def open(cls, path, grid, coarse_px: int) -> "GuidePlanes":
-        """Warp the guide raster at ``path`` onto the coarse grid of ``grid`` (a core.grid.Grid).
+        """Warp the guide raster at ``path`` onto the coarse grid of ``grid`` (a core.grid.Grid: the whole
+        processing grid, never a Dask stripe's, whose origin would move the cells; windows are then in its pixels).
+        ``path`` is anything GDAL opens, a GDAL WMS/TMS XML description of a web tile service included.
 
         InputError for a guide that cannot be opened, has fewer than 3 bands, colours other than Byte, no
         CRS, a CRS that cannot be transformed into the DEM's, or no colour over the DEM at all.

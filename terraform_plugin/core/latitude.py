@@ -81,7 +81,9 @@ class LatitudeField:
 
     @classmethod
     def from_grid(cls, grid) -> "LatitudeField":
-        """Latitudes from ``grid``'s CRS (a core.grid.Grid); InputError when it has none or it has no latitude."""
+        """Latitudes from ``grid``'s CRS (a core.grid.Grid: the whole processing grid, not a Dask stripe's, so
+        that every stripe shares one lattice; windows in its pixels). InputError when it has no CRS or its CRS
+        has no latitude."""
         if not grid.wkt:
             raise InputError(f"the layer has no coordinate reference system (no CRS), so its latitude is unknown; "
                              f"{SET_LATITUDE_HINT}")

@@ -295,3 +295,42 @@ def set_gdal_exceptions(on):
         gdal.UseExceptions()
     else:
         gdal.DontUseExceptions()
+
+
+def test_a_web_tile_service_described_for_gdal(full_guide, tmp_path):
+    # What a QGIS XYZ layer (type=xyz&url=.../{z}/{x}/{y}.png) becomes for GDAL: a WMS driver description with
+    # the TMS minidriver, passed as the guide's path (the XML text itself). Tiles served here from file://
+    # (there is no network); a networked machine puts the service's https URL in ServerUrl.
+    half = 20037508.342789244
+    zoom, size = 7, 2 * 20037508.342789244 / 2**7
+    to_mercator = osr.CoordinateTransformation(*[_traditional(c) for c in ("EPSG:4326", "EPSG:3857")])
+    (x_west, y_north), (x_east, y_south) = (to_mercator.TransformPoint(14.6, 42.1)[:2],
+                                            to_mercator.TransformPoint(16.6, 40.3)[:2])
+    for tx in range(int((x_west + half) // size), int((x_east + half) // size) + 1):
+        for ty in range(int((half - y_north) // size), int((half - y_south) // size) + 1):
+            left, top = -half + tx * size, half - ty * size
+            tile = gdal.Warp("", full_guide, format="MEM", dstSRS="EPSG:3857", width=256, height=256,
+                             outputBounds=(left, top - size, left + size, top), resampleAlg="average", dstAlpha=True)
+            (tmp_path / str(zoom) / str(tx)).mkdir(parents=True, exist_ok=True)
+            gdal.Translate(str(tmp_path / str(zoom) / str(tx) / f"{ty}.png"), tile, format="PNG")
+    service = f"""<GDAL_WMS>
+      <Service name="TMS"><ServerUrl>file://{tmp_path}/${{z}}/${{x}}/${{y}}.png</ServerUrl></Service>
+      <DataWindow><UpperLeftX>{-half}</UpperLeftX><UpperLeftY>{half}</UpperLeftY>
+        <LowerRightX>{half}</LowerRightX><LowerRightY>{-half}</LowerRightY>
+        <TileLevel>{zoom}</TileLevel><TileCountX>1</TileCountX><TileCountY>1</TileCountY><YOrigin>top</YOrigin>
+      </DataWindow>
+      <Projection>EPSG:3857</Projection><BlockSizeX>256</BlockSizeX><BlockSizeY>256</BlockSizeY>
+      <BandsCount>4</BandsCount>
+    </GDAL_WMS>"""
+    grid = dem_grid()
+    rgb, mask = GuidePlanes.open(service, grid, COARSE).planes(0, 0, 512, 512, STRIDE)
+    reference, _ = GuidePlanes.open(full_guide, grid, COARSE).planes(0, 0, 512, 512, STRIDE)
+    assert np.all(mask == 1.0)
+    np.testing.assert_allclose(rgb, reference, atol=2.0)  # resampled once more, into 1.2 km tile pixels
+
+
+def _traditional(crs):
+    srs = osr.SpatialReference()
+    srs.SetFromUserInput(crs)
+    srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    return srs
