@@ -219,3 +219,106 @@ def test_shared_mola_rasters(name):
         assert grid.pixel_size == (200.0, 200.0)
         assert grid.width == math.ceil(ds.RasterXSize * 14818.674380826555 / 200.0 - 1e-6)
     assert np.isfinite(grid.geotransform).all()
+
+
+# --- projected CRSs whose metres are not ground metres where the DEM lies -------------------------------------
+
+
+def ground_pixel(grid, crs, ellps):
+    """(east-west, north-south) ground metres of one grid pixel at the grid's centre, by pyproj alone: the
+    pixel's edges through its centre are inverse-projected with pyproj's Transformer and measured with Geod."""
+    from pyproj import CRS, Transformer
+
+    to_lonlat = Transformer.from_crs(CRS.from_user_input(crs), CRS.from_user_input(crs).geodetic_crs, always_xy=True)
+    geod = Geod(**ellps)
+    xres, yres = grid.pixel_size
+    cx = grid.geotransform[0] + grid.width * xres / 2
+    cy = grid.geotransform[3] - grid.height * yres / 2
+    ends = {
+        "x": ((cx - xres / 2, cy), (cx + xres / 2, cy)),
+        "y": ((cx, cy - yres / 2), (cx, cy + yres / 2)),
+    }
+    sizes = []
+    for (x1, y1), (x2, y2) in ends.values():
+        lon1, lat1 = to_lonlat.transform(x1, y1)
+        lon2, lat2 = to_lonlat.transform(x2, y2)
+        sizes.append(geod.inv(lon1, lat1, lon2, lat2)[2])
+    return tuple(sizes)
+
+
+def mercator_dem(lat, size_m=400_000.0):
+    """A DEM in EPSG:3857 centred on (10°E, lat), 100 x 100 pixels over size_m CRS metres."""
+    x, y = osr.CoordinateTransformation(srs_of("EPSG:4326"), srs_of("EPSG:3857")).TransformPoint(10.0, lat)[:2]
+    pixel = size_m / 100
+    return mem_raster("EPSG:3857", (x - size_m / 2, pixel, 0, y + size_m / 2, 0, -pixel), 100, 100)
+
+
+@pytest.mark.parametrize("lat, factor", [(85.0, 11.44), (60.0, 2.0), (-60.0, 2.0)])
+def test_web_mercator_far_from_the_equator_gets_ground_metre_pixels(lat, factor):
+    grid = processing_grid(mercator_dem(lat), 200.0)
+    assert grid.scale_corrected
+    assert grid.scale_factor == pytest.approx((factor, factor), rel=3e-3)  # ~1/cos(lat) on the WGS84 ellipsoid
+    assert ground_pixel(grid, "EPSG:3857", {"ellps": "WGS84"}) == pytest.approx((200.0, 200.0), rel=1e-4)
+    # Uncorrected, a "200 m" pixel at 85°N would be 17.5 m on the ground (the textures a tenth of their size).
+    assert grid.pixel_size[0] == pytest.approx(200.0 * grid.scale_factor[0], rel=1e-12)
+
+
+def test_web_mercator_near_the_equator_keeps_round_pixels():
+    grid = processing_grid(mercator_dem(5.0), 200.0)  # k = 1.004 x, 1.011 y: within the tolerance
+    assert not grid.scale_corrected
+    assert grid.pixel_size == (200.0, 200.0)
+    assert 1.0 < grid.scale_factor[0] < 1.02 and 1.0 < grid.scale_factor[1] < 1.02  # measured and reported
+
+
+@pytest.mark.parametrize("easting, k", [(500000.0, 0.9996), (833000.0, 1.0010), (300000.0, 1.0001)])
+def test_utm_keeps_its_exact_pixels(easting, k):
+    # On the central meridian, at the zone's edge (~3° east at 45°N) and between: the grid of a 200 m UTM DEM
+    # is exactly the input's, whatever the scale factor there.
+    ds = mem_raster("EPSG:32633", (easting - 10000.0, 200.0, 0, 5000000.0, 0, -200.0), 100, 100)
+    grid = processing_grid(ds, 200.0)
+    assert grid.geotransform == (easting - 10000.0, 200.0, 0.0, 5000000.0, 0.0, -200.0)
+    assert (grid.width, grid.height) == (100, 100)
+    assert not grid.scale_corrected
+    assert grid.scale_factor == pytest.approx((k, k), abs=2e-4)
+
+
+def test_utm_south_scale_factor_on_the_meridian():
+    ds = mem_raster("EPSG:32719", (490000.0, 200.0, 0, 6400000.0, 0, -200.0), 100, 100)
+    grid = processing_grid(ds, 200.0)
+    assert grid.pixel_size == (200.0, 200.0)
+    assert grid.scale_factor == pytest.approx((0.9996, 0.9996), abs=1e-6)
+
+
+def test_geographic_grid_reports_no_scale_factor():
+    ds = mem_raster("EPSG:4326", (10.0, 0.01, 0, 61.0, 0, -0.01))
+    grid = processing_grid(ds, 200.0)
+    assert grid.scale_factor == (1.0, 1.0) and not grid.scale_corrected
+    assert grid.pixel_size == pytest.approx(pixel_size_in_crs_units(srs_of("EPSG:4326"), 60.6, 200.0), rel=1e-12)
+
+
+def test_polar_stereographic_at_the_pole_uses_its_own_scale():
+    # EPSG:3031 (true scale at 71°S): k = 0.9728 at the pole itself, a DEM centred there gets 194.6 m pixels.
+    ds = mem_raster("EPSG:3031", (-100000.0, 1000.0, 0, 100000.0, 0, -1000.0), 200, 200)
+    grid = processing_grid(ds, 200.0)
+    assert grid.scale_corrected
+    assert grid.scale_factor == pytest.approx((0.97277, 0.97277), abs=1e-4)
+    assert ground_pixel(grid, "EPSG:3031", {"ellps": "WGS84"}) == pytest.approx((200.0, 200.0), rel=1e-4)
+
+
+def test_mars_equirectangular_at_60_degrees_gets_square_ground_pixels():
+    # Equidistant cylindrical: north-south is true, east-west stretched by 1/cos(lat): the grid is 400 x 200
+    # CRS metres, square on the ground (the model was trained on square ground pixels).
+    y = MARS_R * math.radians(60.0)
+    ds = mem_raster("IAU_2015:49910", (0.0, 1000.0, 0, y + 50000.0, 0, -1000.0), 100, 100)
+    grid = processing_grid(ds, 200.0)
+    assert grid.scale_factor == pytest.approx((2.0, 1.0), rel=1e-6)
+    assert grid.pixel_size == pytest.approx((400.0, 200.0), rel=1e-6)
+    assert ground_pixel(grid, "IAU_2015:49910", {"a": MARS_R, "b": MARS_R}) == pytest.approx((200.0, 200.0), rel=1e-6)
+
+
+def test_projected_centre_outside_the_projection_is_refused():
+    # 90,000 km east of the meridian: coordinates no transverse Mercator can map back to the ellipsoid.
+    ds = mem_raster("EPSG:32633", (9.0e7, 200.0, 0, 1.0e6, 0, -200.0))
+    with pytest.raises(InputError, match="outside the area its CRS can map") as info:
+        processing_grid(ds, 200.0)
+    assert "Assigned" in str(info.value)
