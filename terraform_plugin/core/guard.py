@@ -44,6 +44,9 @@ TILE = 256
 # ZSTD level 1 where GDAL has it, about 5 % smaller (bench/README.md), so this stays an upper bound.
 ESTIMATED_BYTES_PER_PIXEL = 2.6
 DISK_MARGIN_BYTES = 64 * 2**20  # the overviews' temporary blocks, the sidecar, the preview
+# A write that fails with less than this free beside it failed for want of space (a tile is at most 256 KiB
+# compressed, GDAL writes several at once, and the filesystem keeps some blocks back).
+DISK_FULL_BYTES = 4 * 2**20
 
 DEFAULT_MAX_ABS_ELEVATION = 1e5  # metres (layer units): beyond any planet's relief
 SCAN_FULL_PIXELS = 4_000_000  # rasters up to this size are scanned whole (an exact count), larger ones sampled
@@ -184,6 +187,41 @@ def check_disk_space(output_path, grid, copies=1, present=0):
             f"{_bytes(needed)}{held} (estimated at {ESTIMATED_BYTES_PER_PIXEL} bytes per pixel, compressed, with "
             f"overviews), {_bytes(free)} are free. Free some space, choose another folder or a coarser resolution."
         )
+
+
+def free_bytes(folder):
+    """Free bytes on the filesystem holding ``folder``; None when it does not say."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def mount_point(path) -> str:
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def disk_full_error(path, reason):
+    """The OutputError that says the disk holding ``path`` is full, when a failure to write it (``reason``:
+    GDAL's or the system's words) came from a full disk; else None. Ask while the failed write's temporary
+    still takes its space: GDAL often says only "write error", so a folder with almost no space left is taken
+    as the reason."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    free = free_bytes(folder)
+    if "no space left" not in reason.lower() and (free is None or free >= DISK_FULL_BYTES):
+        return None
+    left = f"{_bytes(free)} free" if free is not None else "no space left"
+    kept = ("the file already there is kept as it was" if os.path.exists(path)
+            else "nothing is left there")
+    return OutputError(
+        f"the disk is full: {path} could not be written (the disk holding {folder}, mounted at "
+        f"{mount_point(folder)}, has {left}); {kept}. Free some space or choose an output folder on another disk, "
+        f"then run again. ({reason})"
+    )
 
 
 # -- temporary files -------------------------------------------------------------------------------------------
