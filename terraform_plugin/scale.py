@@ -232,7 +232,8 @@ def run_on_dask(
     metadata = pipeline.output_metadata(plan, model)
     folder = parts.parts_dir(output_path)
     # The parts and the assembled output exist together until the assembly ends: twice the output's space.
-    guard.check_disk_space(output_path, plan.grid, copies=2, present=_bytes_in(folder))
+    guard.check_disk_space(output_path, plan.grid, copies=2, present=_bytes_in(folder),
+                           preview=bool(request.preview_path))
     paths = [os.path.abspath(os.fspath(request.input_path)), os.path.abspath(request.model_path),
              os.path.dirname(output_path)]
     total_parts, total_chips = len(plan.stripes), plan.chip_runs

@@ -43,7 +43,14 @@ TILE = 256
 # predictor 2 and internal overviews takes 0.65 of its raw RGBA size, 2.6 bytes per pixel. The writer now uses
 # ZSTD level 1 where GDAL has it, about 5 % smaller (bench/README.md), so this stays an upper bound.
 ESTIMATED_BYTES_PER_PIXEL = 2.6
-DISK_MARGIN_BYTES = 64 * 2**20  # the overviews' temporary blocks, the sidecar, the preview
+# The margin over the estimate, sized to the job (a fixed 64 MiB refused a 3 x 3 px output on a disk with 2 MiB
+# free): a share of the estimate for its error, the tile index (16 bytes a tile in BigTIFF, overviews included),
+# the directories and CRS sidecar (a few KiB each), and the preview PNG (the same imagery losslessly compressed:
+# the same bytes per pixel; its two panels are 1024 px on the longer side at most, so 5.4 MB at most) when one
+# is asked for.
+DISK_MARGIN_SHARE = 0.1
+DISK_MARGIN_FIXED_BYTES = 64 * 2**10
+TILE_INDEX_BYTES = 16
 # A write that fails with less than this free beside it failed for want of space (a tile is at most 256 KiB
 # compressed, GDAL writes several at once, and the filesystem keeps some blocks back).
 DISK_FULL_BYTES = 4 * 2**20
@@ -116,10 +123,10 @@ def _pixels(count) -> str:
 
 
 def _bytes(count) -> str:
-    for limit, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB")):
+    for limit, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
         if count >= limit:
             return f"{count / limit:.3g} {unit}"
-    return f"{count / 2**10:.3g} KiB"
+    return f"{count} bytes"
 
 
 def enlargement(grid, dataset) -> float:
@@ -164,9 +171,21 @@ def estimated_output_bytes(grid) -> int:
     return int(grid.width * grid.height * ESTIMATED_BYTES_PER_PIXEL)
 
 
-def check_disk_space(output_path, grid, copies=1, present=0):
+def disk_margin_bytes(grid, to_write, preview=True) -> int:
+    """Bytes beyond the estimate (``to_write``: the estimated bytes the job still writes) that the job may
+    need, with a preview or without: see DISK_MARGIN_SHARE."""
+    from .preview import GAP, panel_size  # here: preview imports guard
+
+    tiles = math.ceil(grid.width / TILE) * math.ceil(grid.height / TILE)
+    width, height = panel_size(grid.width, grid.height)
+    png = int(ESTIMATED_BYTES_PER_PIXEL * height * (2 * width + GAP)) if preview else 0
+    return int(DISK_MARGIN_SHARE * to_write) + TILE_INDEX_BYTES * tiles * 4 // 3 + DISK_MARGIN_FIXED_BYTES + png
+
+
+def check_disk_space(output_path, grid, copies=1, present=0, preview=True):
     """OutputError when the output's folder has less free space than the estimated result needs.
 
+    ``preview``: whether a preview PNG is written too (beside the output, as a rule).
     ``copies``: how many output-sized files exist at once (2 for a distributed run: its parts and the assembled
     output, until the assembly ends); ``present``: bytes of those already on the disk (a resumed run's parts).
     """
@@ -175,7 +194,9 @@ def check_disk_space(output_path, grid, copies=1, present=0):
         free = shutil.disk_usage(folder).free
     except OSError:
         return  # unknown (a network folder that does not say): the writer reports a full disk itself
-    needed = max(0, copies * estimated_output_bytes(grid) - present) + DISK_MARGIN_BYTES
+    to_write = max(0, copies * estimated_output_bytes(grid) - present)
+    margin = disk_margin_bytes(grid, to_write, preview)
+    needed = to_write + margin
     if free < needed:
         held = ""
         if copies > 1:
@@ -184,8 +205,10 @@ def check_disk_space(output_path, grid, copies=1, present=0):
                     f"output{done})")
         raise OutputError(
             f"not enough free space in {folder}: the {grid.width} × {grid.height} px output needs about "
-            f"{_bytes(needed)}{held} (estimated at {ESTIMATED_BYTES_PER_PIXEL} bytes per pixel, compressed, with "
-            f"overviews), {_bytes(free)} are free. Free some space, choose another folder or a coarser resolution."
+            f"{_bytes(needed)}{held}: {_bytes(to_write)} estimated at {ESTIMATED_BYTES_PER_PIXEL} bytes per pixel "
+            f"(compressed, with overviews) and a margin of {_bytes(margin)} for the estimate's error, the file's "
+            f"index and sidecar{' and the preview' if preview else ''}. {_bytes(free)} are free. Free some space, choose another folder or "
+            "a coarser resolution."
         )
 
 

@@ -388,3 +388,68 @@ def test_a_sampled_scan_in_two_threads_counts_both_halves(tmp_path, kit):
     one_thread = guard.scan_elevations(band, 1e5)
     # one thread reads other strips, so the nearest rows sampled may differ by one at a strip's edge
     assert one_thread[1:] == (valid, exact) and abs(one_thread[0] - bad) <= 2 * 1024
+
+
+# -- 7. a disk that fills while the output is written; the free-space margin sized to the job -------------------
+
+
+def earlier_output(folder, kit, identity):
+    """A valid result already at folder/out.tif, from an earlier run (its DEM elsewhere)."""
+    dem = kit.write_dem(os.path.join(os.path.dirname(folder), "small.tif"), kit.terrain(40, 50))
+    out = os.path.join(folder, "out.tif")
+    pipeline.run(request(dem, out, identity))
+    return out
+
+
+@pytest.mark.parametrize("preview", [False, True])
+def test_a_disk_that_fills_during_the_run_keeps_the_earlier_output(tmp_path, kit, identity, capfd, preview):
+    """The filesystem fills as soon as the run's temporary appears: an error that says the disk is full and
+    where, the earlier output byte for byte, nothing else left on that disk, the DEM untouched."""
+    from disks import fill_when, small_disk
+
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(600, 600))
+    before_dem = sha(dem)
+    with small_disk(tmp_path / "disk", 8 * 2**20) as folder:
+        old = earlier_output(folder, kit, identity)
+        before = sha(old)
+        req = request(dem, old, identity, preview_path=os.path.join(folder, "p.png") if preview else None)
+        with fill_when(folder, lambda p: p.endswith(".part.tif")) as filled:
+            with pytest.raises(OutputError) as caught:
+                pipeline.run(req)
+        message = str(caught.value)
+        assert filled["filled"], "the run ended before its temporary appeared"
+        assert "the disk is full" in message and f"mounted at {folder}" in message, message
+        assert "the file already there is kept" in message, message
+        assert sha(old) == before and gdal.Open(old).RasterCount == 4
+        assert sorted(os.listdir(folder)) == ["out.tif", "zz-filler.bin"]
+    assert sha(dem) == before_dem
+    err = capfd.readouterr().err
+    assert "ERROR" not in err and "Exception ignored" not in err, err
+
+
+def test_a_tiny_output_runs_on_a_nearly_full_disk(tmp_path, kit, identity):
+    """The free-space margin is sized to the job: a 3 x 3 px output (about 1 KB) on a disk with 2 MiB free."""
+    from disks import free, small_disk
+
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(3, 3))
+    with small_disk(tmp_path / "disk", 2 * 2**20) as folder:
+        assert free(folder) <= 2 * 2**20
+        result = pipeline.run(request(dem, os.path.join(folder, "out.tif"), identity))
+        assert (result.width, result.height) == (3, 3)
+        assert os.listdir(folder) == ["out.tif"] and gdal.Open(os.path.join(folder, "out.tif")).RasterXSize == 3
+
+
+def test_an_output_too_big_for_the_disk_is_refused_with_the_margin_stated(tmp_path, kit, identity):
+    from disks import small_disk
+
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(1000, 1000))  # 2.5 MiB estimated: over 2 MiB
+    before = sha(dem)
+    with small_disk(tmp_path / "disk", 2 * 2**20) as folder:
+        with pytest.raises(OutputError) as caught:
+            pipeline.run(request(dem, os.path.join(folder, "out.tif"), identity))
+        message = str(caught.value)
+        for fragment in ("not enough free space", "1000 × 1000 px", "2.48 MiB estimated at 2.6 bytes per pixel",
+                         "needs about 2.79 MiB", "a margin of 318 KiB for the estimate's error, the file's index and sidecar. 2 MiB are free"):
+            assert fragment in message, message
+        assert os.listdir(folder) == []
+    assert sha(dem) == before
