@@ -1,7 +1,8 @@
 """Checks that stop a run from destroying data or starting absurd work, all cheap and run before any long work.
 
 - Paths: the output and the preview may not be the input (or each other) however the path is spelled:
-  relative, ``./``, ``..``, a symlink or a hard link (``os.path.samefile`` compares device and inode).
+  relative, ``./``, ``..``, a symlink or a hard link (``os.path.samefile`` compares device and inode); nor any
+  other file the input reads (a VRT's sources, VRTs of VRTs, overviews, masks, sidecars: GDAL's file list).
 - Grid size: a mistyped resolution (0.1 m instead of 100 m) asks for hundreds of billions of pixels; refused up
   front with the grid, the enlargement against the input's own pixels and the resolutions that fit, unless
   the caller opts in to a deliberately huge grid. What TIFF cannot hold is refused even then.
@@ -83,9 +84,51 @@ def _sidecar_of(path):
     return os.fspath(path) + ".aux.xml"
 
 
+# A VRT names its sources; followed this deep at most into VRTs of VRTs (GDAL itself stops VRT recursion early).
+MAX_VRT_DEPTH = 32
+
+
+def _is_vrt(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(64).lstrip().startswith(b"<VRTDataset")
+    except OSError:
+        return False
+
+
+def files_read_by(input_path) -> list:
+    """Every file GDAL reads for the raster at ``input_path`` beside the path itself: its file list (a VRT's
+    sources, overviews, masks, sidecars), and the lists of the VRTs among them, recursively (GDAL lists a VRT's
+    own sources, not theirs). Empty when GDAL cannot open it (``source.open_dem`` says why, later)."""
+    from osgeo import gdal
+
+    seen, files, todo = set(), [], [(os.fspath(input_path), 0)]
+    while todo:
+        path, depth = todo.pop()
+        if path in seen or depth > MAX_VRT_DEPTH:
+            continue
+        seen.add(path)
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
+            listed = (dataset.GetFileList() or []) if dataset is not None else []
+        except RuntimeError:  # GDAL's exceptions on: not a raster it opens
+            listed = []
+        finally:
+            gdal.PopErrorHandler()
+        dataset = None
+        for name in listed:
+            if name.startswith("/vsi") or name in files:
+                continue
+            files.append(name)
+            if name != path and _is_vrt(name):
+                todo.append((name, depth + 1))
+    return [f for f in files if not same_file(f, input_path)]
+
+
 def check_paths(input_path, output_path, preview_path=None):
-    """OutputError when the output or the preview would overwrite the input, or each other; or the preview is
-    not a .png. Call before anything is opened for writing."""
+    """OutputError when the output or the preview would overwrite the input or a file it reads, or each other;
+    or the preview is not a .png. Call before anything is opened for writing."""
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
     if not input_path.startswith("/vsi"):
         if same_file(output_path, input_path):
@@ -95,14 +138,15 @@ def check_paths(input_path, output_path, preview_path=None):
             )
         if same_file(_sidecar_of(output_path), input_path):
             raise OutputError(f"the output's sidecar {_sidecar_of(output_path)} is the input {input_path}")
-    if not preview_path:
-        return
-    preview_path = os.fspath(preview_path)
-    if not input_path.startswith("/vsi") and same_file(preview_path, input_path):
+    preview_path = os.fspath(preview_path) if preview_path else None
+    if preview_path and not input_path.startswith("/vsi") and same_file(preview_path, input_path):
         raise OutputError(
             f"the preview {preview_path} is the input elevation raster {input_path} (same file): writing it "
             "would destroy the DEM. Choose another preview file."
         )
+    _check_not_read(input_path, output_path, preview_path)
+    if not preview_path:
+        return
     if same_file(preview_path, output_path):
         raise OutputError(
             f"the preview and the output are the same file ({output_path}): one would overwrite the other. "
@@ -110,6 +154,24 @@ def check_paths(input_path, output_path, preview_path=None):
         )
     if os.path.splitext(preview_path)[1].lower() != ".png":
         raise OutputError(f"the preview is a PNG image: give it a .png name, not {preview_path}")
+
+
+def _check_not_read(input_path, output_path, preview_path):
+    """OutputError when the output (or its sidecar) or the preview is a file the input reads."""
+    written = [("output", output_path), ("output's sidecar", _sidecar_of(output_path))]
+    if preview_path:
+        written.append(("preview", preview_path))
+    if not any(os.path.exists(path) for _, path in written):
+        return  # a new file cannot be one the input reads: skip opening the input
+    for read in files_read_by(input_path):
+        for what, path in written:
+            if same_file(path, read):
+                spelled = "" if os.path.abspath(path) == os.path.abspath(read) else f", as {read}"
+                raise OutputError(
+                    f"the {what} {path} is a file the input {input_path} reads (GDAL lists it among the input's "
+                    f"files{spelled}): writing it would destroy the DEM. Choose another "
+                    f"{'preview' if what == 'preview' else 'output'} file."
+                )
 
 
 # -- grid size and disk space ----------------------------------------------------------------------------------

@@ -81,6 +81,58 @@ def test_output_that_is_the_input_is_refused(tmp_path, kit, identity, monkeypatc
     assert sha(dem + ".aux.xml") == sidecar
 
 
+def vrt_inputs(folder, kit):
+    """src.tif and b.tif side by side in mosaic.vrt, an inner.vrt of src.tif inside outer.vrt (a VRT of VRTs),
+    and warped.vrt over outer.vrt: GDAL lists a VRT's own sources only, not its sources' sources."""
+    src = kit.write_dem(os.path.join(folder, "src.tif"), kit.terrain(60, 70))
+    other = kit.write_dem(os.path.join(folder, "b.tif"), kit.terrain(60, 70, seed=1), origin=(514000.0, 4500000.0))
+    gdal.BuildVRT(os.path.join(folder, "mosaic.vrt"), [src, other])
+    gdal.BuildVRT(os.path.join(folder, "inner.vrt"), [src])
+    gdal.BuildVRT(os.path.join(folder, "outer.vrt"), [os.path.join(folder, "inner.vrt"), other])
+    gdal.Warp(os.path.join(folder, "warped.vrt"), os.path.join(folder, "outer.vrt"), format="VRT")
+    return src
+
+
+@pytest.mark.parametrize("input_name, output_name, spelling", [
+    ("mosaic.vrt", "src.tif", "same"),
+    ("mosaic.vrt", "b.tif", "relative"),
+    ("mosaic.vrt", "src.tif", "hardlink"),
+    ("mosaic.vrt", "src.tif", "symlink"),
+    ("outer.vrt", "src.tif", "same"),  # through inner.vrt
+    ("warped.vrt", "src.tif", "same"),  # through outer.vrt and inner.vrt
+    ("warped.vrt", "inner.vrt", "preview"),  # not a .tif output, but a preview is written too: refused first
+])
+def test_output_that_a_vrt_input_reads_is_refused(tmp_path, kit, identity, monkeypatch, input_name, output_name,
+                                                  spelling):
+    """The README's promise: a run never writes over what it reads - a VRT's sources included."""
+    src = vrt_inputs(str(tmp_path), kit)
+    monkeypatch.chdir(tmp_path)
+    target = str(tmp_path / output_name)
+    out, preview = target, None
+    if spelling == "relative":
+        out = output_name
+    if spelling in ("hardlink", "symlink"):
+        out = str(tmp_path / "link.tif")
+        (os.link if spelling == "hardlink" else os.symlink)(target, out)
+    if spelling == "preview":
+        out, preview = str(tmp_path / "out.tif"), str(tmp_path / "inner.png")
+        gdal.Translate(preview, src, format="PNG", outputType=gdal.GDT_UInt16)  # a PNG DEM among the sources
+        gdal.BuildVRT(str(tmp_path / "inner.vrt"), [preview])
+    before = {name: sha(tmp_path / name) for name in os.listdir(tmp_path) if os.path.isfile(tmp_path / name)}
+    message, _ = refused(OutputError, request(tmp_path / input_name, out, identity, preview_path=preview),
+                         "a file the input", "reads", "would destroy the DEM", source=src)
+    assert ("Choose another preview file" if preview else "Choose another output file") in message
+    assert {name: sha(tmp_path / name) for name in before} == before  # every source, the VRTs too
+
+
+def test_an_output_beside_a_vrt_input_that_it_does_not_read_runs(tmp_path, kit, identity):
+    vrt_inputs(str(tmp_path), kit)
+    (tmp_path / "unrelated.tif").write_bytes(b"an earlier result")
+    result = pipeline.run(request(tmp_path / "mosaic.vrt", tmp_path / "unrelated.tif", identity))
+    assert (result.width, result.height) == (140, 60)
+    assert gdal.Open(str(tmp_path / "unrelated.tif")).RasterCount == 4
+
+
 # -- 2. preview = input, preview = output, preview not a PNG ----------------------------------------------------
 
 

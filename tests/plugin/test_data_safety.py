@@ -73,7 +73,18 @@ CASES = {
     "model_not_onnx": (lambda d, f: {"MODEL": _text(f, "model.txt")}, ["ONNX file (.onnx)", "model.txt"]),
     "input_is_a_folder": (lambda d, f: {"INPUT": _folder(f)}, ["is a folder", "raster file"]),
     "limit_not_positive": (lambda d, f: {"MAX_ABS_ELEVATION": 0}, ["greater than 0"]),
+    # The DEM as a source of the VRT given as INPUT (gdalbuildvrt mosaic.vrt dem.tif), and of a VRT of VRTs.
+    "output_is_a_vrt_source": (lambda d, f: {"INPUT": _vrt(f, "mosaic.vrt", [d]), "OUTPUT": d},
+                               ["is a file the input", "reads", "would destroy the DEM"]),
+    "output_is_read_through_vrts": (lambda d, f: {"INPUT": _vrt(f, "outer.vrt", [_vrt(f, "inner.vrt", [d])]),
+                                                  "OUTPUT": d}, ["is a file the input", "would destroy the DEM"]),
 }
+
+
+def _vrt(folder, name, sources):
+    path = os.path.join(folder, name)
+    gdal.BuildVRT(path, sources)
+    return path
 
 
 def _link(folder, dem, how):
@@ -110,8 +121,8 @@ def check_untouched(dem, before, folder, listing, message, fragments, qgis_sidec
         assert fragment.lower() in message.lower(), message
     assert sha(dem) == before
     now = sorted(os.listdir(folder))
-    if qgis_sidecar:  # qgis_process loads INPUT as a layer, and QGIS saves its statistics in the DEM's .aux.xml
-        now = [n for n in now if n != os.path.basename(dem) + ".aux.xml"]
+    if qgis_sidecar:  # qgis_process loads INPUT as a layer, and QGIS saves its statistics in its .aux.xml
+        now = [n for n in now if not (n.endswith(".aux.xml") and n[: -len(".aux.xml")] in listing)]
     assert now == listing  # no output, no temporary, no preview
 
 
@@ -129,7 +140,7 @@ def test_refused_in_process(run_alg, models, tmp_path, demkit, case):
 QP_CASES = ["output_is_input", "output_is_input_dotted", "output_is_symlink_to_input", "output_is_hard_link_to_input",
             "preview_is_input", "preview_is_output", "absurd_resolution", "band_not_integer",
             "overlap_not_integer", "overlap_negative", "model_not_onnx", "input_is_a_folder", "preview_not_png",
-            "limit_not_positive", "huge_grid_opted_in"]
+            "limit_not_positive", "huge_grid_opted_in", "output_is_a_vrt_source", "output_is_read_through_vrts"]
 
 
 def qp_args(params):
