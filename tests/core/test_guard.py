@@ -505,3 +505,34 @@ def test_an_output_too_big_for_the_disk_is_refused_with_the_margin_stated(tmp_pa
             assert fragment in message, message
         assert os.listdir(folder) == []
     assert sha(dem) == before
+
+
+# -- 8. a colour photo given as the DEM ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, band, channel", [("jpeg", 1, "red"), ("jpeg", 3, "blue"), ("rgba-tif", 4, "alpha")])
+def test_a_colour_photo_given_as_the_dem_is_refused_naming_the_band(tmp_path, identity, kind, band, channel):
+    from rasters import write_photo
+
+    photo = write_photo(tmp_path / ("photo.jpg" if kind == "jpeg" else "photo.tif"), alpha=kind == "rgba-tif",
+                        driver="JPEG" if kind == "jpeg" else "GTiff")
+    name = os.path.basename(photo)
+    refused(InputError, request(photo, tmp_path / "out.tif", identity, band=band),
+            f"{name} looks like a colour image, not an elevation model", f"BAND {band}",
+            f"the {channel} channel's brightness", f"gdal_translate -b {band} {name}")
+
+
+def test_one_colour_band_taken_out_and_a_one_band_byte_dem_run(tmp_path, kit, identity):
+    """What the refusal advises works, and 8-bit elevations in one band (whole metres) are a DEM like any."""
+    from rasters import write_photo
+
+    photo = write_photo(tmp_path / "photo.jpg")
+    gdal.Translate(str(tmp_path / "photo_band1.tif"), photo, bandList=[1])  # gdal_translate -b 1
+    assert pipeline.run(request(tmp_path / "photo_band1.tif", tmp_path / "a.tif", identity)).width == 64
+    z = np.clip(kit.terrain(60, 70, low=0.0, high=255.0), 0, 255).astype(np.uint8)
+    ds = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "byte_dem.tif"), 70, 60, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform((500000.0, 200.0, 0.0, 4500000.0, 0.0, -200.0))
+    ds.SetProjection(kit.crs_wkt())
+    ds.GetRasterBand(1).WriteArray(z)
+    ds = None
+    assert pipeline.run(request(tmp_path / "byte_dem.tif", tmp_path / "b.tif", identity)).width == 70
