@@ -344,6 +344,8 @@ class OutputWriter:
                 close_dataset(OutputError, "", holder)
             except OutputError:
                 pass
+            except RuntimeError:  # a traceback on its way up still holds it: it closes when that goes
+                pass
         if getattr(self, "temp_path", None):
             for path in (self.temp_path, _sidecar(self.temp_path), *self._extra_temps):
                 _remove(path)
