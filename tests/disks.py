@@ -36,15 +36,21 @@ def free(folder) -> int:
 
 
 def fill(folder, leave=0, name="filler.bin") -> str:
-    """Take all but ``leave`` bytes of the free space of ``folder``'s filesystem with one file."""
+    """Take all but about ``leave`` bytes of the free space of ``folder``'s filesystem with one file: grown in
+    steps, each smaller once the disk refuses one, so a run writing there meanwhile does not make it fail."""
     path = os.path.join(str(folder), name)
-    size = free(folder) - leave
-    if size > 0:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            os.posix_fallocate(fd, 0, size)
-        finally:
-            os.close(fd)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        for step in (2**20, 2**16, 2**12):
+            while free(folder) - leave >= step:
+                try:
+                    os.posix_fallocate(fd, size, step)
+                except OSError:  # the run took the space meanwhile: a smaller step
+                    break
+                size += step
+    finally:
+        os.close(fd)
     return path
 
 

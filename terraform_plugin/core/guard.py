@@ -80,12 +80,22 @@ def same_file(a, b) -> bool:
         return False
 
 
+def _file_keys(path) -> list:
+    """What ``same_file`` compares: the path with links resolved and, for an existing file, its inode."""
+    keys = [os.path.realpath(path)]
+    try:
+        stat = os.stat(path)
+        keys.append((stat.st_dev, stat.st_ino))
+    except OSError:
+        pass
+    return keys
+
+
 def _sidecar_of(path):
     return os.fspath(path) + ".aux.xml"
 
 
-# A VRT names its sources; followed this deep at most into VRTs of VRTs (GDAL itself stops VRT recursion early).
-MAX_VRT_DEPTH = 32
+MAX_VRT_DEPTH = 32  # VRTs of VRTs followed this deep at most (a VRT that names itself ends there too)
 
 
 def _is_vrt(path) -> bool:
@@ -102,7 +112,7 @@ def files_read_by(input_path) -> list:
     own sources, not theirs). Empty when GDAL cannot open it (``source.open_dem`` says why, later)."""
     from osgeo import gdal
 
-    seen, files, todo = set(), [], [(os.fspath(input_path), 0)]
+    seen, files, todo = set(), {}, [(os.fspath(input_path), 0)]  # files: a dict keeps GDAL's order
     while todo:
         path, depth = todo.pop()
         if path in seen or depth > MAX_VRT_DEPTH:
@@ -120,10 +130,11 @@ def files_read_by(input_path) -> list:
         for name in listed:
             if name.startswith("/vsi") or name in files:
                 continue
-            files.append(name)
+            files[name] = None
             if name != path and _is_vrt(name):
                 todo.append((name, depth + 1))
-    return [f for f in files if not same_file(f, input_path)]
+    own = set(_file_keys(input_path))
+    return [f for f in files if own.isdisjoint(_file_keys(f))]
 
 
 def check_paths(input_path, output_path, preview_path=None):
@@ -163,15 +174,18 @@ def _check_not_read(input_path, output_path, preview_path):
         written.append(("preview", preview_path))
     if not any(os.path.exists(path) for _, path in written):
         return  # a new file cannot be one the input reads: skip opening the input
+    # same_file's two tests, the written paths' side worked out once (a mosaic VRT lists thousands of files)
+    written_keys = {key: (what, path) for what, path in written for key in _file_keys(path)}
     for read in files_read_by(input_path):
-        for what, path in written:
-            if same_file(path, read):
-                spelled = "" if os.path.abspath(path) == os.path.abspath(read) else f", as {read}"
-                raise OutputError(
-                    f"the {what} {path} is a file the input {input_path} reads (GDAL lists it among the input's "
-                    f"files{spelled}): writing it would destroy the DEM. Choose another "
-                    f"{'preview' if what == 'preview' else 'output'} file."
-                )
+        match = next((written_keys[key] for key in _file_keys(read) if key in written_keys), None)
+        if match:
+            what, path = match
+            spelled = "" if os.path.abspath(path) == os.path.abspath(read) else f", as {read}"
+            raise OutputError(
+                f"the {what} {path} is a file the input {input_path} reads (GDAL lists it among the input's "
+                f"files{spelled}): writing it would destroy the DEM. Choose another "
+                f"{'preview' if what == 'preview' else 'output'} file."
+            )
 
 
 # -- grid size and disk space ----------------------------------------------------------------------------------
