@@ -94,6 +94,24 @@ def _worker_model(path, threads):
     return _MODELS[key]
 
 
+class _QuietUserErrors(logging.Filter):
+    """Drops a worker's "Compute Failed" report (a traceback) of a part that failed with a TerraformError (a full
+    disk, a bad input): the client reports the same error in the user's words, and exits with it."""
+
+    NAMES = tuple(f"{cls.__name__}(" for cls in (TerraformError, *TerraformError.__subclasses__()))
+
+    def filter(self, record):
+        args = record.args if isinstance(record.args, tuple) else ()
+        failed = str(record.msg).startswith("Compute Failed") and len(args) > 3
+        return not (failed and str(args[3]).startswith(self.NAMES))
+
+
+def _quiet_user_errors():
+    worker_log = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _QuietUserErrors) for f in worker_log.filters):
+        worker_log.addFilter(_QuietUserErrors())
+
+
 def _part_task(plan, index, folder, threads_by_host, cancel_event):
     """One part, on a worker. onnxruntime threads: the request's, else this host's cores shared out between
     the worker threads on it (so two worker processes on two cores get one each, not two each). Between
@@ -102,6 +120,7 @@ def _part_task(plan, index, folder, threads_by_host, cancel_event):
 
     from .core.model import default_threads
 
+    _quiet_user_errors()
     threads = plan.request.threads
     if threads is None:
         worker = get_worker()
@@ -232,7 +251,8 @@ def run_on_dask(
     metadata = pipeline.output_metadata(plan, model)
     folder = parts.parts_dir(output_path)
     # The parts and the assembled output exist together until the assembly ends: twice the output's space.
-    guard.check_disk_space(output_path, plan.grid, copies=2, present=_bytes_in(folder))
+    guard.check_disk_space(output_path, plan.grid, copies=2, present=_bytes_in(folder),
+                           preview=bool(request.preview_path))
     paths = [os.path.abspath(os.fspath(request.input_path)), os.path.abspath(request.model_path),
              os.path.dirname(output_path)]
     total_parts, total_chips = len(plan.stripes), plan.chip_runs

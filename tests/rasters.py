@@ -94,3 +94,21 @@ def gdal_average_overviews(path, image):
     assert ds.BuildOverviews("AVERAGE", overview_levels(width, height)) == 0
     ds = None
     return overview_levels_of(path)
+
+
+def write_photo(path, height=48, width=64, alpha=False, driver="JPEG"):
+    """A georeferenced colour photo, as a user might mistake for a DEM: 3 bands of Byte (4 with ``alpha``,
+    GeoTIFF only) that GDAL reads as red, green, blue; a world file and the CRS in its .aux.xml for a JPEG."""
+    count = 4 if alpha else 3
+    mem = gdal.GetDriverByName("MEM").Create("", width, height, count, gdal.GDT_Byte)
+    mem.SetGeoTransform((500000.0, 200.0, 0.0, 4500000.0, 0.0, -200.0))
+    mem.SetProjection(crs_wkt())
+    rng = np.random.default_rng(7)
+    for i in range(1, count + 1):
+        mem.GetRasterBand(i).WriteArray(rng.integers(0, 256, (height, width), dtype=np.uint8))
+    if driver == "JPEG":
+        gdal.GetDriverByName("JPEG").CreateCopy(str(path), mem, options=["WORLDFILE=YES"])
+    else:
+        options = ["PHOTOMETRIC=RGB"] + (["ALPHA=YES"] if alpha else [])
+        gdal.GetDriverByName("GTiff").CreateCopy(str(path), mem, options=options)
+    return str(path)

@@ -4,25 +4,82 @@ GDAL reports failure three ways - a RuntimeError when ``gdal.UseExceptions()`` i
 plugin may turn it on, process-wide), ``None`` for a missing object, or a non-zero ``CPLErr`` status - and
 leaves the reason in its thread-local last-error message. ``gdal_call`` handles all three, quietly (the reason
 goes into the raised error, not onto stderr or QGIS's log), so no caller repeats that dance.
+
+Some failures have no return value to carry them: a block that GDAL's cache writes out while flushing (a full
+disk) is only an error message, and FlushCache returns nothing before GDAL 3.7. So a call that writes
+(``status=True``) also fails when it left a failure in GDAL's error state. Closing a dataset is where a GeoTIFF
+writes its directories; ``close_dataset`` makes that a checked call too.
 """
 
+import sys
+
 from osgeo import gdal
+
+
+def _failed_meanwhile() -> bool:
+    return gdal.GetLastErrorType() >= gdal.CE_Failure
 
 
 def gdal_call(error, what: str, fn, *args, status: bool = False, **kwargs):
     """``fn(*args, **kwargs)``; raises ``error(f"{what}: <GDAL's reason>")`` on failure.
 
     ``status=True`` for calls that return a CPLErr code (WriteRaster, BuildOverviews) or nothing (FlushCache):
-    a non-zero code is failure. Otherwise ``None`` is failure. Returns what ``fn`` returned.
+    a non-zero code, or a failure GDAL reported during the call, is failure. Otherwise ``None`` is failure.
+    Returns what ``fn`` returned.
     """
     gdal.ErrorReset()
     gdal.PushErrorHandler("CPLQuietErrorHandler")
+    raised = None
     try:
         result = fn(*args, **kwargs)
     except RuntimeError as exc:
-        raise error(f"{what}: {exc}") from None
+        raised = str(exc)
     finally:
         gdal.PopErrorHandler()
-    if bool(result) if status else result is None:
+    # The error's traceback keeps this frame: it must not keep a dataset (``fn`` is often a bound method of
+    # one) open, or the caller could not close it and remove its file.
+    del fn, args, kwargs
+    if raised is not None:
+        raise error(f"{what}: {raised}")
+    if (bool(result) or _failed_meanwhile()) if status else result is None:
         raise error(f"{what}: {gdal.GetLastErrorMsg() or 'GDAL gave no reason'}")
     return result
+
+
+def close_dataset(error, what: str, holder: list):
+    """Close the dataset in ``holder`` (a one-item list, emptied: the caller keeps no reference that would keep
+    it open); raises ``error(f"{what}: <GDAL's reason>")`` when closing failed to write it.
+
+    GDAL 3.8 has ``Dataset.Close``, which returns (or raises) what closing did. Before it, the dataset closes
+    when its last reference goes, and a failure there is only GDAL's error state - with exceptions on, also an
+    exception the interpreter can only print as "Exception ignored": that one is dropped, the reason is raised
+    here instead.
+    """
+    dataset = holder.pop()
+    if hasattr(dataset, "Close"):
+        gdal_call(error, what, dataset.Close, status=True)
+        return
+    if sys.getrefcount(dataset) > 2:  # this name and getrefcount's argument: anything more keeps it open
+        raise RuntimeError(f"{what}: the dataset is still referenced elsewhere, so it would not close here")
+    reasons = []
+
+    def record(kind, _number, message):
+        if kind >= gdal.CE_Failure:
+            reasons.append(message)
+
+    hook = sys.unraisablehook
+
+    def drop_close_errors(unraisable):  # the destructor's RuntimeError: ``reasons`` holds the same message
+        if not (isinstance(unraisable.exc_value, RuntimeError) and "delete_" in repr(unraisable.object)):
+            hook(unraisable)
+
+    gdal.ErrorReset()
+    gdal.PushErrorHandler(record)
+    sys.unraisablehook = drop_close_errors
+    try:
+        del dataset  # the last reference: GDAL writes what it still holds and closes the file
+    finally:
+        sys.unraisablehook = hook
+        gdal.PopErrorHandler()
+    if reasons or _failed_meanwhile():
+        raise error(f"{what}: {reasons[0] if reasons else gdal.GetLastErrorMsg()}")  # the first: the cause

@@ -1,7 +1,8 @@
 """Checks that stop a run from destroying data or starting absurd work, all cheap and run before any long work.
 
 - Paths: the output and the preview may not be the input (or each other) however the path is spelled:
-  relative, ``./``, ``..``, a symlink or a hard link (``os.path.samefile`` compares device and inode).
+  relative, ``./``, ``..``, a symlink or a hard link (``os.path.samefile`` compares device and inode); nor any
+  other file the input reads (a VRT's sources, VRTs of VRTs, overviews, masks, sidecars: GDAL's file list).
 - Grid size: a mistyped resolution (0.1 m instead of 100 m) asks for hundreds of billions of pixels; refused up
   front with the grid, the enlargement against the input's own pixels and the resolutions that fit, unless
   the caller opts in to a deliberately huge grid. What TIFF cannot hold is refused even then.
@@ -43,7 +44,17 @@ TILE = 256
 # predictor 2 and internal overviews takes 0.65 of its raw RGBA size, 2.6 bytes per pixel. The writer now uses
 # ZSTD level 1 where GDAL has it, about 5 % smaller (bench/README.md), so this stays an upper bound.
 ESTIMATED_BYTES_PER_PIXEL = 2.6
-DISK_MARGIN_BYTES = 64 * 2**20  # the overviews' temporary blocks, the sidecar, the preview
+# The margin over the estimate, sized to the job (a fixed 64 MiB refused a 3 x 3 px output on a disk with 2 MiB
+# free): a share of the estimate for its error, the tile index (16 bytes a tile in BigTIFF, overviews included),
+# the directories and CRS sidecar (a few KiB each), and the preview PNG (the same imagery losslessly compressed:
+# the same bytes per pixel; its two panels are 1024 px on the longer side at most, so 5.4 MB at most) when one
+# is asked for.
+DISK_MARGIN_SHARE = 0.1
+DISK_MARGIN_FIXED_BYTES = 64 * 2**10
+TILE_INDEX_BYTES = 16
+# A write that fails with less than this free beside it failed for want of space (a tile is at most 256 KiB
+# compressed, GDAL writes several at once, and the filesystem keeps some blocks back).
+DISK_FULL_BYTES = 4 * 2**20
 
 DEFAULT_MAX_ABS_ELEVATION = 1e5  # metres (layer units): beyond any planet's relief
 SCAN_FULL_PIXELS = 4_000_000  # rasters up to this size are scanned whole (an exact count), larger ones sampled
@@ -69,13 +80,66 @@ def same_file(a, b) -> bool:
         return False
 
 
+def _file_keys(path) -> list:
+    """What ``same_file`` compares: the path with links resolved and, for an existing file, its inode."""
+    keys = [os.path.realpath(path)]
+    try:
+        stat = os.stat(path)
+        keys.append((stat.st_dev, stat.st_ino))
+    except OSError:
+        pass
+    return keys
+
+
 def _sidecar_of(path):
     return os.fspath(path) + ".aux.xml"
 
 
+MAX_VRT_DEPTH = 32  # VRTs of VRTs followed this deep at most (a VRT that names itself ends there too)
+
+
+def _is_vrt(path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(64).lstrip().startswith(b"<VRTDataset")
+    except OSError:
+        return False
+
+
+def files_read_by(input_path) -> list:
+    """Every file GDAL reads for the raster at ``input_path`` beside the path itself: its file list (a VRT's
+    sources, overviews, masks, sidecars), and the lists of the VRTs among them, recursively (GDAL lists a VRT's
+    own sources, not theirs). Empty when GDAL cannot open it (``source.open_dem`` says why, later)."""
+    from osgeo import gdal
+
+    seen, files, todo = set(), {}, [(os.fspath(input_path), 0)]  # files: a dict keeps GDAL's order
+    while todo:
+        path, depth = todo.pop()
+        if path in seen or depth > MAX_VRT_DEPTH:
+            continue
+        seen.add(path)
+        gdal.PushErrorHandler("CPLQuietErrorHandler")
+        try:
+            dataset = gdal.OpenEx(path, gdal.OF_RASTER | gdal.OF_READONLY)
+            listed = (dataset.GetFileList() or []) if dataset is not None else []
+        except RuntimeError:  # GDAL's exceptions on: not a raster it opens
+            listed = []
+        finally:
+            gdal.PopErrorHandler()
+        dataset = None
+        for name in listed:
+            if name.startswith("/vsi") or name in files:
+                continue
+            files[name] = None
+            if name != path and _is_vrt(name):
+                todo.append((name, depth + 1))
+    own = set(_file_keys(input_path))
+    return [f for f in files if own.isdisjoint(_file_keys(f))]
+
+
 def check_paths(input_path, output_path, preview_path=None):
-    """OutputError when the output or the preview would overwrite the input, or each other; or the preview is
-    not a .png. Call before anything is opened for writing."""
+    """OutputError when the output or the preview would overwrite the input or a file it reads, or each other;
+    or the preview is not a .png. Call before anything is opened for writing."""
     input_path, output_path = os.fspath(input_path), os.fspath(output_path)
     if not input_path.startswith("/vsi"):
         if same_file(output_path, input_path):
@@ -85,14 +149,15 @@ def check_paths(input_path, output_path, preview_path=None):
             )
         if same_file(_sidecar_of(output_path), input_path):
             raise OutputError(f"the output's sidecar {_sidecar_of(output_path)} is the input {input_path}")
-    if not preview_path:
-        return
-    preview_path = os.fspath(preview_path)
-    if not input_path.startswith("/vsi") and same_file(preview_path, input_path):
+    preview_path = os.fspath(preview_path) if preview_path else None
+    if preview_path and not input_path.startswith("/vsi") and same_file(preview_path, input_path):
         raise OutputError(
             f"the preview {preview_path} is the input elevation raster {input_path} (same file): writing it "
             "would destroy the DEM. Choose another preview file."
         )
+    _check_not_read(input_path, output_path, preview_path)
+    if not preview_path:
+        return
     if same_file(preview_path, output_path):
         raise OutputError(
             f"the preview and the output are the same file ({output_path}): one would overwrite the other. "
@@ -100,6 +165,27 @@ def check_paths(input_path, output_path, preview_path=None):
         )
     if os.path.splitext(preview_path)[1].lower() != ".png":
         raise OutputError(f"the preview is a PNG image: give it a .png name, not {preview_path}")
+
+
+def _check_not_read(input_path, output_path, preview_path):
+    """OutputError when the output (or its sidecar) or the preview is a file the input reads."""
+    written = [("output", output_path), ("output's sidecar", _sidecar_of(output_path))]
+    if preview_path:
+        written.append(("preview", preview_path))
+    if not any(os.path.exists(path) for _, path in written):
+        return  # a new file cannot be one the input reads: skip opening the input
+    # same_file's two tests, the written paths' side worked out once (a mosaic VRT lists thousands of files)
+    written_keys = {key: (what, path) for what, path in written for key in _file_keys(path)}
+    for read in files_read_by(input_path):
+        match = next((written_keys[key] for key in _file_keys(read) if key in written_keys), None)
+        if match:
+            what, path = match
+            spelled = "" if os.path.abspath(path) == os.path.abspath(read) else f", as {read}"
+            raise OutputError(
+                f"the {what} {path} is a file the input {input_path} reads (GDAL lists it among the input's "
+                f"files{spelled}): writing it would destroy the DEM. Choose another "
+                f"{'preview' if what == 'preview' else 'output'} file."
+            )
 
 
 # -- grid size and disk space ----------------------------------------------------------------------------------
@@ -113,10 +199,10 @@ def _pixels(count) -> str:
 
 
 def _bytes(count) -> str:
-    for limit, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB")):
+    for limit, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
         if count >= limit:
             return f"{count / limit:.3g} {unit}"
-    return f"{count / 2**10:.3g} KiB"
+    return f"{count} bytes"
 
 
 def enlargement(grid, dataset) -> float:
@@ -161,9 +247,21 @@ def estimated_output_bytes(grid) -> int:
     return int(grid.width * grid.height * ESTIMATED_BYTES_PER_PIXEL)
 
 
-def check_disk_space(output_path, grid, copies=1, present=0):
+def disk_margin_bytes(grid, to_write, preview=True) -> int:
+    """Bytes beyond the estimate (``to_write``: the estimated bytes the job still writes) that the job may
+    need, with a preview or without: see DISK_MARGIN_SHARE."""
+    from .preview import GAP, panel_size  # here: preview imports guard
+
+    tiles = math.ceil(grid.width / TILE) * math.ceil(grid.height / TILE)
+    width, height = panel_size(grid.width, grid.height)
+    png = int(ESTIMATED_BYTES_PER_PIXEL * height * (2 * width + GAP)) if preview else 0
+    return int(DISK_MARGIN_SHARE * to_write) + TILE_INDEX_BYTES * tiles * 4 // 3 + DISK_MARGIN_FIXED_BYTES + png
+
+
+def check_disk_space(output_path, grid, copies=1, present=0, preview=True):
     """OutputError when the output's folder has less free space than the estimated result needs.
 
+    ``preview``: whether a preview PNG is written too (beside the output, as a rule).
     ``copies``: how many output-sized files exist at once (2 for a distributed run: its parts and the assembled
     output, until the assembly ends); ``present``: bytes of those already on the disk (a resumed run's parts).
     """
@@ -172,7 +270,9 @@ def check_disk_space(output_path, grid, copies=1, present=0):
         free = shutil.disk_usage(folder).free
     except OSError:
         return  # unknown (a network folder that does not say): the writer reports a full disk itself
-    needed = max(0, copies * estimated_output_bytes(grid) - present) + DISK_MARGIN_BYTES
+    to_write = max(0, copies * estimated_output_bytes(grid) - present)
+    margin = disk_margin_bytes(grid, to_write, preview)
+    needed = to_write + margin
     if free < needed:
         held = ""
         if copies > 1:
@@ -181,9 +281,46 @@ def check_disk_space(output_path, grid, copies=1, present=0):
                     f"output{done})")
         raise OutputError(
             f"not enough free space in {folder}: the {grid.width} × {grid.height} px output needs about "
-            f"{_bytes(needed)}{held} (estimated at {ESTIMATED_BYTES_PER_PIXEL} bytes per pixel, compressed, with "
-            f"overviews), {_bytes(free)} are free. Free some space, choose another folder or a coarser resolution."
+            f"{_bytes(needed)}{held}: {_bytes(to_write)} estimated at {ESTIMATED_BYTES_PER_PIXEL} bytes per pixel "
+            f"(compressed, with overviews) and a margin of {_bytes(margin)} for the estimate's error, the file's "
+            f"index and sidecar{' and the preview' if preview else ''}. {_bytes(free)} are free. Free some space, choose another folder or "
+            "a coarser resolution."
         )
+
+
+def free_bytes(folder):
+    """Free bytes on the filesystem holding ``folder``; None when it does not say."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def mount_point(path) -> str:
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def disk_full_error(path, reason):
+    """The OutputError that says the disk holding ``path`` is full, when a failure to write it (``reason``:
+    GDAL's or the system's words) came from a full disk; else None. Ask while the failed write's temporary
+    still takes its space: GDAL often says only "write error", so a folder with almost no space left is taken
+    as the reason."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    free = free_bytes(folder)
+    if "no space left" not in reason.lower() and (free is None or free >= DISK_FULL_BYTES):
+        return None
+    left = f"{_bytes(free)} free" if free is not None else "no space left"
+    kept = ("the file already there is kept as it was" if os.path.exists(path)
+            else "nothing is left there")
+    return OutputError(
+        f"the disk is full: {path} could not be written (the disk holding {folder}, mounted at "
+        f"{mount_point(folder)}, has {left}); {kept}. Free some space or choose an output folder on another disk, "
+        f"then run again. ({reason})"
+    )
 
 
 # -- temporary files -------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from html import escape  # XML-safe (&, <, >, quotes); xml.sax would trip the up
 
 from osgeo import gdal
 
-from . import pipeline
+from . import guard, pipeline
 from .errors import Cancelled, OutputError
 from .gdalcall import gdal_call
 from .grid import Grid
@@ -171,9 +171,15 @@ class Manifest:
         path = os.path.join(self.folder, MANIFEST)
         temp = temp_name(path, ".tmp")
         parts = {str(i): r for i, r in sorted(self.parts.items())}
-        with open(temp, "w") as f:
-            json.dump({"fingerprint": self.fingerprint, "version": VERSION, "parts": parts}, f, indent=1)
-        os.replace(temp, path)
+        try:
+            with open(temp, "w") as f:
+                json.dump({"fingerprint": self.fingerprint, "version": VERSION, "parts": parts}, f, indent=1)
+            os.replace(temp, path)
+        except OSError as exc:  # a full disk above all: an OutputError that says so, not a traceback
+            if os.path.exists(temp):
+                os.remove(temp)
+            reason = f"cannot save {path}: {exc.strerror or exc}"
+            raise guard.disk_full_error(path, reason) or OutputError(reason) from None
 
 
 def parts_vrt(plan, files) -> str:

@@ -87,7 +87,7 @@ def plan_grid(request: TerraformRequest, output_path: str, dataset, resolution_m
     request opts in to a huge grid), beyond what a GeoTIFF can hold, or bigger than the free disk space."""
     grid = processing_grid(dataset, resolution_m)
     guard.check_grid_size(grid, dataset, resolution_m, request.allow_huge_grid)
-    guard.check_disk_space(output_path, grid)
+    guard.check_disk_space(output_path, grid, preview=bool(request.preview_path))
     return grid
 
 

@@ -9,6 +9,7 @@ import os
 import numpy as np
 from osgeo import gdal
 
+from . import guard
 from .errors import OutputError
 from .gdalcall import gdal_call
 from .writer import temp_name
@@ -40,6 +41,12 @@ def side_by_side(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return canvas
 
 
+def _remove_temps(temp):
+    for leftover in (temp, temp + ".aux.xml"):
+        if os.path.exists(leftover):
+            os.remove(leftover)
+
+
 def write_png(path, rgba: np.ndarray) -> str:
     """Write (h, w, 4) uint8 as PNG via a temporary file beside ``path``; returns the temporary path.
 
@@ -57,10 +64,12 @@ def write_png(path, rgba: np.ndarray) -> str:
     temp = temp_name(path, ".part.png")
     try:
         gdal_call(OutputError, f"cannot write the preview {path}", gdal.GetDriverByName("PNG").CreateCopy, temp, mem)
+    except OutputError as exc:  # libpng says only "Write Error": say when the disk is full, asked before cleaning
+        error = guard.disk_full_error(path, str(exc)) or exc
+        _remove_temps(temp)
+        raise error from None
     except BaseException:
-        for leftover in (temp, temp + ".aux.xml"):
-            if os.path.exists(leftover):
-                os.remove(leftover)
+        _remove_temps(temp)
         raise
     # The PNG driver may leave a PAM sidecar; a preview needs none.
     if os.path.exists(temp + ".aux.xml"):

@@ -58,7 +58,35 @@ def elevation_band(dataset, band) -> "gdal.Band":
             f"band {band!r} does not exist: {os.path.basename(dataset.GetDescription())} has "
             f"{count} band{'s' if count != 1 else ''} (numbered from 1)"
         )
+    check_not_imagery(dataset, int(band))
     return dataset.GetRasterBand(int(band))
+
+
+_CHANNELS = {gdal.GCI_RedBand: "red", gdal.GCI_GreenBand: "green", gdal.GCI_BlueBand: "blue",
+             gdal.GCI_AlphaBand: "alpha"}
+
+
+def check_not_imagery(dataset, band: int):
+    """InputError when ``dataset`` is a colour image rather than elevations: 3 or 4 bands of 8-bit values
+    (0-255) that GDAL interprets as red, green, blue (and alpha) - a georeferenced photo or map, whose band 1
+    would be read as metres of red. Refused rather than warned about: the result would be a plausible-looking,
+    wrong map. A one-band 8-bit DEM (whole metres, or scaled) passes, as does a multi-band raster of elevations
+    whose bands are not coloured; a colour band meant as elevations can be taken out on its own first."""
+    interps = [dataset.GetRasterBand(i).GetColorInterpretation() for i in range(1, dataset.RasterCount + 1)]
+    types = {dataset.GetRasterBand(i).DataType for i in range(1, dataset.RasterCount + 1)}
+    rgb = {gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand}
+    if dataset.RasterCount not in (3, 4) or types != {gdal.GDT_Byte} or not rgb <= set(interps):
+        return
+    name = os.path.basename(dataset.GetDescription())
+    channels = ", ".join(_CHANNELS.get(i, gdal.GetColorInterpretationName(i)) for i in interps)
+    stem = os.path.splitext(name)[0]
+    raise InputError(
+        f"{name} looks like a colour image, not an elevation model: {dataset.RasterCount} bands of 8-bit values "
+        f"(0-255) that it marks as {channels}, so BAND {band} would be read as the "
+        f"{_CHANNELS.get(interps[band - 1], 'colour')} channel's brightness in metres. Choose a DEM (one band of "
+        f"heights). If band {band} really holds elevations, take it out on its own first: "
+        f"gdal_translate -b {band} {name} {stem}_band{band}.tif"
+    )
 
 
 def check_has_data(band, name="the raster"):

@@ -4,6 +4,11 @@ The raster is written to a hidden temporary file beside the target and moved int
 complete, so a cancelled or failed run never leaves a half-written file where the user expects a result, and
 an earlier result at that path survives until the new one is whole.
 
+Nothing is committed that was not written whole: every write, flush and the close (where GDAL writes the
+file's directories) is checked, the file is read back (every overview level), and a failure - a full disk
+above all, which GDAL reports only as error messages - removes the temporary and says so, the earlier file
+untouched.
+
 CRS: GeoTIFF keys cannot hold every CRS. GDAL 3.6 drops IAU authority codes (Mars IAU_2015:49900/49910) and
 turns a WKT2 or axis-ordered custom WKT into its own GEOGCS on the way through the keys. So after closing the
 file the CRS is read back; when it differs from the input's WKT, the exact WKT goes into the PAM sidecar
@@ -19,7 +24,7 @@ from osgeo import gdal
 from . import guard
 from .blockrows import BLOCK
 from .errors import OutputError
-from .gdalcall import gdal_call
+from .gdalcall import close_dataset, gdal_call
 from .overviews import OverviewStream, stripe_levels
 
 
@@ -127,9 +132,11 @@ class OutputWriter:
         self.temp_path = temp_name(self.path, ".part.tif")
         self._extra_temps = []
         self._lock = None  # issue 11: flock on the temp while this writer lives
+        self.dataset = None
+        self._overview_count = 0  # levels the file holds, checked when it is read back
         try:
-            self.dataset = gdal_call(
-                OutputError, f"cannot create the output GeoTIFF in {folder}", gdal.GetDriverByName("GTiff").Create,
+            self.dataset = self._gdal(
+                f"cannot create the output GeoTIFF in {folder}", gdal.GetDriverByName("GTiff").Create,
                 self.temp_path, grid.width, grid.height, 4, gdal.GDT_Byte, list(CREATION_OPTIONS),
             )
         except OutputError:
@@ -148,10 +155,11 @@ class OutputWriter:
         if stripes and levels and stripe_levels(len(levels), [x0 for x0, _ in stripes[1:]]):
             try:
                 # Empty levels now ("NONE" computes nothing); add_to_overviews fills them.
-                gdal_call(
-                    OutputError, f"cannot create overviews in {self.temp_path}", self.dataset.BuildOverviews,
+                self._gdal(
+                    f"cannot create overviews in {self.temp_path}", self.dataset.BuildOverviews,
                     "NONE", levels, status=True,
                 )
+                self._overview_count = len(levels)
                 self._stream = OverviewStream(self.dataset, self._write_level, stripes)
             except BaseException:  # the caller's ``with`` has not begun: nothing else would remove the temp file
                 self.abort()
@@ -160,6 +168,20 @@ class OutputWriter:
     @property
     def streams_overviews(self) -> bool:
         return self._stream is not None
+
+    def _gdal(self, what, fn, *args, **kwargs):
+        """``gdal_call`` raising OutputError, which says so when the disk is full."""
+        try:
+            return gdal_call(OutputError, what, fn, *args, **kwargs)
+        except OutputError as exc:
+            error = self._explained(exc)
+        del fn, args, kwargs  # as in gdal_call: the traceback must not keep the dataset open
+        raise error
+
+    def _explained(self, exc):
+        """``exc``, or the error that says the disk beside the output is full, when it is (asked while the
+        temporary still takes its space)."""
+        return guard.disk_full_error(self.path, str(exc)) or exc
 
     def __enter__(self):
         return self
@@ -183,16 +205,17 @@ class OutputWriter:
         _, h, w = planes.shape
         self._write(x0, y0, w, h, np.ascontiguousarray(planes, dtype=np.uint8), 1, w, w * h)
 
-    def _write(self, x0, y0, w, h, data, pixel_space, line_space, band_space, dataset=None):
-        dataset = dataset or self.dataset
-        what = f"cannot write to {self.temp_path} (disk full?)"
-        gdal_call(  # the array itself: GDAL reads its buffer, no copy
-            OutputError, what, dataset.WriteRaster,
+    def _write(self, x0, y0, w, h, data, pixel_space, line_space, band_space, level=None):
+        """Write to the output, or to ``level``, one of its overviews. No local name holds the output's
+        dataset: a failure's traceback keeps this frame, and the dataset must close when ``abort`` drops it."""
+        what = f"cannot write to {self.temp_path}"
+        self._gdal(  # the array itself: GDAL reads its buffer, no copy
+            what, (level or self.dataset).WriteRaster,
             x0, y0, w, h, data, w, h, gdal.GDT_Byte, [1, 2, 3, 4], pixel_space, line_space, band_space,
             status=True,
         )
         # Blocks stay in GDAL's cache (up to 5 % of RAM) until flushed: flush to keep memory flat.
-        gdal_call(OutputError, what, dataset.FlushCache, status=True)
+        self._gdal(what, (level or self.dataset).FlushCache, status=True)
 
     def add_to_overviews(self, x0: int, y0: int, planes: np.ndarray):
         """Average the block row just written (band first (4, h, w): its stripe's whole width) into the overviews."""
@@ -200,11 +223,11 @@ class OutputWriter:
 
     def _write_level(self, dataset, x0, y0, planes):
         _, h, w = planes.shape
-        self._write(x0, y0, w, h, np.ascontiguousarray(planes), 1, w, w * h, dataset=dataset)
+        self._write(x0, y0, w, h, np.ascontiguousarray(planes), 1, w, w * h, level=dataset)
 
     def _read_level(self, dataset, y0, rows):
-        return gdal_call(OutputError, f"cannot read the overviews back from {self.temp_path}", dataset.ReadAsArray,
-                         0, y0, dataset.RasterXSize, rows)
+        return self._gdal(f"cannot read the overviews back from {self.temp_path}", dataset.ReadAsArray,
+                          0, y0, dataset.RasterXSize, rows)
 
     def build_overviews(self, progress=None):
         """Internal AVERAGE overviews (alpha-aware for RGBA) so large outputs pan smoothly in QGIS; when they
@@ -226,38 +249,84 @@ class OutputWriter:
         if not levels:
             return
         callback = (lambda fraction, *_: 0 if progress(fraction) is False else 1) if progress else None
-        self.dataset.FlushCache()
+        self._gdal(f"cannot write to {self.temp_path}", self.dataset.FlushCache, status=True)
         # Overview building reads the whole image back through GDAL's block cache: measured +360 MB on an
         # 8192² output without the cap; the image is read in row chunks, so the cap costs no speed.
         with capped_block_cache():
-            gdal_call(
-                OutputError, f"cannot build overviews in {self.temp_path}", self.dataset.BuildOverviews,
+            self._gdal(
+                f"cannot build overviews in {self.temp_path}", self.dataset.BuildOverviews,
                 "AVERAGE", levels, callback, status=True,
             )
+        self._overview_count = len(levels)
 
     def close(self):
-        """Close the temporary file; put the exact input CRS in its sidecar when GeoTIFF keys altered it."""
+        """Close the temporary file, checked, and read it back; put the exact input CRS in its sidecar when
+        GeoTIFF keys altered it. OutputError (the temporary left for ``abort``) when any of it failed."""
         if self.dataset is None:
             return
-        self.dataset.FlushCache()
-        self.dataset = None
-        check = gdal_call(OutputError, "the written output cannot be reopened", gdal.Open, self.temp_path)
+        self._gdal(f"cannot write to {self.temp_path}", self.dataset.FlushCache, status=True)
+        self._stream = None  # done with: its levels are the output's, closed with it
+        self._close([self.dataset], f"cannot finish writing {self.temp_path}")  # _close drops self.dataset
+        check = self._gdal("the written output cannot be reopened", gdal.Open, self.temp_path)
+        # Each overview level is a directory of its own, read only when asked for: ask, so that one GDAL could
+        # not write shows here and not when QGIS opens the result.
+        band = self._gdal("the written output cannot be read back", check.GetRasterBand, 1)
+        levels = self._gdal("the written output cannot be read back", band.GetOverviewCount)
+        band = None
+        if levels != self._overview_count or gdal.GetLastErrorType() >= gdal.CE_Failure:
+            check = None
+            raise self._explained(OutputError(
+                f"the written output {self.temp_path} is incomplete: {levels} of {self._overview_count} overview "
+                f"levels read back ({gdal.GetLastErrorMsg() or 'GDAL gave no reason'})"))
+        sidecar = None
         if check.GetProjection() != self.grid.wkt:
-            self._extra_temps.append(_sidecar(self.temp_path))
+            sidecar = _sidecar(self.temp_path)
+            self._extra_temps.append(sidecar)
             check.SetProjection(self.grid.wkt)  # read-only dataset: GDAL puts it in the .aux.xml (PAM)
-        check = None
+        holder, check = [check], None
+        self._close(holder, f"cannot write the CRS sidecar of {self.temp_path}" if sidecar else
+                    f"cannot close {self.temp_path} after reading it back")
+        if sidecar and not self._carries_crs():  # PAM only warns when it cannot save (an empty file)
+            raise self._explained(OutputError(f"cannot write the CRS sidecar {sidecar}: GDAL did not save it"))
+
+    def _carries_crs(self) -> bool:
+        """Whether the temporary, read again, has the grid's CRS (from its sidecar)."""
+        from osgeo import osr
+
+        check = self._gdal("the written output cannot be reopened", gdal.Open, self.temp_path)
+        if check.GetProjection() == self.grid.wkt:
+            return True
+        srs = check.GetSpatialRef()  # GDAL hands a WKT2 CRS back as WKT1: the same CRS, other words
+        return srs is not None and bool(srs.IsSame(osr.SpatialReference(wkt=self.grid.wkt)))
+
+    def _close(self, holder, what):
+        self.dataset = None
+        try:
+            close_dataset(OutputError, what, holder)
+        except OutputError as exc:
+            raise self._explained(exc) from None
 
     def commit(self, extra=()):
-        """Close and move the output (with its sidecar, and ``extra`` (temp, final) pairs) into place."""
-        self.close()
-        for temp, final in extra:
-            os.replace(temp, final)
-        # A stale sidecar from an earlier result would override the new file's CRS: replace or remove it.
-        if os.path.exists(_sidecar(self.temp_path)):
-            os.replace(_sidecar(self.temp_path), _sidecar(self.path))
-        else:
-            _remove(_sidecar(self.path))
-        os.replace(self.temp_path, self.path)
+        """Close and move the output (with its sidecar, and ``extra`` (temp, final) pairs) into place, only
+        once all of it was written; on failure the temporary files go and the earlier result stays."""
+        try:
+            self.close()
+            for temp, final in extra:
+                os.replace(temp, final)
+            # A stale sidecar from an earlier result would override the new file's CRS: replace or remove it.
+            if os.path.exists(_sidecar(self.temp_path)):
+                os.replace(_sidecar(self.temp_path), _sidecar(self.path))
+            else:
+                _remove(_sidecar(self.path))
+            os.replace(self.temp_path, self.path)
+        except OSError as exc:
+            error = OutputError(f"cannot move the output into place at {self.path}: {exc.strerror}")
+            error = self._explained(error)
+            self.abort()
+            raise error from None
+        except BaseException:
+            self.abort()
+            raise
         self.temp_path = None
         self._release_lock()
 
@@ -268,7 +337,15 @@ class OutputWriter:
 
     def abort(self):
         """Close and delete the temporary output and its sidecar; the target path is left untouched."""
-        self.dataset = None
+        self._stream = None  # its overview levels belong to the dataset closed here
+        holder, self.dataset = [getattr(self, "dataset", None)], None
+        if holder[0] is not None:
+            try:  # quietly: what closing could not write goes with the file (GDAL would print it to stderr)
+                close_dataset(OutputError, "", holder)
+            except OutputError:
+                pass
+            except RuntimeError:  # a traceback on its way up still holds it: it closes when that goes
+                pass
         if getattr(self, "temp_path", None):
             for path in (self.temp_path, _sidecar(self.temp_path), *self._extra_temps):
                 _remove(path)

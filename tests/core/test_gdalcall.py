@@ -1,10 +1,13 @@
 """One GDAL error helper: the same clear error whether gdal.UseExceptions() is on or off."""
 
+import os
+
+import numpy as np
 import pytest
 from osgeo import gdal
 
 from terraform_plugin.core.errors import InputError, OutputError
-from terraform_plugin.core.gdalcall import gdal_call
+from terraform_plugin.core.gdalcall import close_dataset, gdal_call
 
 
 @pytest.fixture(params=[False, True], ids=["gdal-errors-as-codes", "gdal-exceptions"])
@@ -35,3 +38,41 @@ def test_success_returns_the_result(tmp_path, exception_mode):
     array = gdal_call(InputError, "x", ds.GetRasterBand(1).ReadAsArray)
     assert array.shape == (3, 4) and array[0, 0] == 7
     assert gdal_call(OutputError, "x", ds.FlushCache, status=True) in (None, 0)
+
+
+def test_a_failure_reported_during_a_write_is_an_error_even_when_the_status_is_none(exception_mode):
+    """FlushCache returns nothing before GDAL 3.7: a block it could not write is only in GDAL's error state."""
+    ds = gdal.GetDriverByName("MEM").Create("", 4, 4, 1, gdal.GDT_Byte)
+
+    def flush_that_fails():
+        ds.FlushCache()
+        gdal.Error(gdal.CE_Failure, 3, "No space left on device")  # what a full disk leaves
+
+    with pytest.raises(OutputError, match="cannot flush: No space left on device"):
+        gdal_call(OutputError, "cannot flush", flush_that_fails, status=True)
+
+
+def test_closing_is_checked_and_quiet(tmp_path, exception_mode, capfd):
+    """A block still in GDAL's cache when the disk fills: closing must fail, with the reason, and nothing
+    printed (not GDAL's ERROR lines, not the interpreter's "Exception ignored")."""
+    from disks import fill, small_disk
+
+    with small_disk(tmp_path / "disk", 2**20) as folder:
+        path = os.path.join(folder, "a.tif")
+        ds = gdal.GetDriverByName("GTiff").Create(path, 512, 512, 1, gdal.GDT_Byte)
+        ds.GetRasterBand(1).WriteArray(np.random.default_rng(0).integers(0, 256, (512, 512), dtype=np.uint8))
+        fill(folder)
+        holder, ds = [ds], None  # the holder's reference is the last one
+        with pytest.raises(OutputError, match="cannot close a.tif: .+"):
+            close_dataset(OutputError, "cannot close a.tif", holder)
+        assert holder == []
+        err = capfd.readouterr().err
+        assert "ERROR" not in err and "Exception ignored" not in err, err
+
+
+def test_closing_a_dataset_held_elsewhere_is_refused(exception_mode):
+    ds = gdal.GetDriverByName("MEM").Create("", 4, 4, 1, gdal.GDT_Byte)
+    if hasattr(ds, "Close"):
+        pytest.skip("GDAL >= 3.8 closes explicitly (Dataset.Close), whoever holds it")
+    with pytest.raises(RuntimeError, match="still referenced"):
+        close_dataset(OutputError, "x", [ds])

@@ -81,6 +81,58 @@ def test_output_that_is_the_input_is_refused(tmp_path, kit, identity, monkeypatc
     assert sha(dem + ".aux.xml") == sidecar
 
 
+def vrt_inputs(folder, kit):
+    """src.tif and b.tif side by side in mosaic.vrt, an inner.vrt of src.tif inside outer.vrt (a VRT of VRTs),
+    and warped.vrt over outer.vrt: GDAL lists a VRT's own sources only, not its sources' sources."""
+    src = kit.write_dem(os.path.join(folder, "src.tif"), kit.terrain(60, 70))
+    other = kit.write_dem(os.path.join(folder, "b.tif"), kit.terrain(60, 70, seed=1), origin=(514000.0, 4500000.0))
+    gdal.BuildVRT(os.path.join(folder, "mosaic.vrt"), [src, other])
+    gdal.BuildVRT(os.path.join(folder, "inner.vrt"), [src])
+    gdal.BuildVRT(os.path.join(folder, "outer.vrt"), [os.path.join(folder, "inner.vrt"), other])
+    gdal.Warp(os.path.join(folder, "warped.vrt"), os.path.join(folder, "outer.vrt"), format="VRT")
+    return src
+
+
+@pytest.mark.parametrize("input_name, output_name, spelling", [
+    ("mosaic.vrt", "src.tif", "same"),
+    ("mosaic.vrt", "b.tif", "relative"),
+    ("mosaic.vrt", "src.tif", "hardlink"),
+    ("mosaic.vrt", "src.tif", "symlink"),
+    ("outer.vrt", "src.tif", "same"),  # through inner.vrt
+    ("warped.vrt", "src.tif", "same"),  # through outer.vrt and inner.vrt
+    ("warped.vrt", "inner.vrt", "preview"),  # not a .tif output, but a preview is written too: refused first
+])
+def test_output_that_a_vrt_input_reads_is_refused(tmp_path, kit, identity, monkeypatch, input_name, output_name,
+                                                  spelling):
+    """The README's promise: a run never writes over what it reads - a VRT's sources included."""
+    src = vrt_inputs(str(tmp_path), kit)
+    monkeypatch.chdir(tmp_path)
+    target = str(tmp_path / output_name)
+    out, preview = target, None
+    if spelling == "relative":
+        out = output_name
+    if spelling in ("hardlink", "symlink"):
+        out = str(tmp_path / "link.tif")
+        (os.link if spelling == "hardlink" else os.symlink)(target, out)
+    if spelling == "preview":
+        out, preview = str(tmp_path / "out.tif"), str(tmp_path / "inner.png")
+        gdal.Translate(preview, src, format="PNG", outputType=gdal.GDT_UInt16)  # a PNG DEM among the sources
+        gdal.BuildVRT(str(tmp_path / "inner.vrt"), [preview])
+    before = {name: sha(tmp_path / name) for name in os.listdir(tmp_path) if os.path.isfile(tmp_path / name)}
+    message, _ = refused(OutputError, request(tmp_path / input_name, out, identity, preview_path=preview),
+                         "a file the input", "reads", "would destroy the DEM", source=src)
+    assert ("Choose another preview file" if preview else "Choose another output file") in message
+    assert {name: sha(tmp_path / name) for name in before} == before  # every source, the VRTs too
+
+
+def test_an_output_beside_a_vrt_input_that_it_does_not_read_runs(tmp_path, kit, identity):
+    vrt_inputs(str(tmp_path), kit)
+    (tmp_path / "unrelated.tif").write_bytes(b"an earlier result")
+    result = pipeline.run(request(tmp_path / "mosaic.vrt", tmp_path / "unrelated.tif", identity))
+    assert (result.width, result.height) == (140, 60)
+    assert gdal.Open(str(tmp_path / "unrelated.tif")).RasterCount == 4
+
+
 # -- 2. preview = input, preview = output, preview not a PNG ----------------------------------------------------
 
 
@@ -388,3 +440,99 @@ def test_a_sampled_scan_in_two_threads_counts_both_halves(tmp_path, kit):
     one_thread = guard.scan_elevations(band, 1e5)
     # one thread reads other strips, so the nearest rows sampled may differ by one at a strip's edge
     assert one_thread[1:] == (valid, exact) and abs(one_thread[0] - bad) <= 2 * 1024
+
+
+# -- 7. a disk that fills while the output is written; the free-space margin sized to the job -------------------
+
+
+def earlier_output(folder, kit, identity):
+    """A valid result already at folder/out.tif, from an earlier run (its DEM elsewhere)."""
+    dem = kit.write_dem(os.path.join(os.path.dirname(folder), "small.tif"), kit.terrain(40, 50))
+    out = os.path.join(folder, "out.tif")
+    pipeline.run(request(dem, out, identity))
+    return out
+
+
+@pytest.mark.parametrize("preview", [False, True])
+def test_a_disk_that_fills_during_the_run_keeps_the_earlier_output(tmp_path, kit, identity, capfd, preview):
+    """The filesystem fills as soon as the run's temporary appears: an error that says the disk is full and
+    where, the earlier output byte for byte, nothing else left on that disk, the DEM untouched."""
+    from disks import fill_when, small_disk
+
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(600, 600))
+    before_dem = sha(dem)
+    with small_disk(tmp_path / "disk", 8 * 2**20) as folder:
+        old = earlier_output(folder, kit, identity)
+        before = sha(old)
+        req = request(dem, old, identity, preview_path=os.path.join(folder, "p.png") if preview else None)
+        with fill_when(folder, lambda p: p.endswith(".part.tif")) as filled:
+            with pytest.raises(OutputError) as caught:
+                pipeline.run(req)
+        message = str(caught.value)
+        assert filled["filled"], "the run ended before its temporary appeared"
+        assert "the disk is full" in message and f"mounted at {folder}" in message, message
+        assert "the file already there is kept" in message, message
+        assert sha(old) == before and gdal.Open(old).RasterCount == 4
+        assert sorted(os.listdir(folder)) == ["out.tif", "zz-filler.bin"]
+    assert sha(dem) == before_dem
+    err = capfd.readouterr().err
+    assert "ERROR" not in err and "Exception ignored" not in err, err
+
+
+def test_a_tiny_output_runs_on_a_nearly_full_disk(tmp_path, kit, identity):
+    """The free-space margin is sized to the job: a 3 x 3 px output (about 1 KB) on a disk with 2 MiB free."""
+    from disks import free, small_disk
+
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(3, 3))
+    with small_disk(tmp_path / "disk", 2 * 2**20) as folder:
+        assert free(folder) <= 2 * 2**20
+        result = pipeline.run(request(dem, os.path.join(folder, "out.tif"), identity))
+        assert (result.width, result.height) == (3, 3)
+        assert os.listdir(folder) == ["out.tif"] and gdal.Open(os.path.join(folder, "out.tif")).RasterXSize == 3
+
+
+def test_an_output_too_big_for_the_disk_is_refused_with_the_margin_stated(tmp_path, kit, identity):
+    from disks import small_disk
+
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(1000, 1000))  # 2.5 MiB estimated: over 2 MiB
+    before = sha(dem)
+    with small_disk(tmp_path / "disk", 2 * 2**20) as folder:
+        with pytest.raises(OutputError) as caught:
+            pipeline.run(request(dem, os.path.join(folder, "out.tif"), identity))
+        message = str(caught.value)
+        for fragment in ("not enough free space", "1000 × 1000 px", "2.48 MiB estimated at 2.6 bytes per pixel",
+                         "needs about 2.79 MiB", "a margin of 318 KiB for the estimate's error, the file's index and sidecar. 2 MiB are free"):
+            assert fragment in message, message
+        assert os.listdir(folder) == []
+    assert sha(dem) == before
+
+
+# -- 8. a colour photo given as the DEM ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, band, channel", [("jpeg", 1, "red"), ("jpeg", 3, "blue"), ("rgba-tif", 4, "alpha")])
+def test_a_colour_photo_given_as_the_dem_is_refused_naming_the_band(tmp_path, identity, kind, band, channel):
+    from rasters import write_photo
+
+    photo = write_photo(tmp_path / ("photo.jpg" if kind == "jpeg" else "photo.tif"), alpha=kind == "rgba-tif",
+                        driver="JPEG" if kind == "jpeg" else "GTiff")
+    name = os.path.basename(photo)
+    refused(InputError, request(photo, tmp_path / "out.tif", identity, band=band),
+            f"{name} looks like a colour image, not an elevation model", f"BAND {band}",
+            f"the {channel} channel's brightness", f"gdal_translate -b {band} {name}")
+
+
+def test_one_colour_band_taken_out_and_a_one_band_byte_dem_run(tmp_path, kit, identity):
+    """What the refusal advises works, and 8-bit elevations in one band (whole metres) are a DEM like any."""
+    from rasters import write_photo
+
+    photo = write_photo(tmp_path / "photo.jpg")
+    gdal.Translate(str(tmp_path / "photo_band1.tif"), photo, bandList=[1])  # gdal_translate -b 1
+    assert pipeline.run(request(tmp_path / "photo_band1.tif", tmp_path / "a.tif", identity)).width == 64
+    z = np.clip(kit.terrain(60, 70, low=0.0, high=255.0), 0, 255).astype(np.uint8)
+    ds = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "byte_dem.tif"), 70, 60, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform((500000.0, 200.0, 0.0, 4500000.0, 0.0, -200.0))
+    ds.SetProjection(kit.crs_wkt())
+    ds.GetRasterBand(1).WriteArray(z)
+    ds = None
+    assert pipeline.run(request(tmp_path / "byte_dem.tif", tmp_path / "b.tif", identity)).width == 70

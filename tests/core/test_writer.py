@@ -111,3 +111,102 @@ def test_overview_levels_reach_one_tile():
     assert overview_levels(200, 100) == []
     assert overview_levels(600, 300) == [2]
     assert overview_levels(16384, 16384) == [2, 4, 8, 16, 32, 64]
+
+
+# -- a disk that fills while the output is written -----------------------------------------------------------
+
+
+@pytest.fixture(params=[False, True], ids=["gdal-errors-as-codes", "gdal-exceptions"])
+def exception_mode(request):
+    """QGIS 3.40 turns GDAL's exceptions on for the whole process; older QGIS leave them off."""
+    was = gdal.GetUseExceptions()
+    gdal.UseExceptions() if request.param else gdal.DontUseExceptions()
+    yield request.param
+    gdal.UseExceptions() if was else gdal.DontUseExceptions()
+
+
+def sha(path):
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def earlier_result(folder, kit):
+    """A valid small output already at folder/out.tif, as a user's earlier run left it."""
+    path = os.path.join(folder, "out.tif")
+    grid = grid_for(kit, "EPSG:32633", 300, 300)
+    with OutputWriter(path, grid, {}) as writer:
+        write_all(writer, grid.width, grid.height, seed=1)
+        writer.commit()
+    return path
+
+
+def noise_run(writer, grid, before_commit=lambda: None):
+    """Incompressible rows (about 5.3 bytes per pixel with overviews), streamed overviews as a run makes them."""
+    rgba = np.random.default_rng(0).integers(0, 256, (grid.height, grid.width, 4), dtype=np.uint8)
+    for y0 in range(0, grid.height, 256):
+        writer.write(0, y0, rgba[y0 : y0 + 256])
+        if writer.streams_overviews:
+            writer.add_to_overviews(0, y0, np.ascontiguousarray(rgba[y0 : y0 + 256].transpose(2, 0, 1)))
+    writer.build_overviews()
+    before_commit()
+    writer.commit()
+
+
+def check_kept(folder, old, before, message, capfd):
+    assert "the disk is full" in message and f"mounted at {folder}" in message, message
+    assert "the file already there is kept" in message, message
+    assert sha(old) == before  # the earlier result, byte for byte
+    assert gdal.Open(old).GetRasterBand(1).Checksum() >= 0  # and still a readable GeoTIFF
+    assert sorted(set(os.listdir(folder)) - {"filler.bin"}) == ["out.tif"]  # no temporary, no sidecar
+    # GDAL's complaints went into the error, none onto stderr (QGIS's log) or as "Exception ignored" noise.
+    err = capfd.readouterr().err
+    assert "ERROR" not in err and "Exception ignored" not in err, err
+
+
+def test_a_disk_that_fills_while_the_rows_are_written_keeps_the_earlier_result(tmp_path, kit, exception_mode,
+                                                                                capfd):
+    from disks import small_disk
+
+    with small_disk(tmp_path / "disk", 4 * 2**20) as folder:
+        old = earlier_result(folder, kit)
+        before = sha(old)
+        grid = grid_for(kit, "EPSG:32633", 1024, 1024)  # ~5.6 MB of noise: more than the disk holds
+        with pytest.raises(OutputError) as caught:
+            with OutputWriter(old, grid, {}, stream_overviews=True) as writer:
+                noise_run(writer, grid)
+        check_kept(folder, old, before, str(caught.value), capfd)
+        assert "cannot write to" in str(caught.value)  # GDAL's own words come last
+
+
+def test_a_disk_that_fills_before_the_crs_sidecar_keeps_the_earlier_result(tmp_path, kit, exception_mode, capfd):
+    """Every row is written; then the disk fills before closing, where the exact CRS of an IAU (Mars) grid goes
+    into the sidecar: GDAL only warns that it cannot save it, and the result would carry the wrong CRS."""
+    from disks import fill, small_disk
+
+    with small_disk(tmp_path / "disk", 4 * 2**20) as folder:
+        old = earlier_result(folder, kit)
+        before = sha(old)
+        grid = grid_for(kit, "IAU_2015:49900", 520, 520)
+        with pytest.raises(OutputError) as caught:
+            with OutputWriter(old, grid, {}, stream_overviews=True) as writer:
+                noise_run(writer, grid, before_commit=lambda: fill(folder))
+        check_kept(folder, old, before, str(caught.value), capfd)
+        assert "sidecar" in str(caught.value)
+
+
+def test_a_disk_filled_after_the_last_flush_still_gets_a_whole_output(tmp_path, kit, exception_mode):
+    """GDAL writes the directories as it flushes: once every row is flushed, the file is whole, and a disk that
+    fills then does not make the run fail (nor commit anything less than a whole file)."""
+    from disks import fill, small_disk
+
+    with small_disk(tmp_path / "disk", 4 * 2**20) as folder:
+        old = earlier_result(folder, kit)
+        grid = grid_for(kit, "EPSG:32633", 520, 520)
+        with OutputWriter(old, grid, {}, stream_overviews=True) as writer:
+            noise_run(writer, grid, before_commit=lambda: fill(folder))
+        ds = gdal.Open(old)
+        assert (ds.RasterXSize, ds.GetRasterBand(1).GetOverviewCount()) == (520, 2)
+        expected = np.random.default_rng(0).integers(0, 256, (520, 520, 4), dtype=np.uint8)
+        np.testing.assert_array_equal(ds.ReadAsArray().transpose(1, 2, 0), expected)

@@ -1,4 +1,5 @@
-"""Issue 11 through QGIS: in-process Processing and the built plugin under qgis_process.bin.
+"""A run never destroys the user's data, through QGIS: in-process Processing and the built plugin under
+qgis_process.bin.
 
 Every refusal: a non-zero exit (or QgsProcessingException), the specific reason, the input's checksum unchanged,
 and nothing new beside the target.
@@ -66,14 +67,28 @@ CASES = {
                                                               "ALLOW_HUGE_GRID"]),
     # The opt-in lets a 0.01 m grid (5.76 terapixels, ~15 TB) past the size check, not past the free-space check.
     "huge_grid_opted_in": (lambda d, f: {"RESOLUTION": 0.01, "ALLOW_HUGE_GRID": True},
-                           ["not enough free space", "are free"]),
+                           ["not enough free space", "estimated at 2.6 bytes per pixel", "a margin of", "are free"]),
     "band_not_integer": (lambda d, f: {"BAND": 1.5}, ["whole number", "1.5"]),
     "overlap_not_integer": (lambda d, f: {"OVERLAP": 2.5}, ["Chip overlap must be a whole number", "2.5"]),
     "overlap_negative": (lambda d, f: {"OVERLAP": -1}, ["Chip overlap must be 0 or more", "-1"]),
     "model_not_onnx": (lambda d, f: {"MODEL": _text(f, "model.txt")}, ["ONNX file (.onnx)", "model.txt"]),
     "input_is_a_folder": (lambda d, f: {"INPUT": _folder(f)}, ["is a folder", "raster file"]),
     "limit_not_positive": (lambda d, f: {"MAX_ABS_ELEVATION": 0}, ["greater than 0"]),
+    # The DEM as a source of the VRT given as INPUT (gdalbuildvrt mosaic.vrt dem.tif), and of a VRT of VRTs.
+    "output_is_a_vrt_source": (lambda d, f: {"INPUT": _vrt(f, "mosaic.vrt", [d]), "OUTPUT": d},
+                               ["is a file the input", "reads", "would destroy the DEM"]),
+    "output_is_read_through_vrts": (lambda d, f: {"INPUT": _vrt(f, "outer.vrt", [_vrt(f, "inner.vrt", [d])]),
+                                                  "OUTPUT": d}, ["is a file the input", "would destroy the DEM"]),
+    # A georeferenced colour photo (3 bands of 8-bit red, green, blue) given as the DEM: refused, naming BAND.
+    "input_is_a_colour_photo": (lambda d, f: {}, ["photo.jpg looks like a colour image", "BAND 1",
+                                                  "the red channel's brightness", "gdal_translate -b 1"]),
 }
+
+
+def _vrt(folder, name, sources):
+    path = os.path.join(folder, name)
+    gdal.BuildVRT(path, sources)
+    return path
 
 
 def _link(folder, dem, how):
@@ -99,6 +114,10 @@ def prepare(case, tmp_path, demkit, models):
     dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(120, 120))
     if case == "band_not_integer":
         dem = two_band_dem(tmp_path / "dem.tif", demkit)
+    if case == "input_is_a_colour_photo":
+        from rasters import write_photo
+
+        dem = write_photo(tmp_path / "photo.jpg")
     extra, fragments = CASES[case]
     params = {"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(tmp_path / "out.tif")}
     params.update(extra(dem, str(tmp_path)))
@@ -110,8 +129,8 @@ def check_untouched(dem, before, folder, listing, message, fragments, qgis_sidec
         assert fragment.lower() in message.lower(), message
     assert sha(dem) == before
     now = sorted(os.listdir(folder))
-    if qgis_sidecar:  # qgis_process loads INPUT as a layer, and QGIS saves its statistics in the DEM's .aux.xml
-        now = [n for n in now if n != os.path.basename(dem) + ".aux.xml"]
+    if qgis_sidecar:  # qgis_process loads INPUT as a layer, and QGIS saves its statistics in its .aux.xml
+        now = [n for n in now if n in listing or not (n.endswith(".aux.xml") and n[: -len(".aux.xml")] in listing)]
     assert now == listing  # no output, no temporary, no preview
 
 
@@ -129,7 +148,8 @@ def test_refused_in_process(run_alg, models, tmp_path, demkit, case):
 QP_CASES = ["output_is_input", "output_is_input_dotted", "output_is_symlink_to_input", "output_is_hard_link_to_input",
             "preview_is_input", "preview_is_output", "absurd_resolution", "band_not_integer",
             "overlap_not_integer", "overlap_negative", "model_not_onnx", "input_is_a_folder", "preview_not_png",
-            "limit_not_positive", "huge_grid_opted_in"]
+            "limit_not_positive", "huge_grid_opted_in", "output_is_a_vrt_source", "output_is_read_through_vrts",
+            "input_is_a_colour_photo"]
 
 
 def qp_args(params):
@@ -239,3 +259,48 @@ def test_sigkilled_qgis_process_run_is_cleaned_by_the_next(qgis_process, built_p
     assert "left by an earlier run that was killed" in done.stdout
     assert sorted(set(os.listdir(work)) - {"dem.tif.aux.xml"}) == ["dem.tif", "out.tif"]
     assert sha(dem) == before
+
+
+# -- a disk that fills while qgis_process writes; a tiny output on a nearly full disk ----------------------------
+
+
+def test_a_disk_that_fills_during_a_qgis_process_run_keeps_the_earlier_output(qgis_process, models, tmp_path,
+                                                                              demkit):
+    """The filesystem fills as soon as the run's temporary appears: a non-zero exit, no "Done", the error says
+    the disk is full and where, the earlier output byte for byte and nothing else left; the DEM untouched."""
+    from disks import fill_when, small_disk
+
+    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(1200, 1200))
+    small = demkit.write(tmp_path / "small.tif", demkit.terrain(40, 50))
+    before_dem = sha(dem)
+    with small_disk(tmp_path / "disk", 16 * 2**20) as folder:
+        out = os.path.join(folder, "out.tif")
+        first = qgis_process(*qp_args({"INPUT": small, "MODEL": models["identity"], "OUTPUT": out}))
+        assert first.returncode == 0, first.stdout + first.stderr
+        before = sha(out)
+        with fill_when(folder, lambda p: p.endswith(".part.tif")) as filled:
+            done = qgis_process(*qp_args({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": out,
+                                          "PREVIEW": os.path.join(folder, "p.png")}))
+        printed = done.stdout + done.stderr
+        assert filled["filled"], printed
+        assert done.returncode != 0, printed
+        assert "the disk is full" in printed and f"mounted at {folder}" in printed, printed
+        assert "the file already there is kept" in printed and "Done in" not in printed, printed
+        assert "Traceback" not in printed and "ERROR 1" not in printed, printed
+        assert sha(out) == before and gdal.Open(out).RasterCount == 4
+        assert sorted(os.listdir(folder)) == ["out.tif", "zz-filler.bin"]
+    assert sha(dem) == before_dem
+
+
+def test_a_tiny_output_runs_on_a_nearly_full_disk_by_qgis_process(qgis_process, models, tmp_path, demkit):
+    from disks import free, small_disk
+
+    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(3, 3))
+    with small_disk(tmp_path / "disk", 2 * 2**20) as folder:
+        assert free(folder) <= 2 * 2**20
+        out = os.path.join(folder, "out.tif")
+        done = qgis_process(*qp_args({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": out,
+                                      "PREVIEW": os.path.join(folder, "p.png")}))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert sorted(os.listdir(folder)) == ["out.tif", "p.png"]
+        assert gdal.Open(out).RasterXSize == 3
