@@ -199,7 +199,24 @@ def output_metadata(plan: Plan, model) -> dict:
         "TERRAFORM_RESOLUTION_M": repr(float(plan.resolution_m)),
         "TERRAFORM_OVERLAP": plan.layout.overlap,
         "TERRAFORM_NODATA_MODE": request.nodata_mode,
+        **_tiling_metadata(plan),
     }
+
+
+def _tiling_metadata(plan: Plan) -> dict:
+    """A tiling-independent model's tiles and conditioning: tile, margin, look, latitude source and span."""
+    layout = plan.layout
+    if layout.blend:
+        return {"TERRAFORM_TILE": layout.tile_w}
+    tags = {
+        "TERRAFORM_TILE": f"{layout.tile_w}" if layout.tile_w == layout.tile_h else f"{layout.tile_w}x{layout.tile_h}",
+        "TERRAFORM_MARGIN": layout.margin,
+    }
+    names = {"look": "TERRAFORM_LOOK", "latitude": "TERRAFORM_LATITUDE", "latitude_deg": "TERRAFORM_LATITUDE_DEG",
+             "latitude_range_deg": "TERRAFORM_LATITUDE_RANGE_DEG"}
+    summary = plan.conditioning.summary if plan.conditioning is not None else {}
+    tags.update({names[k]: v for k, v in summary.items() if k in names})
+    return tags
 
 
 def _duration(seconds: float) -> str:
