@@ -131,7 +131,8 @@ def make_conditioning(request, metadata, grid, log) -> Optional[Conditioning]:
     if spec is None and request.latitude is not None:
         raise InputError(f"latitude {request.latitude:g}: {metadata.name} takes no latitude (leave LATITUDE empty)")
     conditioning = Conditioning(planes, metadata.plane_stride, grid, look_index, request.latitude)
-    conditioning.summary = {"look": look_id}
+    if metadata.looks:
+        conditioning.summary["look"] = look_id
     if spec is not None:
         try:
             low, high = conditioning.field().span()
