@@ -38,7 +38,7 @@ class TerraformModel:
     a call gives the conditioning planes by kind.
     """
 
-    def __init__(self, path, threads=None, use_gpu=True, spinning=SPINNING):
+    def __init__(self, path, threads=None, use_gpu=True, spinning=SPINNING, arena=None):
         path = os.fspath(path)
         if not os.path.isfile(path):
             raise ModelError(f"model file not found: {path}")
@@ -48,6 +48,8 @@ class TerraformModel:
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if arena is not None:  # None: onnxruntime's default (on); bench/run.py measures both
+            options.enable_cpu_mem_arena = bool(arena)
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider",) if use_gpu and p in available]
         providers.append("CPUExecutionProvider")
