@@ -258,3 +258,13 @@ def test_fill_is_local_so_holes_stay_tiling_independent(tmp_path, kit, unet):
     b, _, _ = run(dem, tmp_path / "b.tif", unet, tile_size=560)
     assert (a[3] == 0).any()
     assert np.abs(a - b).max() <= 1
+
+
+def test_a_dem_without_a_crs_is_refused_as_before(tmp_path, kit, unet):
+    """Its pixel size in metres is unknown, which LATITUDE cannot mend: the usual refusal, no LATITUDE advice."""
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(40, 40), crs=None)
+    for latitude in (None, 45.0):
+        with pytest.raises(InputError, match="no coordinate reference system") as caught:
+            run(dem, tmp_path / "out.tif", unet, latitude=latitude)
+        assert "LATITUDE" not in str(caught.value)
+    assert sorted(os.listdir(tmp_path)) == ["dem.tif"]
