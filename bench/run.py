@@ -13,11 +13,16 @@
    in docs/overlap_quality.json).
 3. Peak memory: the pipeline on procedural 4k², 8k² and 16k² DEMs, each in its own subprocess (peak RSS), with
    the identity model so that the engine's own buffers dominate. DEMs are written strip by strip.
+4. Tiles (contract 2): a tiling-independent generator on one tile of each side in ``--tiles`` at batch 1, with
+   onnxruntime's memory arena on and off, each in its own process: peak RSS, seconds per tile, computed and
+   output megapixels/s, computed pixels per output pixel - what the default tile side is chosen by.
+5. Contract 2 at the defaults: the throughput rows' comparison (pipeline vs bare onnxruntime on the same tiles)
+   for the contract-2 generator on 4096² and 8192² DEMs, to set beside the contract-1 rows of the same run.
 
 The model is models/terraform_generator.onnx (whatever is bundled); without it, an untrained generator exported
 by training/ (weights do not change the cost); without torch, the identity contract model.
 
-    python bench/run.py [--sections throughput overlap memory] [--repeats 3] [--keep DIR]
+    python bench/run.py [--sections throughput overlap memory tiles v2] [--repeats 3] [--keep DIR]
 
 Sections not run keep their previous results in results.json.
 """
@@ -52,7 +57,10 @@ OVERLAP_QUALITY = os.path.join(ROOT, "docs", "overlap_quality.json")
 README = os.path.join(ROOT, "bench", "README.md")
 PIXEL_M = 200.0  # DEMs on the model's own grid: the chip count is exactly the layout's
 TARGET_RATIO = 0.95
-SECTIONS = ("throughput", "overlap", "memory")
+SECTIONS = ("throughput", "overlap", "memory", "tiles", "v2")
+# Tile sides measured for a tiling-independent (contract-2) generator: 1280 px centres + 2 x 96 margins is the
+# default (core/plan.py DEFAULT_CENTRE); 1216 is the largest below 1.35 computed px per output px that is not.
+V2_TILES = (1216, 1472, 1728, 2048)
 BIG = 8192  # DEMs from this side on: --big-repeats runs, no spinning-session comparison (time)
 
 
@@ -137,6 +145,144 @@ def throughput_model(folder):
         return identity_model(folder), "identity contract model (training/contract_models.py): engine overhead only"
 
 
+def v2_generator(folder):
+    """(path, description) of a contract-2 generator: the bundled model when it is one, else the trainer's
+    5-level seamless U-Net (ngf 16, cap 128, conditioning at 1/8: latitude, 7 looks, colour guide), random
+    weights, exported here (weights do not change the cost)."""
+    from terraform_plugin.core.onnxmeta import read_metadata
+
+    if os.path.exists(RELEASE_MODEL) and read_metadata(RELEASE_MODEL).tiling_independent:
+        return RELEASE_MODEL, "models/terraform_generator.onnx (the bundled contract-2 generator)"
+    path = os.path.join(folder, "generator_v2_untrained.onnx")
+    if not os.path.exists(path):
+        export_v2_generator(path)
+    return path, ("untrained 5-level seamless U-Net (ngf 16, cap 128, 32 px alignment, 96 px receptive radius, "
+                  "planes at 1/8: latitude, 7 looks, guide), exported by the bench")
+
+
+def export_v2_generator(path, looks=7):
+    import onnx
+    import torch
+
+    from terraform_plugin.core.ramp import training_ramp
+    from terraform_plugin.core.schema import build_metadata_v2, stamp
+    from training.nets import SEAMLESS, build_generator
+
+    generator = build_generator(16, 128, num_downs=5, cond_nc=1 + looks + 3 + 1, cond_stride=8, **SEAMLESS).eval()
+
+    class Planes(torch.nn.Module):  # the contract's named inputs -> the generator's (x, cond)
+        def __init__(self):
+            super().__init__()
+            self.generator = generator
+
+        def forward(self, dem_rgb, latitude, look, guide_rgb, guide_mask):
+            return self.generator(dem_rgb, torch.cat([latitude, look, guide_rgb, guide_mask], 1))
+
+    names = ["dem_rgb", "latitude", "look", "guide_rgb", "guide_mask"]
+    channels = [3, 1, looks, 3, 1]
+    side = 256
+    example = tuple(torch.zeros(1, c, side if i == 0 else side // 8, side if i == 0 else side // 8)
+                    for i, c in enumerate(channels))
+    axes = {n: {0: "N", 2: "H" if i == 0 else "h", 3: "W" if i == 0 else "w"} for i, n in enumerate(names)}
+    axes["satellite_rgb"] = {0: "N", 2: "H", 3: "W"}
+    torch.onnx.export(Planes().eval(), example, path, dynamo=False, opset_version=18, input_names=names,
+                      output_names=["satellite_rgb"], dynamic_axes=axes)
+    inputs = [
+        {"name": "dem_rgb", "kind": "ramp_rgb", "channels": 3},
+        {"name": "latitude", "kind": "latitude", "channels": 1, "absolute": True, "scale": 1 / 45, "range_deg": [0, 50]},
+        {"name": "look", "kind": "look", "channels": looks},
+        {"name": "guide_rgb", "kind": "guide_rgb", "channels": 3, "coarse_px": 64},
+        {"name": "guide_mask", "kind": "guide_mask", "channels": 1},
+    ]
+    model = onnx.load(path)
+    stamp(model, build_metadata_v2(training_ramp(), 32, 96, inputs, looks=[{"id": f"L{i}", "label": f"look {i}"}
+                                                                          for i in range(looks)],
+                                   plane_stride=8, name="generator-v2-untrained", version="bench"))
+    onnx.save(model, path)
+
+
+def tile_case(model_path, tile, arena, repeats, threads=None):
+    """Run in a subprocess: one tile of ``tile`` px at batch 1, onnxruntime's arena on or off: peak RSS and
+    the best time of ``repeats`` calls (after one warm-up call)."""
+    model = TerraformModel(model_path, threads=threads, arena=arena)
+    before = peak_rss_mb()
+    meta = model.metadata
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, tile, tile)).astype(np.float32)
+    s = meta.plane_stride
+    planes = {p.kind: np.zeros((1, p.channels, tile // s, tile // s), np.float32) for p in meta.inputs
+              if p.kind != "ramp_rgb"}
+    model.run(x, planes)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.run(x, planes)
+        times.append(time.perf_counter() - t0)
+    from terraform_plugin.core.chips import margin_for
+
+    centre = tile - 2 * margin_for(meta.receptive_radius, meta.alignment)
+    best = min(times)
+    return {
+        "tile": tile, "arena": arena, "threads": model.threads, "repeats": repeats,
+        "peak_rss_mb": round(peak_rss_mb(), 1), "rss_before_run_mb": round(before, 1),
+        "s_per_tile": round(best, 3), "spread": _spread(times),
+        "computed_mpx_per_s": round(tile * tile / best / 1e6, 3),
+        "computed_per_output_px": round((tile / centre) ** 2, 3),
+        "output_mpx_per_s": round(centre * centre / best / 1e6, 3),
+    }
+
+
+def measure_tiles(folder, tiles, repeats, threads, conditions=None):
+    model_path, description = v2_generator(folder)
+    rows = []
+    for tile in tiles:
+        for arena in (True, False):
+            print(f"tile {tile}, arena {'on' if arena else 'off'}...", flush=True)
+            done = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--tile-case", str(tile), "on" if arena else "off",
+                 "--repeats", str(repeats), "--keep", folder] + (["--threads", str(threads)] if threads else []),
+                capture_output=True, text=True, check=False,
+            )
+            if done.returncode != 0:
+                raise SystemExit(f"tile case {tile} failed:\n{done.stdout}\n{done.stderr}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+    return {"model": description, "rows": rows, **({"conditions": conditions} if conditions else {})}
+
+
+def measure_v2(folder, sizes, threads, repeats, conditions=None):
+    """Throughput rows of the contract-2 generator at the engine's defaults (tiles, margins, batch), the whole
+    pipeline against bare onnxruntime on the same tiles; the same columns as the throughput section's."""
+    model_path, description = v2_generator(folder)
+    model = TerraformModel(model_path, threads=threads)
+    rows = []
+    for k, size in enumerate(sizes):
+        rows.append(compare(model, dem_of_size(folder, size), folder, 8, repeats, warm_up=not k,
+                            label=f"{dem_label(size)} (contract 2)"))
+        print(json.dumps(rows[-1]), flush=True)
+    for row in rows:
+        row["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return {"model": description, "model_sha256_12": pipeline.file_sha256(model_path)[:12], "threads": model.threads,
+            "rows": rows, **({"conditions": conditions} if conditions else {})}
+
+
+def bare_inputs(model, request, dem, batch_size):
+    """(x, planes) of one batch as the pipeline runs them on ``dem``: 256 px chips, or the plan's tiles."""
+    from terraform_plugin.core.grid import processing_grid
+    from terraform_plugin.core.plan import make_layout
+
+    meta = model.metadata
+    rng = np.random.default_rng(0)
+    if not meta.tiling_independent:
+        return rng.uniform(-1, 1, (batch_size, 3, model.tile_size, model.tile_size)).astype(np.float32), {}, batch_size
+    layout = make_layout(request, processing_grid(gdal.Open(dem), PIXEL_M), meta)
+    n = max(1, batch_size * 256 * 256 // (layout.tile_w * layout.tile_h))  # as Plan.batch_size
+    x = rng.uniform(-1, 1, (n, 3, layout.tile_h, layout.tile_w)).astype(np.float32)
+    s = meta.plane_stride
+    planes = {p.kind: np.zeros((n, p.channels, layout.tile_h // s, layout.tile_w // s), np.float32)
+              for p in meta.inputs if p.kind != "ramp_rgb"}
+    return x, planes, n
+
+
 def dem_for_chips(folder, chips_wanted, overlap=64):
     """A square DEM whose layout has about ``chips_wanted`` chips."""
     side = max(1, round(chips_wanted**0.5))
@@ -189,12 +335,13 @@ def compare(model, dem, folder, batch_size, repeats, overlap=64, label=None, spi
     same session (``model``) and, when given, a session with onnxruntime's default spinning threads."""
     out = os.path.join(folder, "out.tif")
     request = pipeline.TerraformRequest(dem, out, model.path, batch_size=batch_size, overlap=overlap)
-    x = np.random.default_rng(0).uniform(-1, 1, (batch_size, 3, model.tile_size, model.tile_size)).astype(np.float32)
+    x, planes, per_call = bare_inputs(model, request, dem, batch_size)
 
     def bare(session_model, chip_runs):
         c0, t0 = cpu_s(), time.perf_counter()
-        for done in range(0, chip_runs, batch_size):
-            session_model.run(x[: min(batch_size, chip_runs - done)])
+        for done in range(0, chip_runs, per_call):
+            n = min(per_call, chip_runs - done)
+            session_model.run(x[:n], {k: v[:n] for k, v in planes.items()})
         return time.perf_counter() - t0, cpu_s() - c0
 
     if warm_up:  # onnxruntime's first runs allocate; GDAL opens its drivers
@@ -665,8 +812,52 @@ def write_readme(results):
             "(before: 229 / 425 / 499).",
             "",
         ]
+    lines += _v2_lines(results)
     with open(README, "w") as f:
         f.write("\n".join(lines))
+
+
+def _v2_lines(results):
+    """The contract-2 tables: tile side vs memory and speed, and the pipeline at the defaults."""
+    lines = []
+    tiles = results.get("tiles")
+    if tiles:
+        lines += [
+            f"## Tiles of a tiling-independent generator ({tiles['model']})",
+            "",
+            "Batch 1, one tile per call, each case in its own process (peak RSS). Computed px per output px = "
+            "(T / (T - 2 x 96))²: the margins every tile computes and drops. The default, 1472 px (1280 px "
+            "centres), is the first at or below 1.35 whose centres are whole TIFF blocks; onnxruntime's arena "
+            "stays on (off saves memory but costs time: each call allocates its buffers again).",
+            "",
+            "| tile px | arena | computed px / output px | peak RSS MB | s per tile | computed MPx/s | output MPx/s |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in tiles["rows"]:
+            lines.append(f"| {r['tile']} | {'on' if r['arena'] else 'off'} | {r['computed_per_output_px']} | "
+                         f"{r['peak_rss_mb']} | {r['s_per_tile']} | {r['computed_mpx_per_s']} | "
+                         f"{r['output_mpx_per_s']} |")
+        lines += ["", f"Conditions: {tiles['conditions']}." if tiles.get("conditions") else "", ""]
+    v2 = results.get("v2")
+    if v2:
+        lines += [
+            f"## Throughput at the defaults: contract 2 ({v2['model']})",
+            "",
+            "The whole pipeline at the default tiles (1472 px, 96 px margins, no blending) against bare "
+            "onnxruntime on as many tiles of the same shape; compare output MPx/s with the throughput table's "
+            "contract-1 rows of the same `make bench` run.",
+            "",
+            "| DEM | N | tiles | bare onnxruntime s | pipeline s | ratio | ratio per round (median) | output MPx/s | "
+            "ceiling MPx/s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in v2["rows"]:
+            rounds = " ".join(str(x) for x in r.get("pair_ratios", []))
+            lines.append(f"| {r['label']} | {r['repeats']} | {r['chip_runs']} | {r['bare_onnxruntime_s']} | "
+                         f"{r['pipeline_s']} | **{r['ratio']}** | {rounds} ({r.get('median_pair_ratio', '')}) | "
+                         f"{r['output_mpx_per_s']} | {r['ceiling_mpx_per_s']} |")
+        lines += ["", f"Conditions: {v2['conditions']}." if v2.get("conditions") else "", ""]
+    return lines
 
 
 def main(argv=None):
@@ -686,6 +877,9 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one, removed)")
     p.add_argument("--memory-case", type=int, default=None, help=argparse.SUPPRESS)  # the subprocess side
+    p.add_argument("--tile-case", nargs=2, default=None, help=argparse.SUPPRESS)  # TILE on|off, subprocess side
+    p.add_argument("--tiles", type=int, nargs="*", default=list(V2_TILES), help="tile sides of the tiles section")
+    p.add_argument("--v2-sizes", nargs="*", default=["4096", "8192"], help="DEMs of the contract-2 throughput rows")
     args = p.parse_args(argv)
 
     folder = args.keep or tempfile.mkdtemp(prefix="terraform-bench-")
@@ -693,6 +887,10 @@ def main(argv=None):
     try:
         if args.memory_case is not None:
             print(json.dumps(memory_case(args.memory_case, folder)))
+            return 0
+        if args.tile_case is not None:
+            tile, arena = args.tile_case
+            print(json.dumps(tile_case(v2_generator(folder)[0], int(tile), arena == "on", args.repeats, args.threads)))
             return 0
         results, previous_date = {}, None
         if os.path.exists(RESULTS):
@@ -712,6 +910,12 @@ def main(argv=None):
                 args.big_repeats, args.conditions,
             )
             results["throughput"] = merge_rows(results.get("throughput"), fresh)
+        if "tiles" in args.sections:
+            print("tiles...", flush=True)
+            results["tiles"] = measure_tiles(folder, args.tiles, args.repeats, args.threads, args.conditions)
+        if "v2" in args.sections:
+            print("contract-2 throughput...", flush=True)
+            results["v2"] = measure_v2(folder, args.v2_sizes, args.threads, args.big_repeats, args.conditions)
         if "overlap" in args.sections:
             print("overlap...", flush=True)
             results["overlap"] = measure_overlap(

@@ -130,6 +130,9 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
     ALLOW_HUGE_GRID = "ALLOW_HUGE_GRID"  # issue 11
     MAX_ABS_ELEVATION = "MAX_ABS_ELEVATION"  # issue 11
     DASK_SCHEDULER = "DASK_SCHEDULER"  # issue 13
+    LOOK = "LOOK"  # conditioned (contract-2) models: the model's looks
+    LATITUDE = "LATITUDE"
+    TILE_SIZE = "TILE_SIZE"
 
     def name(self):
         return "terraformdem"
@@ -234,6 +237,89 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             '<python> -m pip install "dask[distributed]==2026.8.0".'
         )
         self.addParameter(dask)
+        self._add_conditioning_parameters()
+
+    # -- conditioned models: look, latitude, tile size ---------------------------------------------------------
+
+    def _add_conditioning_parameters(self):
+        """LOOK, LATITUDE (advanced) and TILE_SIZE (advanced), for contract-2 models.
+
+        LOOK is an index-valued enum, like NODATA_MODE and QGIS's own, over the bundled model's looks (read from
+        its file without onnxruntime, so the algorithm is listed where onnxruntime is missing): the dialog shows
+        each look's label, batch mode and the Model Designer store its index. Static-string enums
+        (``usesStaticStrings``) would have shown ids only and, on the command line, accepted the option text
+        alone; so LOOK also takes a look's id (``LOOK=ANDES``, case-insensitive), which ``checkParameterValues``
+        turns into its index before QGIS's own check - the one spelling that works with any MODEL, since
+        indexes are the bundled model's. A look the chosen model does not declare is refused by the engine,
+        with that model's list.
+        """
+        look = QgsProcessingParameterEnum(self.LOOK, "Look (the model's looks; auto = latitude and elevation decide)",
+                                          options=[label for _, label in self._look_options()], defaultValue=0,
+                                          optional=True)
+        look.setHelp(
+            "How the landscape is painted: auto lets the place's latitude and elevation decide; a look paints it "
+            "as the model's training region of that name would look. On the command line: LOOK=<index> or "
+            "LOOK=<id>, e.g. LOOK=ANDES. Models of contract 1 (0.3.0 and before) have no looks."
+        )
+        self.addParameter(look)
+        latitude = QgsProcessingParameterNumber(
+            self.LATITUDE, "Latitude to terraform as if at (degrees; empty = each pixel's own, from the CRS)",
+            NUMBER_DOUBLE, defaultValue=None, optional=True, minValue=-90.0, maxValue=90.0,
+        )
+        latitude.setHelp(
+            "Conditioned models colour a place by its latitude (treelines and snowlines move with it), taken "
+            "pixel by pixel from the layer's georeference (Earth, Mars...). Set a latitude to override it, e.g. "
+            "45 to make a Mars crater look temperate, or for a layer whose CRS gives no latitudes."
+        )
+        tile = QgsProcessingParameterNumber(
+            self.TILE_SIZE, "Largest tile (pixels; 0 = default)", NUMBER_INTEGER, defaultValue=0, minValue=0,
+            optional=True,
+        )
+        tile.setHelp(
+            "Tiling-independent models only: the largest tile side the model runs on. The picture does not "
+            "depend on it; memory does (about 1.5 GB at the default 1472 px with the 0.4.0 model): smaller tiles "
+            "for a small machine, larger ones for a GPU with memory to spare."
+        )
+        for param in (latitude, tile):
+            param.setFlags(param.flags() | FLAG_ADVANCED)
+            self.addParameter(param)
+
+    @staticmethod
+    def _look_options():
+        """[(id, label)] of LOOK's options: auto, then the bundled model's looks (none when it has none)."""
+        options = [("auto", "auto - latitude and elevation decide")]
+        path = bundled_model_path()
+        if path:
+            from .core.errors import TerraformError
+            from .core.onnxmeta import read_metadata
+
+            try:
+                looks = read_metadata(path).looks
+            except TerraformError:  # the run reports a broken model; listing the algorithm must not fail
+                looks = ()
+            options += [(lk.id, f"{lk.id} - {lk.label}") for lk in looks]
+        return options
+
+    def _look_index(self, value):
+        """LOOK as given -> its option index, or None when it is no option (an id only another model has)."""
+        if _unset(value):
+            return 0
+        ids = [i.lower() for i, _ in self._look_options()]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return int(value) if float(value).is_integer() and 0 <= value < len(ids) else None
+        text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            return int(text) if 0 <= int(text) < len(ids) else None
+        return ids.index(text.lower()) if text.lower() in ids else None
+
+    def _look_id(self, parameters):
+        """The look id the request gets: the option's id, or the text as given (the engine names the model's
+        looks when it has no such look)."""
+        value = parameters.get(self.LOOK)
+        index = self._look_index(value)
+        if index is None:
+            return str(value).strip()
+        return self._look_options()[index][0]
 
     def _add_safety_parameters(self):
         """Issue 11: the opt-in for huge grids and the non-physical elevation limit (advanced)."""
@@ -293,6 +379,14 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         ok, message = self._check_safety_values(parameters)  # what only the raw QGIS values show
         if not ok:
             return ok, message
+        look = parameters.get(self.LOOK)
+        if not _unset(look) and not isinstance(look, bool):
+            # A look id (LOOK=ANDES) stands for its option; one the bundled model lacks is the engine's to judge.
+            parameters = dict(parameters)
+            index = self._look_index(look)
+            if index is None and str(look).strip().lstrip("-").isdigit():
+                return False, f"LOOK {look} is no option: 0-{len(self._look_options()) - 1}, or a look's id."
+            parameters[self.LOOK] = 0 if index is None else index
         value = parameters.get(self.INPUT)
         try:
             scale = float(parameters.get(self.VERTICAL_SCALE))
@@ -386,6 +480,10 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             preview_path=preview,
             allow_huge_grid=self.parameterAsBoolean(parameters, self.ALLOW_HUGE_GRID, context),  # issue 11
             max_abs_elevation=limit,  # issue 11
+            look=self._look_id(parameters),
+            latitude=self._optional_float(parameters, self.LATITUDE, context),
+            tile_size=0 if _unset(parameters.get(self.TILE_SIZE)) else self.parameterAsInt(parameters, self.TILE_SIZE,
+                                                                                         context),
         )
         feedback.pushInfo(f"Model file: {model_path}")
         run = pipeline.run

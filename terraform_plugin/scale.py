@@ -29,7 +29,8 @@ from .core.request import NODATA_MODES, TerraformRequest
 
 DASK_REQUIREMENT = "dask[distributed]==2026.8.0"  # kept equal to requirements.txt by the tests
 # px per part (task): 8 tiles. Narrower parts mean more tasks to spread but more chip columns computed twice
-# at the joins (one per part: ~10 % at 2048 px, overlap 64); see bench/README.md.
+# at the joins (one per part: ~10 % at 2048 px, overlap 64); see bench/README.md. A tiling-independent model's
+# parts are whole columns of its tiles (at least one: 1280 px at the default), joined between centres.
 PART_WIDTH = 2048
 CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 60.0  # a scheduler with no worker yet: how long to wait for the first one
@@ -420,6 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "as a likely mistyped resolution")
     p.add_argument("--max-abs-elevation", type=float, default=d.max_abs_elevation, help="MAX_ABS_ELEVATION: "
                    f"elevations beyond +/- this are no-data (layer units; default {d.max_abs_elevation:g})")
+    p.add_argument("--latitude", type=float, help="LATITUDE: terraform as if at this latitude (degrees, -90 to 90; "
+                   "default: each pixel's own, from the georeference). Conditioned models only")
+    p.add_argument("--look", default=d.look, help="LOOK: one of the model's looks by id, or auto (default: latitude "
+                   "and elevation decide). Conditioned models only; a wrong one is refused with the model's list")
+    p.add_argument("--tile-size", type=int, default=d.tile_size, help="largest tile side of a tiling-independent "
+                   "model, px (default 0: the engine's); smaller tiles use less memory")
     return p
 
 
@@ -430,7 +437,7 @@ def request_of(args, model_path) -> TerraformRequest:
         nodata_mode=args.nodata_mode, resolution_m=args.resolution, sea_level=args.sea_level,
         vertical_scale=args.vertical_scale, fit_to_earth=args.fit_to_earth, preview_path=args.preview,
         batch_size=args.batch_size, threads=args.threads, allow_huge_grid=args.allow_huge_grid,
-        max_abs_elevation=args.max_abs_elevation,
+        max_abs_elevation=args.max_abs_elevation, latitude=args.latitude, look=args.look, tile_size=args.tile_size,
     )
 
 

@@ -1,8 +1,8 @@
-"""Chip rows: the model's input for one stripe, one chip row (256 grid rows) at a time.
+"""Chip rows: the model's input for one stripe, one chip row (256 grid rows, or one row of tall tiles) at a time.
 
 read (resampled, mirrored at the grid's edges) -> no-data fill -> colourise with the model's ramp, straight
 into the model's input range, channel first (the ramp's table maps elevations to input values in one pass). Done once per chip row rather than once per chip: the chips of a row
-are then plain slices of it.
+are then plain slices of it. A conditioned model's planes (latitude, look...) are made per batch beside them.
 """
 
 from dataclasses import dataclass
@@ -31,7 +31,8 @@ class ChipRow:
     stripe: object
     row: int  # index into layout.ys
     batches: tuple  # the chip row's chips, in the model's input range, cut into its batches (``cut_batches``)
-    valid: Optional[np.ndarray]  # (tile, stripe.width) bool where the DEM has data; None in ocean mode
+    valid: Optional[np.ndarray]  # (tile_h, stripe.width) bool where the DEM has data; None in ocean mode
+    conditions: Optional[tuple] = None  # per batch, the conditioning planes by kind (``conditioning``); or None
 
 
 def rows_per_chunk(width: int) -> int:
@@ -55,12 +56,12 @@ def chip_offsets(layout, stripe) -> list:
 
 
 def cut_batches(x, offsets, tile: int, batch_size: int) -> tuple:
-    """The chips of chip row ``x`` (3, tile, width) at ``offsets``, in order, as the model's batches:
-    contiguous (n, 3, tile, tile) arrays of at most ``batch_size`` chips."""
+    """The chips of chip row ``x`` (3, tile_h, width) at ``offsets``, ``tile`` px wide, in order, as the model's
+    batches: contiguous (n, 3, tile_h, tile) arrays of at most ``batch_size`` chips."""
     batches = []
     for b in range(0, len(offsets), batch_size):
         chunk = offsets[b : b + batch_size]
-        batch = np.empty((len(chunk), 3, tile, tile), dtype=x.dtype)
+        batch = np.empty((len(chunk), 3, x.shape[1], tile), dtype=x.dtype)
         for k, o in enumerate(chunk):
             batch[k] = x[:, :, o : o + tile]
         batches.append(batch)
@@ -78,12 +79,13 @@ def input_levels(scale, offset) -> np.ndarray:
 def read_chip_rows(plan, source, stripe, clock: StageClock):
     """Yield the ChipRow of every chip row of ``stripe``, top to bottom, already cut into the model's batches:
     the copy is done here, in the reader thread, rather than between the model's batches."""
-    tile = plan.layout.tile
-    offsets = chip_offsets(plan.layout, stripe)
+    layout = plan.layout
+    tile = layout.tile_h
+    offsets = chip_offsets(layout, stripe)
     levels = input_levels(*plan.input_scaling)
     previous = None  # (end row, window) of the last chip row: its bottom rows are this one's top
     last = None  # (end row, model input, filled) of the last chip row
-    for row, y0 in enumerate(plan.layout.ys):
+    for row, y0 in enumerate(layout.ys):
         y0, y1 = int(y0), int(y0) + tile
         with clock.stage("read"):
             if previous is not None and previous[0] > y0:
@@ -112,7 +114,17 @@ def read_chip_rows(plan, source, stripe, clock: StageClock):
             if done:
                 x[:, :done] = last[1][:, tile - done :]
             colourise_rows(plan, z[done:], levels, x[:, done:])
-            last = (y1, x, filled)
+            # Kept-centre tiles share only their margins with the row before: keeping a whole tile row's colours
+            # for them would cost more memory than colourising them again costs time.
+            last = (y1, x, filled) if layout.blend else None
         with clock.stage("batch"):
-            batches = cut_batches(x, offsets, tile, plan.batch_size)
-        yield ChipRow(stripe, row, batches, valid if plan.transparent else None)
+            batches = cut_batches(x, offsets, layout.tile_w, plan.batch_size)
+            x = None
+            conditions = None
+            if plan.conditioning is not None:
+                origins = [int(layout.xs[c]) for c in stripe.columns]
+                sizes = np.cumsum([0] + [len(b) for b in batches])
+                conditions = tuple(
+                    plan.conditioning.batch(origins[a:b], y0, layout.tile_w, tile) for a, b in zip(sizes, sizes[1:])
+                )
+        yield ChipRow(stripe, row, batches, valid if plan.transparent else None, conditions)

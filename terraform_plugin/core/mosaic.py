@@ -1,10 +1,12 @@
-"""The mosaic: chips of one stripe through the model, blended into finished rows.
+"""The mosaic: chips of one stripe through the model, blended (or their centres kept) into finished rows.
 
-Each chip's prediction is weighted (``chips.blend_weights``) and added into an accumulator one chip row high;
+Each chip's prediction is weighted (``ChipLayout.weights``) and added into an accumulator one chip row high;
 when the next chip row no longer touches a grid row, that row is finished: weighted sum / weight sum, scaled
 to 0-255, rounded, with the alpha of the DEM's validity. The weight sums are never accumulated: the chip
 weights are separable (row ramp x column ramp), so their sum over all chips is the outer product of two 1-D
-sums.
+sums. Kept-centre tiles (a tiling-independent model) are the case of 0/1 weights that partition the grid: each
+tile's centre is copied into the accumulator, the margins dropped, and the same finishing gives each pixel the
+model's own value, scaled and rounded.
 
 Two threads: the caller's only runs the model on batches, as a bare onnxruntime loop would; the blender
 thread (``workers.Behind``, at the helpers' lower priority) weights the predictions, adds them up and finishes
@@ -19,16 +21,16 @@ import numpy as np
 
 from .blockrows import BlockRows
 from .chiprows import chip_offsets, rows_per_chunk
-from .chips import blend_weights, edge_ramp
 from .profile import StageClock
 from .workers import Behind
 
 
-def _column_weight_sum(layout, stripe, ramp_1d):
+def _column_weight_sum(layout, stripe):
+    window = layout.window(layout.tile_w)
     total = np.zeros(stripe.width, dtype=np.float64)
     for c in stripe.columns:
         o = int(layout.xs[c]) - stripe.ax0
-        total[o : o + layout.tile] += ramp_1d
+        total[o : o + layout.tile_w] += window
     return total
 
 
@@ -48,11 +50,12 @@ def blend_stripe(plan, stripe, chip_rows, model, on_batch, clock: StageClock):
             if chip_row.stripe is not stripe or chip_row.row != row:  # not an assert (Bandit B101 blocks uploads)
                 raise RuntimeError(f"chip rows arrive out of order: row {chip_row.row}, expected {row}")
             first = 0
-            for batch in chip_row.batches:
+            for b, batch in enumerate(chip_row.batches):
                 chunk = range(first, first + len(batch))
                 first = chunk.stop
+                planes = chip_row.conditions[b] if chip_row.conditions else None
                 with clock.stage("infer"):
-                    predicted = model.run(batch)  # a new array: the blender owns it
+                    predicted = model.run(batch, planes)  # a new array: the blender owns it
                 with clock.stage("wait_blender"):
                     behind.put((predicted, row, chunk, chip_row.valid))
                 on_batch(len(chunk))
@@ -67,11 +70,11 @@ class _Blender:
     def __init__(self, plan, stripe, clock):
         layout = self.layout = plan.layout
         self.plan, self.stripe, self.clock = plan, stripe, clock
-        self.ramp_1d = edge_ramp(layout.tile, layout.overlap)
-        self.weights = blend_weights(layout.tile, layout.overlap)
-        self.acc = np.zeros((3, layout.tile, stripe.width), dtype=np.float32)
+        self.window_y = layout.window(layout.tile_h)
+        self.weights = layout.weights() if layout.blend else None
+        self.acc = np.zeros((3, layout.tile_h, stripe.width), dtype=np.float32)
         self.offsets = chip_offsets(layout, stripe)
-        self.column_sum = _column_weight_sum(layout, stripe, self.ramp_1d)
+        self.column_sum = _column_weight_sum(layout, stripe)
         self.cols = slice(stripe.x0 - stripe.ax0, stripe.x1 - stripe.ax0)
         # Finished rows, joined into whole TIFF block rows here (a copy of up to 8 MB each, off the model's
         # thread), appended by the blender thread, taken by the caller's.
@@ -83,15 +86,21 @@ class _Blender:
         """Blender thread: weight one batch's predictions into the sums; after a chip row's last batch, finish
         the rows no later chip row touches."""
         predicted, row, chunk, valid = job
-        layout, acc, tile = self.layout, self.acc, self.layout.tile
+        layout, acc = self.layout, self.acc
         with self.clock.stage("blend"):
-            if chunk.start == 0 and row:  # slide the accumulator down one stride; the overlap rows carry over
-                acc[:, : layout.overlap] = acc[:, layout.stride :]
-                acc[:, layout.overlap :] = 0
-            predicted *= self.weights
-            for k, c in enumerate(chunk):
-                o = self.offsets[c]
-                acc[:, :, o : o + tile] += predicted[k]
+            if not layout.blend:  # each centre pixel is written once, by its own tile: nothing to add up
+                m, h, w = layout.margin, layout.stride_y, layout.stride_x
+                for k, c in enumerate(chunk):
+                    o = self.offsets[c] + m
+                    acc[:, m : m + h, o : o + w] = predicted[k, :, m : m + h, m : m + w]
+            else:
+                if chunk.start == 0 and row:  # slide the accumulator down one stride; the overlap rows carry over
+                    acc[:, : layout.overlap] = acc[:, layout.stride_y :]
+                    acc[:, layout.overlap :] = 0
+                predicted *= self.weights
+                for k, c in enumerate(chunk):
+                    o = self.offsets[c]
+                    acc[:, :, o : o + layout.tile_w] += predicted[k]
         if chunk.stop == len(self.offsets):
             y0, y1 = layout.finished_rows(row)
             if y1 > y0:
@@ -107,16 +116,16 @@ class _Blender:
     def norms(self, row, local):  # the same for every chip row but the first and the last: computed once each
         key = (row > 0, local.start, local.stop)
         if key not in self._norms:
-            self._norms[key] = _norm(self.plan, row, local, self.column_sum, self.cols, self.ramp_1d)
+            self._norms[key] = _norm(self.plan, row, local, self.column_sum, self.cols, self.window_y)
         return self._norms[key]
 
 
-def _norm(plan, row, local, column_sum, cols, ramp_1d):
+def _norm(plan, row, local, column_sum, cols, window_y):
     """out_scale / (sum of the chip weights) over rows ``local`` of chip row ``row``: (1, rows, cols)."""
     layout = plan.layout
-    row_sum = ramp_1d.copy()
+    row_sum = window_y.copy()
     if row:  # the previous chip row's bottom edge overlaps this row's top
-        row_sum[: layout.overlap] += ramp_1d[layout.stride :]
+        row_sum[: layout.lap] += window_y[layout.stride_y :]
     norm = np.outer(row_sum[local], column_sum[cols]).astype(np.float32)
     return (plan.output_scaling[0] / norm)[None]
 

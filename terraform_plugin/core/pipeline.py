@@ -78,7 +78,8 @@ def run(
         dataset.FlushCache()  # the sampled passes leave source blocks in GDAL's cache; none are needed now
         for line in plan.describe(dataset):
             log(line)
-        ticker = _Progress(plan.chip_runs, progress or _noop, log, cancelled or (lambda: False))
+        ticker = _Progress(plan.chip_runs, progress or _noop, log, cancelled or (lambda: False),
+                           "chips" if plan.layout.blend else "tiles")
         # The stripes are written one after the other, each in block rows top to bottom: the overviews are
         # built from that stream (all levels, or those a stripe's columns make; the writer says which).
         stripes = [(stripe.x0, stripe.x1) for stripe in plan.stripes]
@@ -199,7 +200,24 @@ def output_metadata(plan: Plan, model) -> dict:
         "TERRAFORM_RESOLUTION_M": repr(float(plan.resolution_m)),
         "TERRAFORM_OVERLAP": plan.layout.overlap,
         "TERRAFORM_NODATA_MODE": request.nodata_mode,
+        **_tiling_metadata(plan),
     }
+
+
+def _tiling_metadata(plan: Plan) -> dict:
+    """A tiling-independent model's tiles and conditioning: tile, margin, look, latitude source and span."""
+    layout = plan.layout
+    if layout.blend:
+        return {"TERRAFORM_TILE": layout.tile_w}
+    tags = {
+        "TERRAFORM_TILE": f"{layout.tile_w}" if layout.tile_w == layout.tile_h else f"{layout.tile_w}x{layout.tile_h}",
+        "TERRAFORM_MARGIN": layout.margin,
+    }
+    names = {"look": "TERRAFORM_LOOK", "latitude": "TERRAFORM_LATITUDE", "latitude_deg": "TERRAFORM_LATITUDE_DEG",
+             "latitude_range_deg": "TERRAFORM_LATITUDE_RANGE_DEG"}
+    summary = plan.conditioning.summary if plan.conditioning is not None else {}
+    tags.update({names[k]: v for k, v in summary.items() if k in names})
+    return tags
 
 
 def _duration(seconds: float) -> str:
@@ -218,8 +236,9 @@ def _noop(*_):
 class _Progress:
     """Progress bar, ETA log lines and the cancel poll, for ``total`` chip runs."""
 
-    def __init__(self, total, progress, log, cancelled):
+    def __init__(self, total, progress, log, cancelled, noun="chips"):
         self.total, self.progress, self.log, self.cancelled = total, progress, log, cancelled
+        self.noun = noun
         self.started = self.last_log = time.monotonic()
         self.count = 0
 
@@ -231,14 +250,15 @@ class _Progress:
         if self.count < self.total and now - self.last_log >= ETA_EVERY_S:
             self.last_log = now
             rate = self.count / (now - self.started)
-            self.log(f"{self.count}/{self.total} chips, {rate:.1f} chips/s, ETA {_duration((self.total - self.count) / rate)}")
+            self.log(f"{self.count}/{self.total} {self.noun}, {rate:.1f} {self.noun}/s, "
+                     f"ETA {_duration((self.total - self.count) / rate)}")
         if self.cancelled():
             raise Cancelled("cancelled; no output was written")
 
     def done(self):
         seconds = time.monotonic() - self.started
         rate = self.total / max(1e-9, seconds)
-        self.log(f"{self.total}/{self.total} chips in {_duration(seconds)} ({rate:.1f} chips/s)")
+        self.log(f"{self.total}/{self.total} {self.noun} in {_duration(seconds)} ({rate:.1f} {self.noun}/s)")
 
 
 def _overviews(out, ticker):

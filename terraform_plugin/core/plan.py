@@ -5,15 +5,20 @@ Memory does not grow with the raster: the grid is processed in column stripes at
 (whole 256 px TIFF tiles), each top to bottom, holding one chip row of blend accumulators plus less than two
 256-row blocks of output. The chip column that straddles a stripe join is simply computed again for the next
 stripe (about 2 % more chips per 8192 px), because keeping it would mean keeping a whole column of
-predictions. The chip layout is global, so the mosaic is identical with or without stripes, and any stripe can
-be computed on its own (another process, another machine) from the plan alone.
+predictions. A tiling-independent model's stripes are whole columns of its kept-centre tiles instead, joined
+where one centre ends: nothing is computed twice. The chip layout is global, so the mosaic is identical with or
+without stripes, and any stripe can be computed on its own (another process, another machine) from the plan
+alone.
 """
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 from . import guard, source
-from .chips import ChipLayout
+from .chips import ChipLayout, margin_for
+from .conditioning import Conditioning, make_conditioning
+from .errors import InputError
 from .grid import Grid, processing_grid
 from .ramp import Ramp
 from .relief import Relief, fit_target_m, fit_vertical_scale
@@ -29,14 +34,33 @@ class Stripe:
     width: int  # accumulator width
 
 
+# Kept-centre tiles of a tiling-independent model: the default centre, whole TIFF blocks (stripe joins fall
+# between centres). With the 0.4.0 model's 96 px margins: 1472 px tiles, 1.32 computed pixels per output pixel
+# (the blended 256 px chips at overlap 64: 1.78), onnxruntime's peak near 1.5 GB (bench/README.md).
+DEFAULT_CENTRE = 1280
+# Kept-centre tiles are tall (1472 rows at the default): a stripe of them holds at most about this many pixels
+# per tile row (the reader's chip rows in flight, the accumulator), where a blended 8192 px stripe holds 2.2 M.
+TILE_ROW_PIXELS = 4 << 20
+
+
 def plan_stripes(layout: ChipLayout, stripe_width: int) -> tuple:
-    """Column stripes of whole tiles covering the grid, with the chip columns each needs."""
+    """Column stripes covering the grid, with the chip columns each needs. Blended chips: stripes of whole tiles
+    ``stripe_width`` wide, the chip column across a join computed for both. Kept centres: whole tile columns,
+    as many as fit in ``stripe_width`` and in ``TILE_ROW_PIXELS`` a tile row (at least one), joined where one
+    centre ends and the next begins: nothing is computed twice."""
+    if layout.blend:
+        bounds = [(x0, min(layout.width, x0 + stripe_width)) for x0 in range(0, layout.width, stripe_width)]
+    else:
+        step = layout.stride_x
+        fit = (TILE_ROW_PIXELS // layout.tile_h - layout.lap) // step
+        per_stripe = max(1, min(stripe_width // step, fit))
+        joins = range(0, len(layout.xs), per_stripe)
+        bounds = [(c * step, min(layout.width, (c + per_stripe) * step)) for c in joins]
     stripes = []
-    for x0 in range(0, layout.width, stripe_width):
-        x1 = min(layout.width, x0 + stripe_width)
+    for x0, x1 in bounds:
         columns = layout.columns_touching(x0, x1)
         ax0 = int(layout.xs[columns.start])
-        stripes.append(Stripe(x0, x1, columns, ax0, int(layout.xs[columns.stop - 1]) + layout.tile - ax0))
+        stripes.append(Stripe(x0, x1, columns, ax0, int(layout.xs[columns.stop - 1]) + layout.tile_w - ax0))
     return tuple(stripes)
 
 
@@ -52,10 +76,15 @@ class Plan:
     resolution_m: float
     input_scaling: tuple  # (scale, offset): model input = RGB * scale + offset
     output_scaling: tuple  # (scale, offset): RGB = model output * scale + offset
+    conditioning: Optional[Conditioning] = None  # a conditioned model's planes (latitude, look, guide)
 
     @property
     def batch_size(self) -> int:
-        return self.request.batch_size
+        """Chips per model call: the request's batch of 256 px chips, in pixels (a tall tile is a batch alone)."""
+        layout = self.layout
+        if layout.blend:
+            return self.request.batch_size
+        return max(1, self.request.batch_size * 256 * 256 // (layout.tile_w * layout.tile_h))
 
     @property
     def transparent(self) -> bool:
@@ -76,8 +105,9 @@ class Plan:
         return [
             f"Input {name}: {dataset.RasterXSize} x {dataset.RasterYSize} px; processing grid {grid.width} x "
             f"{grid.height} px of {xres:.6g} x {yres:.6g} CRS units ({self.resolution_m:g} m)",
-            f"{layout.count} chip{'s' if layout.count != 1 else ''} of {layout.tile} px, overlap {layout.overlap} px"
-            + (f", in {len(self.stripes)} column stripes ({self.chip_runs} chip runs)" if many else "")
+            layout.describe()
+            + (f", in {len(self.stripes)} column stripes ({self.chip_runs} chip runs)" if many and layout.blend else "")
+            + (f", in {len(self.stripes)} column stripes" if many and not layout.blend else "")
             + f", batches of {self.batch_size}, nodata {self.request.nodata_mode}",
         ]
 
@@ -112,7 +142,8 @@ def make_plan(request: TerraformRequest, output_path: str, dataset, band, model,
     """
     resolution_m = float(request.resolution_m or model.metadata.resolution_m)
     grid = grid or plan_grid(request, output_path, dataset, resolution_m)
-    layout = ChipLayout.build(grid.width, grid.height, model.tile_size, request.overlap)
+    layout = make_layout(request, grid, model.metadata)
+    conditioning = make_conditioning(request, model.metadata, grid, log)
     limit = request.max_abs_elevation  # the fit leaves out the non-physical values too
     if request.fit_to_earth:
         target = fit_target_m(model.ramp)
@@ -135,4 +166,25 @@ def make_plan(request: TerraformRequest, output_path: str, dataset, band, model,
         resolution_m=resolution_m,
         input_scaling=model.input_scaling,
         output_scaling=model.output_scaling,
+        conditioning=conditioning,
     )
+
+
+def make_layout(request: TerraformRequest, grid: Grid, metadata) -> ChipLayout:
+    """Blended 256 px chips for a contract-1 model; kept-centre tiles of at most the request's tile size (0:
+    ``DEFAULT_CENTRE`` px centres) for a tiling-independent one."""
+    if not metadata.tiling_independent:
+        if request.tile_size not in (0, metadata.tile_size):
+            raise InputError(
+                f"tile size {request.tile_size} px: {metadata.name} is a contract-1 model with fixed "
+                f"{metadata.tile_size} px chips (leave the tile size at 0)"
+            )
+        return ChipLayout.build(grid.width, grid.height, metadata.tile_size, request.overlap)
+    margin = margin_for(metadata.receptive_radius, metadata.alignment)
+    tile = request.tile_size or default_tile(margin)
+    return ChipLayout.kept(grid.width, grid.height, tile, margin, metadata.alignment)
+
+
+def default_tile(margin: int) -> int:
+    """The default side of kept-centre tiles: a ``DEFAULT_CENTRE`` px centre and the model's margins."""
+    return DEFAULT_CENTRE + 2 * margin

@@ -7,6 +7,7 @@ Every check of a parameter lives here or in the module that owns the thing check
 lets these checks speak; it does not repeat them.
 """
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -20,6 +21,7 @@ from .writer import BLOCK, check_output_path
 
 NODATA_MODES = ("transparent", "ocean")
 OUTPUT_EXTENSIONS = (".tif", ".tiff")
+AUTO_LOOK = "auto"  # no look: the model's latitude and elevation decide
 # px; about 250 MB of buffers at this width (rows read ahead, accumulator, finished rows), whatever the
 # raster's size. Narrower stripes save memory but recompute one chip column more per join.
 STRIPE_WIDTH = 8192
@@ -43,6 +45,11 @@ class TerraformRequest:
     stripe_width: int = STRIPE_WIDTH  # widest column stripe processed at once (multiple of 256): bounds memory
     allow_huge_grid: bool = False  # opt-in for grids beyond guard.MAX_GRID_PIXELS (issue 11)
     max_abs_elevation: float = guard.DEFAULT_MAX_ABS_ELEVATION  # |z| beyond this is no-data (issue 11)
+    # Conditioned (contract-2) models only: terraform as if at this latitude (degrees north) instead of the
+    # georeference's; the look to paint with (an id the model declares, or "auto": latitude and elevation decide).
+    latitude: Optional[float] = None
+    look: str = AUTO_LOOK
+    tile_size: int = 0  # px; kept-centre tiles of at most this side (0: the engine's default); contract 2 only
 
 
 def _whole(value) -> bool:
@@ -76,4 +83,19 @@ def check_request(request: TerraformRequest) -> str:
     # No output or preview over the input or each other, however spelled; the preview is a PNG (issue 11).
     guard.check_paths(request.input_path, output, request.preview_path)
     guard.check_elevation_limit(request.max_abs_elevation)
+    check_latitude(request.latitude)
+    if not isinstance(request.look, str):
+        raise InputError(f"look must be a look id of the model or \"{AUTO_LOOK}\", got {request.look!r}")
+    if not _whole(request.tile_size) or request.tile_size < 0:
+        raise InputError(f"tile size must be a whole number of pixels (0 = the default), got {request.tile_size!r}")
     return output
+
+
+def check_latitude(latitude):
+    """None (from the georeference) or a latitude in degrees, -90 to 90."""
+    if latitude is None:
+        return None
+    ok = isinstance(latitude, (int, float)) and not isinstance(latitude, bool) and math.isfinite(latitude)
+    if not ok or not -90.0 <= latitude <= 90.0:
+        raise InputError(f"latitude must be a number of degrees from -90 (south) to 90 (north), got {latitude!r}")
+    return float(latitude)

@@ -93,6 +93,9 @@ def test_parameters(qgis_app):
         "ALLOW_HUGE_GRID": ("boolean", None),  # issue 11 (default False: see test_data_safety)
         "MAX_ABS_ELEVATION": ("number", 1e5),  # issue 11
         "DASK_SCHEDULER": ("string", None),  # issue 13
+        "LOOK": ("enum", 0),  # conditioned models
+        "LATITUDE": ("number", None),
+        "TILE_SIZE": ("number", 0),
     }
     assert set(params) == set(expected)
     for name, (kind, default) in expected.items():
@@ -105,7 +108,8 @@ def test_parameters(qgis_app):
     optional = {n for n, p in params.items() if p.flags() & FLAG_OPTIONAL}
     assert {"MODEL", "RESOLUTION", "PREVIEW"} <= optional and "INPUT" not in optional
     advanced = {n for n, p in params.items() if p.flags() & FLAG_ADVANCED}
-    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION", "ALLOW_HUGE_GRID", "MAX_ABS_ELEVATION", "DASK_SCHEDULER"}
+    assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION", "ALLOW_HUGE_GRID", "MAX_ABS_ELEVATION", "DASK_SCHEDULER",
+                        "LATITUDE", "TILE_SIZE"}
     assert alg.provider().supportedOutputRasterLayerExtensions() == ["tif"]
 
 
