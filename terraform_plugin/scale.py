@@ -26,6 +26,7 @@ from .core import pipeline
 from .core.errors import Cancelled, InputError, TerraformError
 from .core.plan import check_elevations
 from .core.request import NODATA_MODES, TerraformRequest
+from .sealed_task import sealed_call
 
 DASK_REQUIREMENT = "dask[distributed]==2026.8.0"  # kept equal to requirements.txt by the tests
 # px per part (task): 8 tiles. Narrower parts mean more tasks to spread but more chip columns computed twice
@@ -292,8 +293,8 @@ def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_
     cancel_event = f"{prefix}-cancel"
     Event(cancel_event, client=client).clear()  # a cancelled earlier run of the same job must not stop this one
     futures = {
-        client.submit(_part_task, plan, i, folder, threads_by_host, cancel_event, key=f"{prefix}-{i:05d}",
-                      retries=1): i
+        client.submit(*sealed_call(_part_task, plan, i, folder, threads_by_host, cancel_event),
+                      key=f"{prefix}-{i:05d}", retries=1): i
         for i in todo
     }
     pending = set(futures)
