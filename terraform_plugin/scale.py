@@ -65,6 +65,10 @@ def dask_problem() -> Optional[str]:
 
 
 def dask_hint(problem: str) -> str:
+    if "qgis.core" in sys.modules:  # inside QGIS: its own Python, where the plugin's installer puts Dask
+        from .deps import dask_missing_message
+
+        return dask_missing_message(problem, DASK_REQUIREMENT)
     return (
         f"Running on a Dask cluster needs dask.distributed, which this Python ({sys.executable}) cannot import "
         f"({problem}). Install it with: {sys.executable} -m pip install \"{DASK_REQUIREMENT}\" - or leave the "

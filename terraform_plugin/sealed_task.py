@@ -10,6 +10,21 @@ tasks of Dask's task spec, whose functions (``pkgutil.resolve_name``, ``distribu
 """
 
 import pkgutil
+import sys
+
+
+def import_name(function) -> str:
+    """``module:qualname`` by which a worker imports ``function``; for a module run as ``python -m package.module``
+    (``__main__`` here), the module's own name."""
+    module = function.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        if spec is None:
+            raise ValueError(f"{function!r} is in a script run by path: workers cannot import it")
+        module = spec.name
+    elif pkgutil.resolve_name(f"{module}:{function.__qualname__}") is not function:
+        raise ValueError(f"{function!r} cannot be imported by its name {module}:{function.__qualname__}")
+    return f"{module}:{function.__qualname__}"
 
 
 def sealed_call(function, *args):
@@ -20,9 +35,7 @@ def sealed_call(function, *args):
     from dask.utils import apply
     from distributed.protocol import deserialize, serialize
 
-    name = f"{function.__module__}:{function.__qualname__}"
-    if pkgutil.resolve_name(name) is not function:
-        raise ValueError(f"{function!r} cannot be imported by its name {name!r}")
+    name = import_name(function)
     header, frames = serialize(args, serializers=("pickle",), on_error="raise")
     return (
         apply,

@@ -156,6 +156,40 @@ def terraform_dem(package_venv, folder, *args):
                             env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def test_the_installed_package(package_venv, tmp_path):
+    """What `pip install <clone>[dask]` put in the venv: the two packages and the bundled model, nothing else of
+    the checkout; the version of core/version.py; console commands that run from any folder."""
+    from terraform_plugin.core.version import VERSION
+
+    python = os.path.join(package_venv, "bin", "python")
+    report = subprocess.run([python, "-c", """
+import importlib.metadata as m, json
+d = m.distribution("terraform-dem")
+tops = sorted({str(f).split("/")[0] for f in d.files if not str(f).startswith("..")})
+scripts = {e.name: e.value for e in d.entry_points if e.group == "console_scripts"}
+for e in d.entry_points:
+    e.load()  # the training commands import torch only when run: loading needs no [train] extra
+print(json.dumps([d.version, tops, sorted(str(f) for f in d.files), scripts]))
+"""], cwd=str(tmp_path), env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    import json
+
+    version, tops, files, scripts = json.loads(report.stdout)
+    assert version == VERSION
+    assert tops == ["terraform_dem-%s.dist-info" % VERSION, "terraform_plugin", "training"]
+    assert "terraform_plugin/models/terraform_generator.onnx" in files or not scale.bundled_model_path()
+    assert "terraform_plugin/sealed_task.py" in files and "training/train.py" in files
+    assert set(scripts) >= {"terraform-dem", "terraform-train", "terraform-export", "terraform-prepare",
+                            "terraform-evaluate"}
+    helped = subprocess.run([os.path.join(package_venv, "bin", "terraform-dem"), "--help"], cwd=str(tmp_path),
+                            env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "--scheduler" in helped.stdout, helped.stderr
+    # The installed copy runs, not the checkout: no PYTHONPATH, another folder.
+    where = subprocess.run([python, "-c", "import terraform_plugin; print(terraform_plugin.__file__)"],
+                           cwd=str(tmp_path), env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert where.stdout.startswith(package_venv), where.stdout + where.stderr
+
+
 def test_recipe_gives_the_single_process_output(tmp_path, recipe_cluster, package_venv, models):
     dem = holey_dem(tmp_path / "dem.tif")
     pipeline.run(pipeline.TerraformRequest(dem, str(tmp_path / "local.tif"), models["identity"], stripe_width=512,
