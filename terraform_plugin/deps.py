@@ -109,9 +109,10 @@ def dask_install_command(requirement: str) -> str:
 def dask_missing_message(reason: str, requirement: str) -> str:
     return (
         f"Running on a Dask cluster needs dask.distributed, which QGIS's Python {sys.version_info.major}."
-        f"{sys.version_info.minor} cannot import ({reason}). Install it from inside QGIS: Plugins › Terraform DEM › "
-        "Install/repair Terraform DEM dependencies with \"Also install Dask\" ticked (headless: qgis_process run "
-        "terraform:installdependencies -- DASK=true, with DASK_WHEELS=<folder of wheels> when offline). By hand, "
+        f"{sys.version_info.minor} cannot import ({reason}). Install it from inside QGIS: Plugins › "
+        "Terraform DEM › Install/repair Terraform DEM dependencies with \"Also install Dask\" ticked (headless: "
+        "qgis_process run terraform:installdependencies -- DASK=true, with DASK_WHEELS=<folder of wheels> when "
+        "offline). By hand, "
         f"the same install is:\n\n    {dask_install_command(requirement)}\n\nthen restart QGIS. Or leave the Dask "
         "scheduler address empty to run on this machine."
     )

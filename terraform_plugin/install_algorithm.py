@@ -101,22 +101,25 @@ class InstallDependenciesAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         wheel = self.parameterAsFile(parameters, self.WHEEL, context) or None
         cuda = self.parameterAsBoolean(parameters, self.CUDA, context)
+        dask = self.parameterAsBoolean(parameters, self.DASK, context)
+        share = 50.0 if dask else 100.0  # of the progress bar, for onnxruntime; Dask gets the rest
         try:
             report = installer.install(
                 cuda=cuda,
                 wheel=wheel,
                 log=feedback.pushInfo,
-                progress=feedback.setProgress,
+                progress=lambda percent: feedback.setProgress(percent * share / 100.0),
                 cancelled=feedback.isCanceled,
             )
         except installer.InstallError as exc:
             raise QgsProcessingException(f"Installing onnxruntime failed: {exc}") from None
         dask_version = ""
-        if self.parameterAsBoolean(parameters, self.DASK, context):
+        if dask:
             wheels = self.parameterAsFile(parameters, self.DASK_WHEELS, context) or None
             try:
                 dask_version = installer.install_dask(
-                    wheels=wheels, log=feedback.pushInfo, progress=feedback.setProgress, cancelled=feedback.isCanceled
+                    wheels=wheels, log=feedback.pushInfo, cancelled=feedback.isCanceled,
+                    progress=lambda percent: feedback.setProgress(share + percent * (100.0 - share) / 100.0),
                 )["version"]
             except installer.InstallError as exc:
                 raise QgsProcessingException(f"Installing Dask failed (onnxruntime is installed): {exc}") from None

@@ -48,7 +48,8 @@ def dask_wheels():
                                "--only-binary=:all:", "-d", partial, DASK_REQUIREMENT], capture_output=True, text=True,
                               timeout=600)
         if done.returncode != 0:
-            pytest.skip(f"cannot fetch the {DASK_REQUIREMENT} wheels for {CP} (no package index?): {done.stderr[-300:]}")
+            pytest.skip(f"cannot fetch the {DASK_REQUIREMENT} wheels for {CP} (no package index?): "
+                        f"{done.stderr[-300:]}")
         os.replace(partial, folder)
     return folder
 
