@@ -21,10 +21,15 @@ def import_name(function) -> str:
         spec = getattr(sys.modules["__main__"], "__spec__", None)
         if spec is None:
             raise ValueError(f"{function!r} is in a script run by path: workers cannot import it")
-        module = spec.name
-    elif pkgutil.resolve_name(f"{module}:{function.__qualname__}") is not function:
-        raise ValueError(f"{function!r} cannot be imported by its name {module}:{function.__qualname__}")
-    return f"{module}:{function.__qualname__}"
+        return f"{spec.name}:{function.__qualname__}"
+    name = f"{module}:{function.__qualname__}"
+    try:
+        found = pkgutil.resolve_name(name)
+    except (ValueError, ImportError, AttributeError):  # a local function, a lambda, a module not importable
+        found = None
+    if found is not function:
+        raise ValueError(f"{function!r} cannot be imported by its name {name}: workers could not run it")
+    return name
 
 
 def sealed_call(function, *args):
