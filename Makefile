@@ -6,7 +6,7 @@ export QT_QPA_PLATFORM := offscreen
 .PHONY: setup demo test bench plugin package demo-mars clean matrix matrix-3.40 matrix-3.44
 
 setup: $(STAMP)
-$(STAMP): requirements.txt constraints.txt scripts/setup.sh
+$(STAMP): requirements.txt constraints.txt pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 	touch $@
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up: Debian's QGIS (when missing), then .venv with the pinned Python packages.
+# Idempotent set-up: Debian's QGIS (when missing), then .venv with the pinned Python packages and this
+# project's own package (pyproject.toml) installed editable, with its console commands (terraform-dem, ...).
 # Run through `make setup`; every other target depends on it, so a fresh clone needs nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +25,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing pinned packages (numpy < 2 on Debian 12, see constraints.txt)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt
+echo "== installing the terraform-dem package editable (pyproject.toml; .venv runs this checkout's code)"
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dask,train]"
 .venv/bin/python -c "import numpy, osgeo.gdal_array, qgis.core, onnxruntime, torch, rasterio.transform, distributed; import sys; assert numpy.__version__ < '2' or sys.version_info >= (3, 12); rasterio.transform.from_origin(0, 0, 1, 1)"
+.venv/bin/terraform-dem --help >/dev/null  # the console entry points of the editable install
 echo "== setup done: .venv ready"

@@ -49,14 +49,26 @@ def dependency_dirs() -> list:
     return [plugin_deps_dir(), user_deps_dir()]
 
 
+def dask_deps_dir() -> str:
+    """Dask's folder, beside onnxruntime's: optional (the Dask scheduler address parameter needs it)."""
+    return os.path.join(os.path.dirname(user_deps_dir()), f"dask-{python_tag()}")
+
+
 def add_dependency_paths() -> list:
-    """Prepend the existing dependency folders to sys.path (idempotent); return those added."""
+    """Prepend the existing onnxruntime folders to sys.path and append Dask's (idempotent); return those added.
+
+    Dask's folder goes last: it holds Dask's own dependencies too (yaml, jinja2, packaging, ...), and where
+    QGIS's Python already has one of those, QGIS's copy must stay the one QGIS and other plugins import."""
     added = []
     # Reversed insertion at 0 keeps the plugin's own folder first.
     for folder in reversed(dependency_dirs()):
         if os.path.isdir(folder) and folder not in sys.path:
             sys.path.insert(0, folder)
             added.append(folder)
+    dask = dask_deps_dir()
+    if os.path.isdir(dask) and dask not in sys.path:
+        sys.path.append(dask)
+        added.append(dask)
     if added:
         importlib.invalidate_caches()
     return added
@@ -87,6 +99,22 @@ def install_command() -> str:
     return (
         f'"{python_executable()}" -m pip install --no-deps --target "{user_deps_dir()}" '
         f"onnxruntime=={ONNXRUNTIME_VERSION}"
+    )
+
+
+def dask_install_command(requirement: str) -> str:
+    return f'"{python_executable()}" -m pip install --target "{dask_deps_dir()}" "{requirement}"'
+
+
+def dask_missing_message(reason: str, requirement: str) -> str:
+    return (
+        f"Running on a Dask cluster needs dask.distributed, which QGIS's Python {sys.version_info.major}."
+        f"{sys.version_info.minor} cannot import ({reason}). Install it from inside QGIS: Plugins › "
+        "Terraform DEM › Install/repair Terraform DEM dependencies with \"Also install Dask\" ticked (headless: "
+        "qgis_process run terraform:installdependencies -- DASK=true, with DASK_WHEELS=<folder of wheels> when "
+        "offline). By hand, "
+        f"the same install is:\n\n    {dask_install_command(requirement)}\n\nthen restart QGIS. Or leave the Dask "
+        "scheduler address empty to run on this machine."
     )
 
 

@@ -1,7 +1,8 @@
 """The Processing algorithm ``terraform:installdependencies``: the installer with QGIS's progress bar and log.
 
 The plugin menu's "Install/repair Terraform DEM dependencies…" opens this algorithm's dialog; headless it runs
-with ``qgis_process run terraform:installdependencies -- WHEEL=/path/onnxruntime-….whl``.
+with ``qgis_process run terraform:installdependencies -- WHEEL=/path/onnxruntime-….whl``. Ticking DASK also
+installs Dask (after onnxruntime), the optional component the Dask scheduler address parameter needs.
 """
 
 import os
@@ -17,7 +18,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from . import installer
 from .help import INSTALL_HELP
-from .qgis_compat import FILE_BEHAVIOR_FILE
+from .qgis_compat import FILE_BEHAVIOR_FILE, FILE_BEHAVIOR_FOLDER
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -25,6 +26,8 @@ PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 class InstallDependenciesAlgorithm(QgsProcessingAlgorithm):
     CUDA = "CUDA"
     WHEEL = "WHEEL"
+    DASK = "DASK"
+    DASK_WHEELS = "DASK_WHEELS"
 
     def name(self):
         return "installdependencies"
@@ -39,7 +42,8 @@ class InstallDependenciesAlgorithm(QgsProcessingAlgorithm):
         return "setup"
 
     def tags(self):
-        return ["onnxruntime", "install", "repair", "dependencies", "pip", "cuda", "gpu", "offline", "wheel"]
+        return ["onnxruntime", "install", "repair", "dependencies", "pip", "cuda", "gpu", "offline", "wheel", "dask",
+                "cluster"]
 
     def shortHelpString(self):
         return INSTALL_HELP
@@ -72,8 +76,23 @@ class InstallDependenciesAlgorithm(QgsProcessingAlgorithm):
                 optional=True,
             )
         )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.DASK, "Also install Dask (for the Dask scheduler address parameter: runs on a cluster)",
+                defaultValue=False,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.DASK_WHEELS,
+                "Folder of Dask wheels for offline install (empty = download the pinned version)",
+                behavior=FILE_BEHAVIOR_FOLDER,
+                optional=True,
+            )
+        )
         for name, description in (
             ("ONNXRUNTIME_VERSION", "Installed onnxruntime version"),
+            ("DASK_VERSION", "Installed dask.distributed version (empty when not asked for)"),
             ("EXECUTION_PROVIDER", "Execution provider the bundled model loads on"),
             ("TARGET", "Dependency folder"),
         ):
@@ -82,18 +101,31 @@ class InstallDependenciesAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         wheel = self.parameterAsFile(parameters, self.WHEEL, context) or None
         cuda = self.parameterAsBoolean(parameters, self.CUDA, context)
+        dask = self.parameterAsBoolean(parameters, self.DASK, context)
+        share = 50.0 if dask else 100.0  # of the progress bar, for onnxruntime; Dask gets the rest
         try:
             report = installer.install(
                 cuda=cuda,
                 wheel=wheel,
                 log=feedback.pushInfo,
-                progress=feedback.setProgress,
+                progress=lambda percent: feedback.setProgress(percent * share / 100.0),
                 cancelled=feedback.isCanceled,
             )
         except installer.InstallError as exc:
             raise QgsProcessingException(f"Installing onnxruntime failed: {exc}") from None
+        dask_version = ""
+        if dask:
+            wheels = self.parameterAsFile(parameters, self.DASK_WHEELS, context) or None
+            try:
+                dask_version = installer.install_dask(
+                    wheels=wheels, log=feedback.pushInfo, cancelled=feedback.isCanceled,
+                    progress=lambda percent: feedback.setProgress(share + percent * (100.0 - share) / 100.0),
+                )["version"]
+            except installer.InstallError as exc:
+                raise QgsProcessingException(f"Installing Dask failed (onnxruntime is installed): {exc}") from None
         return {
             "ONNXRUNTIME_VERSION": report["version"],
+            "DASK_VERSION": dask_version,
             "EXECUTION_PROVIDER": report["execution_provider"],
             "TARGET": report["target"],
         }

@@ -11,6 +11,11 @@ What users of peer plugins report most is a failed dependency install, so every 
    report says which provider actually loaded (CUDA fails to load silently when its libraries are missing);
 4. only then the staging folder replaces the old one (kept as ``<folder>.previous`` until the next install).
 
+Dask (optional: the Dask scheduler address parameter needs it) is installed the same way (staging folder, a
+check in a separate process, then the swap) into its own folder, ``deps.dask_deps_dir()``, with its dependencies:
+the plugin appends that folder to ``sys.path``, so where QGIS's Python already has one of them (yaml, jinja2,
+packaging, ...) QGIS's copy stays in use, and the check runs Dask in that same order.
+
 No ``qgis.gui`` and no iface: the algorithm runs headless too (``qgis_process run terraform:installdependencies``).
 """
 
@@ -39,6 +44,30 @@ if sys.argv[2]:
         report["loaded"] = ort.InferenceSession(sys.argv[2], providers=wanted).get_providers()[0]
     except Exception as exc:
         report["error"] = "%s: %s" % (type(exc).__name__, exc)
+print("TERRAFORM-VERIFY " + json.dumps(report))
+"""
+
+
+# Run by QGIS's Python in a separate process: the new folder after QGIS's own modules, as the plugin adds it;
+# a one-task local cluster; which of Dask's dependencies QGIS's Python provided. One JSON line.
+DASK_VERIFY_SCRIPT = r"""
+import importlib, json, os, sys
+folder = os.path.abspath(sys.argv[1])
+sys.path.append(folder)
+import distributed
+from distributed import Client, LocalCluster
+report = {"version": distributed.__version__, "file": distributed.__file__, "result": None, "from_qgis": {}}
+for name in ("yaml", "jinja2", "markupsafe", "packaging", "click", "tornado", "msgpack", "psutil", "cloudpickle",
+             "toolz", "fsspec", "zict", "tblib", "sortedcontainers"):
+    try:
+        module = importlib.import_module(name)
+    except ImportError:  # not a dependency of this Dask release
+        continue
+    if not os.path.abspath(module.__file__).startswith(folder + os.sep):
+        report["from_qgis"][name] = getattr(module, "__version__", "?")
+with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with Client(cluster) as client:
+        report["result"] = client.submit(sum, [1, 2]).result()
 print("TERRAFORM-VERIFY " + json.dumps(report))
 """
 
@@ -319,3 +348,80 @@ def check_installed(info, py, numpy_version, staging):
     except InstallError:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+# -- Dask (optional) ---------------------------------------------------------------------------------------
+
+
+def install_dask(wheels=None, target=None, log=print, progress=lambda p: None, cancelled=None, python=None):
+    """Install (or repair) the pinned dask[distributed] and its dependencies for QGIS's Python into its own
+    folder; ``wheels``: a folder of wheels to install from offline. Returns a dict report; raises InstallError."""
+    from .scale import DASK_REQUIREMENT  # scale imports no dask (nor onnxruntime) at import time
+
+    python = python or deps.python_executable()
+    target = os.path.abspath(target or deps.dask_deps_dir())
+    version = DASK_REQUIREMENT.split("==", 1)[1]
+    log(f"Dask for QGIS's Python: {DASK_REQUIREMENT} into {target}")
+    if wheels:
+        if not os.path.isdir(wheels):
+            raise InstallError(f"Dask wheel folder not found: {wheels}")
+        source = ["--no-index", "--find-links", wheels]
+        log(f"Installing from the wheels in {wheels} (offline)")
+    else:
+        source = []
+        log("Installing from the package index (pip's own configuration: index, proxy, certificates)")
+    staging = target + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    args = ["-m", "pip", "install", "--only-binary=:all:", "--disable-pip-version-check", "--no-warn-script-location",
+            "--progress-bar", "off", "--target", staging, *source, DASK_REQUIREMENT]
+    log("pip " + " ".join(args[2:]))
+    progress(10)
+    try:
+        code, output = run_python(python, args, on_line=lambda line: log("  " + line), cancelled=cancelled)
+    except InstallError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if code != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InstallError(f"pip failed (exit code {code}); the previous Dask install, if any, is unchanged. Last "
+                           "lines:\n" + "\n".join(output.strip().splitlines()[-8:]))
+    shutil.rmtree(os.path.join(staging, "bin"), ignore_errors=True)  # console scripts bound to a temporary path
+    progress(70)
+
+    log("Verifying in a separate Python process (import after QGIS's own modules, then a one-task local cluster)")
+    try:
+        code, output = run_python(python, ["-c", DASK_VERIFY_SCRIPT, staging], cancelled=cancelled, timeout_s=300)
+    except InstallError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    found = re.search(r"^TERRAFORM-VERIFY (.*)$", output, re.M)
+    problem = None
+    if code != 0 or not found:
+        problem = "it does not run with QGIS's Python:\n" + "\n".join(output.strip().splitlines()[-8:])
+    else:
+        check = json.loads(found.group(1))
+        if not os.path.abspath(check["file"]).startswith(os.path.abspath(staging) + os.sep):
+            problem = (f"QGIS's Python already has distributed {check['version']} ({check['file']}), which comes "
+                       f"first; the cluster needs {version}: remove that one (or run from the command line).")
+        elif check["version"] != version or check["result"] != 3:
+            problem = f"distributed {check['version']} installed, {version} expected (local cluster: {check['result']})"
+    if problem:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InstallError(f"Dask installed but {problem} The previous Dask install, if any, is unchanged.")
+    progress(90)
+
+    previous = target + ".previous"
+    if os.path.isdir(target):
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(target, previous)
+    os.replace(staging, target)
+    deps.add_dependency_paths()
+    kept = ", ".join(f"{name} {v}" for name, v in sorted(check["from_qgis"].items())) or "nothing"
+    log(f"Installed dask[distributed] {check['version']} into {target}")
+    log(f"Dask's dependencies that QGIS's Python already has, kept in use (the folder comes after them): {kept}")
+    if "distributed" in sys.modules:
+        log("dask.distributed was already loaded in this QGIS session: restart QGIS to use the new install.")
+    progress(100)
+    return {"version": check["version"], "target": target, "kept_from_qgis": check["from_qgis"],
+            "source": wheels or "package index"}

@@ -18,6 +18,7 @@ try:  # QGIS >= 3.36
     NUMBER_INTEGER = Qgis.ProcessingNumberParameterType.Integer
     NUMBER_DOUBLE = Qgis.ProcessingNumberParameterType.Double
     FILE_BEHAVIOR_FILE = Qgis.ProcessingFileParameterBehavior.File
+    FILE_BEHAVIOR_FOLDER = Qgis.ProcessingFileParameterBehavior.Folder
     FLAG_ADVANCED = Qgis.ProcessingParameterFlag.Advanced
     FLAG_OPTIONAL = Qgis.ProcessingParameterFlag.Optional
     FLAG_HIDDEN = Qgis.ProcessingParameterFlag.Hidden
@@ -25,6 +26,7 @@ except AttributeError:  # QGIS 3.22 - 3.34
     NUMBER_INTEGER = QgsProcessingParameterNumber.Integer
     NUMBER_DOUBLE = QgsProcessingParameterNumber.Double
     FILE_BEHAVIOR_FILE = QgsProcessingParameterFile.File
+    FILE_BEHAVIOR_FOLDER = QgsProcessingParameterFile.Folder
     FLAG_ADVANCED = QgsProcessingParameterDefinition.FlagAdvanced
     FLAG_OPTIONAL = QgsProcessingParameterDefinition.FlagOptional
     FLAG_HIDDEN = QgsProcessingParameterDefinition.FlagHidden

@@ -26,6 +26,7 @@ from .core import pipeline
 from .core.errors import Cancelled, InputError, TerraformError
 from .core.plan import check_elevations
 from .core.request import NODATA_MODES, TerraformRequest
+from .sealed_task import sealed_call
 
 DASK_REQUIREMENT = "dask[distributed]==2026.8.0"  # kept equal to requirements.txt by the tests
 # px per part (task): 8 tiles. Narrower parts mean more tasks to spread but more chip columns computed twice
@@ -65,6 +66,10 @@ def dask_problem() -> Optional[str]:
 
 
 def dask_hint(problem: str) -> str:
+    if "qgis.core" in sys.modules:  # inside QGIS: its own Python, where the plugin's installer puts Dask
+        from .deps import dask_missing_message
+
+        return dask_missing_message(problem, DASK_REQUIREMENT)
     return (
         f"Running on a Dask cluster needs dask.distributed, which this Python ({sys.executable}) cannot import "
         f"({problem}). Install it with: {sys.executable} -m pip install \"{DASK_REQUIREMENT}\" - or leave the "
@@ -313,8 +318,8 @@ def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_
     cancel_event = f"{prefix}-cancel"
     Event(cancel_event, client=client).clear()  # a cancelled earlier run of the same job must not stop this one
     futures = {
-        client.submit(_part_task, plan, i, folder, threads_by_host, cancel_event, key=f"{prefix}-{i:05d}",
-                      retries=1): i
+        client.submit(*sealed_call(_part_task, plan, i, folder, threads_by_host, cancel_event),
+                      key=f"{prefix}-{i:05d}", retries=1): i
         for i in todo
     }
     pending = set(futures)

@@ -77,6 +77,13 @@ it does not.</li>
 <li><b>Wheel file</b>: for machines without internet: an onnxruntime (or onnxruntime_gpu) .whl downloaded
 elsewhere for this QGIS's Python version and platform (the name contains e.g. cp311 or cp313). Empty: pip
 downloads the pinned version, honouring pip's own configuration (index, proxy, certificates).</li>
+<li><b>Also install Dask</b>: optional, for the Dask scheduler address parameter of Terraform DEM (runs on a
+Dask cluster). Installs the pinned dask[distributed] with its dependencies (about 20 packages, 5 MB) into its
+own folder beside onnxruntime's, which the plugin puts after QGIS's own modules: where QGIS's Python already has
+one of Dask's dependencies, QGIS's copy stays in use. It is checked the same way (a separate Python process, a
+one-task local cluster) before it replaces an earlier install.</li>
+<li><b>Folder of Dask wheels</b>: for machines without internet: a folder holding the wheels of
+dask[distributed] and its dependencies for this QGIS's Python (made elsewhere with pip download).</li>
 </ul>
-<p>Restart QGIS afterwards if Terraform DEM had already loaded onnxruntime in this session.</p>
+<p>Restart QGIS afterwards if Terraform DEM had already loaded onnxruntime (or Dask) in this session.</p>
 """)

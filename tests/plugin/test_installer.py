@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import zipfile
 
@@ -29,6 +30,28 @@ def local_wheel(built_plugin):
     if not found:
         pytest.skip(f"no onnxruntime {deps.ONNXRUNTIME_VERSION} {CP} wheel in build/wheels (make plugin downloads it)")
     return found[-1]
+
+
+@pytest.fixture(scope="session")
+def dask_wheels():
+    """The wheels of the pinned dask[distributed] and its dependencies for QGIS's Python, fetched once into
+    build/wheels/dask-<cpXY>/ (as `make plugin` fetches onnxruntime's); the installs below use them offline."""
+    from terraform_plugin import deps
+    from terraform_plugin.scale import DASK_REQUIREMENT
+
+    version = DASK_REQUIREMENT.split("==")[1]
+    folder = os.path.join(ROOT, "build", "wheels", f"dask-{version}-{CP}")
+    if not os.path.isdir(folder):
+        partial = folder + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        done = subprocess.run([deps.python_executable(), "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                               "--only-binary=:all:", "-d", partial, DASK_REQUIREMENT], capture_output=True, text=True,
+                              timeout=600)
+        if done.returncode != 0:
+            pytest.skip(f"cannot fetch the {DASK_REQUIREMENT} wheels for {CP} (no package index?): "
+                        f"{done.stderr[-300:]}")
+        os.replace(partial, folder)
+    return folder
 
 
 @pytest.fixture
@@ -74,6 +97,56 @@ def test_offline_install_then_terraform_runs(bare_plugin, local_wheel, models, t
     assert after.returncode == 0, after.stdout + after.stderr
     assert "Execution provider: CPUExecutionProvider" in after.stdout + after.stderr
     assert out.is_file()
+
+
+def test_offline_dask_install_then_the_scheduler_parameter_uses_it(bare_plugin, local_wheel, dask_wheels, models,
+                                                                    tmp_path, demkit):
+    """Dask as the optional component: installed offline into its own folder, checked, kept behind QGIS's own
+    modules; afterwards Terraform DEM's Dask scheduler address reaches Dask (here: a scheduler that is not there)."""
+    from terraform_plugin.scale import DASK_REQUIREMENT
+
+    run, profile = bare_plugin
+    done = run("run", "terraform:installdependencies", "--json", "--", f"WHEEL={local_wheel}", "DASK=true",
+               f"DASK_WHEELS={dask_wheels}", timeout=900)
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text
+    results = json.loads(done.stdout[done.stdout.index("{"):])["results"]
+    assert results["DASK_VERSION"] == DASK_REQUIREMENT.split("==")[1]
+    folder = os.path.join(os.path.dirname(target_dir(profile)), f"dask-{TAG}")
+    assert os.path.isdir(os.path.join(folder, "distributed")) and not os.path.exists(folder + ".partial")
+    assert os.path.isdir(os.path.join(target_dir(profile), "onnxruntime"))  # onnxruntime's folder holds no Dask
+    assert not glob.glob(os.path.join(target_dir(profile), "distributed*"))
+    assert "(offline)" in text and "--no-index --find-links" in text
+    # Debian's Python has PyYAML: QGIS's copy stays the one imported, the folder's comes after it.
+    kept = next(line for line in text.splitlines() if "kept in use" in line)
+    assert "yaml" in kept, kept
+
+    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(64, 64))
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nobody listens there
+    after = run("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"MODEL={models['identity']}",
+                f"OUTPUT={tmp_path / 'out.tif'}", f"DASK_SCHEDULER={address}", timeout=300)
+    said = after.stdout + after.stderr
+    assert after.returncode != 0 and f"cannot reach the Dask scheduler at {address}" in said, said
+    assert "needs dask.distributed" not in said
+
+
+def test_a_failed_dask_install_leaves_the_previous_one(qgis_app, tmp_path):
+    """pip finds nothing in the offline folder: InstallError naming pip, the working install untouched."""
+    from terraform_plugin import installer
+
+    target = tmp_path / f"dask-{TAG}"
+    target.mkdir()
+    (target / "marker.txt").write_text("the working install")
+    empty = tmp_path / "no_wheels"
+    empty.mkdir()
+    with pytest.raises(installer.InstallError, match="pip failed"):
+        installer.install_dask(wheels=str(empty), target=str(target), log=lambda line: None)
+    assert (target / "marker.txt").read_text() == "the working install"
+    assert not os.path.exists(str(target) + ".partial")
+    with pytest.raises(installer.InstallError, match="Dask wheel folder not found"):
+        installer.install_dask(wheels=str(tmp_path / "missing"), target=str(target), log=lambda line: None)
 
 
 def test_repair_keeps_the_working_install_when_the_new_one_fails(bare_plugin, local_wheel, tmp_path):
@@ -148,7 +221,7 @@ def test_installer_algorithm_registered(qgis_app):
 
     alg = QgsApplication.processingRegistry().algorithmById("terraform:installdependencies")
     assert alg is not None and alg.displayName() == "Install/repair Terraform DEM dependencies"
-    assert {p.name() for p in alg.parameterDefinitions()} == {"CUDA", "WHEEL"}
+    assert {p.name() for p in alg.parameterDefinitions()} == {"CUDA", "WHEEL", "DASK", "DASK_WHEELS"}
     assert "\n" not in alg.shortHelpString() and "--no-deps" in alg.shortHelpString()
 
 
