@@ -13,7 +13,6 @@ so a test can read back the latitude the engine fed it.
 
 import json
 import math
-import sys
 
 import numpy as np
 import onnx
@@ -156,74 +155,3 @@ def write_latitude_echo(path, latitude=None):
     metadata = build_metadata_v2(training_ramp(), ALIGNMENT, 0, specs, plane_stride=STRIDE, name="latitude-echo",
                                  version="0")
     return _save(nodes, inits, _value_infos(specs), output, metadata, path)
-
-
-# -- a stand-in for core.latitude until it is merged (tests only) ----------------------------------------------
-
-
-class _StandInLatitudeField:
-    """The API core.latitude provides, for the CRSs these tests use (GDAL's transform to the CRS's own
-    geographic CRS). Used only when terraform_plugin.core.latitude does not exist yet."""
-
-    def __init__(self, grid=None, constant=None):
-        self.grid, self.value = grid, constant
-        if grid is not None:
-            from osgeo import osr
-
-            from terraform_plugin.core.errors import InputError
-
-            srs = osr.SpatialReference()
-            if not grid.wkt or srs.ImportFromWkt(grid.wkt) != 0 or not (srs.IsGeographic() or srs.IsProjected()):
-                raise InputError("the layer's CRS gives no latitudes")
-            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-            geog = srs.CloneGeogCS()
-            geog.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
-            self.transform = osr.CoordinateTransformation(srs, geog)
-
-    @classmethod
-    def from_grid(cls, grid):
-        return cls(grid=grid)
-
-    @classmethod
-    def constant(cls, deg):
-        return cls(constant=float(deg))
-
-    def _at(self, px, py):
-        if self.value is not None:
-            return np.full(np.broadcast(px, py).shape, self.value)
-        px, py = np.broadcast_arrays(px, py)
-        gt = self.grid.geotransform
-        x, y = gt[0] + px * gt[1], gt[3] + py * gt[5]
-        points = np.stack([x.ravel(), y.ravel()], axis=1)
-        lat = np.array([p[1] for p in self.transform.TransformPoints(points.tolist())])
-        return lat.reshape(px.shape)
-
-    def plane(self, x0, y0, width, height, stride):
-        cols = x0 + stride * (np.arange(width // stride) + 0.5)
-        rows = y0 + stride * (np.arange(height // stride) + 0.5)
-        return self._at(cols[None, :], rows[:, None])
-
-    def span(self):
-        if self.value is not None:
-            return self.value, self.value
-        g = self.grid
-        edge = np.linspace(0, 1, 33)
-        px = np.concatenate([edge * g.width, edge * g.width, np.zeros(33), np.full(33, g.width)])
-        py = np.concatenate([np.zeros(33), np.full(33, g.height), edge * g.height, edge * g.height])
-        lat = self._at(px, py)
-        return float(lat.min()), float(lat.max())
-
-
-def _install_stand_in():
-    try:
-        import terraform_plugin.core.latitude  # noqa: F401
-    except ImportError:
-        import types
-
-        module = types.ModuleType("terraform_plugin.core.latitude")
-        module.LatitudeField = _StandInLatitudeField
-        module.STAND_IN = True
-        sys.modules["terraform_plugin.core.latitude"] = module
-
-
-_install_stand_in()
