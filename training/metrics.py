@@ -5,7 +5,9 @@ higher); sharpness (mean gradient magnitude of the luminance: the GAN's job is t
 lookup model produces); colour distance (per-channel 1-D Wasserstein between the value histograms, 0-255
 units, lower: whether the palette is right, regardless of where it is put); periodic share (the share of the
 spectrum's energy in sharp peaks: dot lattices and repeated tiles, which L1 barely sees but a person sees at
-once); chip-grid score (whether the colour jumps more across the chip grid's lines than elsewhere).
+once); power per octave (the radially averaged power spectrum in octaves of wavelength, against real's: blur
+loses the short octaves, grain and ripples inflate them, where a mean gradient can only say "more" or "less");
+chip-grid score (whether the colour jumps more across the chip grid's lines than elsewhere).
 """
 
 import numpy as np
@@ -101,6 +103,48 @@ def periodic_share(a) -> float:
     return float(power[peaks & counted].sum() / total) if total > 0 else 0.0
 
 
+def octave_count(height, width) -> int:
+    """Octaves of wavelength from 2 px up to a quarter of the shorter side: 5 for a 256 px chip (2-4 ... 32-64
+    px). Longer ones lie within a few bins of the zero frequency, where the Hann window's main lobe drains them."""
+    return max(1, int(np.log2(min(height, width))) - 3)
+
+
+def octave_bands(n) -> list:
+    """[[shortest, longest] wavelength in px] of the ``n`` octaves ``octave_power`` returns."""
+    return [[2 ** (k + 1), 2 ** (k + 2)] for k in range(n)]
+
+
+def octave_power(a, octaves=None) -> np.ndarray:
+    """Radially averaged power spectrum of the luminance in octaves of wavelength: (octaves,) float64.
+
+    Octave k holds the frequencies of wavelength 2^(k+1) to 2^(k+2) px (cycles per px in (0.5 / 2^(k+1),
+    0.5 / 2^k]); each value is the mean power per frequency bin there (grey mean removed, Hann window,
+    normalised by the window's energy), so white noise is flat and images of any size compare: the ratio of two
+    images' values per octave is how much texture of that scale one has against the other.
+    """
+    grey = _luminance(a).astype(np.float64)
+    grey -= grey.mean()
+    h, w = grey.shape
+    window = np.outer(np.hanning(h), np.hanning(w))
+    power = np.abs(np.fft.fft2(grey * window)) ** 2 / np.sum(window**2)
+    radius = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :])
+    octave = np.floor(-np.log2(np.maximum(radius, 1e-12) / 0.5)).astype(np.int64)  # 0: (0.25, 0.5] cycles/px
+    n = octaves or octave_count(h, w)
+    inside = (radius > 0) & (radius <= 0.5) & (octave < n)
+    sums = np.bincount(octave[inside], weights=power[inside], minlength=n)
+    counts = np.bincount(octave[inside], minlength=n)
+    return sums / np.maximum(counts, 1)
+
+
+def spectrum_ratio(pred_power, real_power) -> dict:
+    """Per-octave power of a prediction over real's, and the worst factor either way (1 = real's texture)."""
+    pred_power, real_power = np.asarray(pred_power, np.float64), np.asarray(real_power, np.float64)
+    ratio = pred_power / np.maximum(real_power, 1e-12)
+    worst = np.maximum(ratio, 1.0 / np.maximum(ratio, 1e-12))
+    return {"spectrum_octaves_px": octave_bands(len(ratio)), "spectrum_ratio": [float(r) for r in ratio],
+            "spectrum_worst_factor": float(worst.max())}
+
+
 def _step_profile(lum, axis, origins, stride) -> np.ndarray:
     """Mean |luminance step| between neighbouring lines along ``axis``, folded by phase in the chip stride."""
     steps = np.abs(np.diff(lum, axis=axis)).mean(axis=1 - axis)  # step i lies between line i and i + 1
@@ -131,6 +175,19 @@ def chip_grid_score(a, tile: int, overlap: int) -> float:
     return max(scores)
 
 
+def seam_score(a, stride_y: int, stride_x: int, origin_y: int = 0, origin_x: int = 0) -> float:
+    """``chip_grid_score`` for kept-centre tiles: their centres step by ``stride_y`` / ``stride_x`` px from
+    (``origin_y``, ``origin_x``) (the raster's origin, in ``a``'s pixels); the worse of rows and columns."""
+    lum = _luminance(a)
+    scores = []
+    for axis, stride, origin in ((0, stride_y, origin_y), (1, stride_x, origin_x)):
+        if lum.shape[axis] <= stride:  # one tile along this axis: no seam to see
+            continue
+        profile = _step_profile(lum, axis, [origin % stride], stride)
+        scores.append(float(profile.max() / np.median(profile)))
+    return max(scores) if scores else 1.0
+
+
 class RegionScore:
     """Accumulates one prediction source over the chips of one region."""
 
@@ -139,6 +196,7 @@ class RegionScore:
         self.sums = {"l1": 0.0, "psnr": 0.0, "ssim": 0.0, "colour_distance": 0.0}
         self.grad_pred = self.grad_real = 0.0
         self.periodic_pred = self.periodic_real = 0.0
+        self.power_pred = self.power_real = 0.0  # per-octave spectra, summed over the (same-size) chips
 
     def add(self, pred, real):
         self.n += 1
@@ -150,6 +208,8 @@ class RegionScore:
         self.grad_real += gradient_magnitude(real)
         self.periodic_pred += periodic_share(pred)
         self.periodic_real += periodic_share(real)
+        self.power_pred = self.power_pred + octave_power(pred)
+        self.power_real = self.power_real + octave_power(real)
 
     def result(self) -> dict:
         out = {k: v / self.n for k, v in self.sums.items()}
@@ -158,6 +218,7 @@ class RegionScore:
         out["periodic_share"] = self.periodic_pred / self.n
         out["periodic_share_real"] = self.periodic_real / self.n
         out["chips"] = self.n
+        out.update(spectrum_ratio(self.power_pred, self.power_real))
         return out
 
     def merge(self, other):
@@ -168,8 +229,11 @@ class RegionScore:
         self.grad_real += other.grad_real
         self.periodic_pred += other.periodic_pred
         self.periodic_real += other.periodic_real
+        self.power_pred = self.power_pred + other.power_pred
+        self.power_real = self.power_real + other.power_real
         return self
 
 
 BETTER = {"l1": "lower", "psnr": "higher", "ssim": "higher", "sharpness_ratio": "closer to 1", "colour_distance": "lower",
-          "periodic_share": "closer to real's", "chip_grid_score": "closer to real's (1 = no seam)"}
+          "periodic_share": "closer to real's", "chip_grid_score": "closer to real's (1 = no seam)",
+          "spectrum_ratio": "1 in every octave", "spectrum_worst_factor": "closer to 1 (a release wants at most 2)"}

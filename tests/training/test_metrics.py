@@ -5,7 +5,10 @@ import pytest
 
 from terraform_plugin.core.chips import chip_origins
 from terraform_plugin.core.ramp import training_ramp
-from training.metrics import chip_grid_score, periodic_share
+from scipy.ndimage import gaussian_filter
+
+from training.metrics import (RegionScore, chip_grid_score, octave_bands, octave_power, periodic_share, seam_score,
+                              spectrum_ratio)
 from training.mosaic_eval import SEA_Z, mosaic_elevation
 
 
@@ -39,6 +42,50 @@ def test_chip_grid_score_sees_a_line_at_every_chip_row(overlap):
     seamed = np.clip(seamed, 0, 255).astype(np.uint8)
     assert chip_grid_score(clean, 256, overlap) < 1.3
     assert chip_grid_score(seamed, 256, overlap) > 1.5 * chip_grid_score(clean, 256, overlap)
+
+
+def grey_rgb(grey):
+    return np.repeat(np.clip(grey, 0, 255)[..., None], 3, axis=2).astype(np.uint8)
+
+
+def test_power_per_octave_is_flat_for_white_noise_and_a_blur_loses_the_short_octaves():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(128, 30, (512, 512))
+    power = octave_power(grey_rgb(noise))
+    assert len(power) == 6 and octave_bands(6)[0] == [2, 4] and octave_bands(6)[-1] == [64, 128]
+    assert np.all(np.abs(power / power.mean() - 1) < 0.2)  # white: the same power per bin at every scale
+    assert abs(power.mean() / 30**2 - 1) < 0.1  # normalised: the noise's variance per bin, whatever the size
+    blurred = spectrum_ratio(octave_power(grey_rgb(gaussian_filter(noise, 2.0))), power)
+    ratio = blurred["spectrum_ratio"]
+    assert ratio[0] < 1e-3 and ratio[1] < 0.05  # 2-8 px wavelengths gone
+    assert ratio[-1] > 0.8  # 64-128 px kept
+    assert list(ratio) == sorted(ratio)  # blur takes more the shorter the wavelength
+    assert blurred["spectrum_worst_factor"] == pytest.approx(1 / ratio[0])
+
+
+def test_region_score_reports_the_spectrum_of_its_chips_against_real():
+    rng = np.random.default_rng(1)
+    score = RegionScore()
+    for _ in range(2):
+        real = rng.normal(128, 30, (256, 256))
+        score.add(grey_rgb(gaussian_filter(real, 1.5)), grey_rgb(real))
+    result = score.result()
+    assert result["spectrum_octaves_px"] == octave_bands(5)
+    assert result["spectrum_ratio"][0] < 0.01 < 0.5 < result["spectrum_ratio"][-1]
+    assert result["spectrum_worst_factor"] > 100
+
+
+def test_seam_score_sees_kept_tile_edges_on_their_own_strides():
+    clean = natural(1024, seed=2)
+    seamed = clean.astype(np.int16)
+    for x in range(0, 1024, 320)[1:]:  # columns of tiles whose centres step by 320 px from the origin
+        seamed[:, x:] += 6
+    seamed = np.clip(seamed, 0, 255).astype(np.uint8)
+    assert seam_score(clean, 448, 320) < 1.5
+    assert seam_score(seamed, 448, 320) > 1.5 * seam_score(clean, 448, 320)
+    # Cropped by 100 px at the left, the grid's origin lies 100 px before the crop: the same seams are found.
+    assert seam_score(seamed[:, 100:], 448, 320, 0, -100) == pytest.approx(seam_score(seamed, 448, 320), rel=0.2)
+    assert seam_score(clean[:200, :200], 448, 320) == 1.0  # one tile: no seam to see
 
 
 def test_mosaic_inversion_recovers_elevation_and_sea():
