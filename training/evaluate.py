@@ -33,7 +33,7 @@ from . import plots
 from .baseline import ElevationLookup
 from .chip_eval import ChipRunner, guide_recipes
 from .data import find_pairs, load_rgb
-from .metrics import BETTER, RegionScore
+from .metrics import BETTER, RegionScore, reference_stats
 from .mosaic_eval import evaluate_mosaic, evaluate_placed_mosaic, find_mosaics
 
 METRICS = ["l1", "psnr", "ssim", "sharpness_ratio", "colour_distance", "periodic_share"]
@@ -68,7 +68,10 @@ def parse_args(argv=None):
                         "the model's coarse_px), beside the guide made as training makes it")
     p.add_argument("--no-guides", action="store_true",
                    help="contract-2 models: score without a guide only (a third of the model runs)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.guide_cell is not None and args.guide_cell < 1:
+        p.error(f"--guide-cell must be a whole number of pixels >= 1, got {args.guide_cell}")
+    return args
 
 
 def _arrays(pair):
@@ -124,9 +127,10 @@ def score_region(runner, baseline, chips, batch_size, desc):
         elevation, real = np.stack([b[0] for b in batch]), np.stack([b[1] for b in batch])
         predicted = runner.predict(pairs, elevation, real)
         for k, (elev, truth) in enumerate(batch):
+            reference = reference_stats(truth)
             for source, images in predicted.items():
-                scores[source].add(images[k], truth)
-            scores["baseline"].add(baseline.predict(elev), truth)
+                scores[source].add(images[k], truth, reference)
+            scores["baseline"].add(baseline.predict(elev), truth, reference)
     return scores
 
 
@@ -194,12 +198,16 @@ def evaluate(args):
             if model.metadata.tiling_independent:
                 runs = evaluate_placed_mosaic(model, region, *available[region], args.out, args.data, recipes,
                                               log=tqdm.write)
-                mosaics += [m for m in runs if m["source"] == "model"]
-                guided += [m for m in runs if m["source"] != "model"]
+                for m in runs:
+                    m["role"] = results[region]["role"]
+                # The headline runs where consumers of "mosaics" expect them; guided runs, the guides' own
+                # scores and runs that could not be made (with "skipped") beside them.
+                mosaics += [m for m in runs if m["source"] == "model" and "skipped" not in m]
+                guided += [m for m in runs if m["source"] != "model" or "skipped" in m]
                 continue
             for overlap in args.overlaps:
-                mosaics.append(evaluate_mosaic(model, region, *available[region], args.out, overlap=overlap,
-                                               log=tqdm.write))
+                mosaics.append({"role": results[region]["role"], **evaluate_mosaic(
+                    model, region, *available[region], args.out, overlap=overlap, log=tqdm.write)})
 
     summary = {
         "model": os.path.basename(args.model),
@@ -248,7 +256,7 @@ def _sources(r) -> list:
 def _row(label, m):
     return (f"| {label} | {m['chips']} | {m['l1']:.1f} | {m['psnr']:.2f} | {m['ssim']:.3f} | "
             f"{m['sharpness_ratio']:.2f} | {m['colour_distance']:.1f} | {m['periodic_share']:.1e} "
-            f"(real {m['periodic_share_real']:.1e}) | {m.get('spectrum_worst_factor', float('nan')):.2f} |")
+            f"(real {m['periodic_share_real']:.1e}) | {m.get('spectrum_worst_factor', float('nan')):.3g} |")
 
 
 def _octaves(m) -> str:
@@ -274,7 +282,7 @@ def _placed_row(m):
     seams = (f"{m['chip_grid_score']:.2f} ({m['chip_grid_score_real']:.2f})" if "chip_grid_score" in m else "-")
     return (f"| {m['region']} | {SOURCE_LABELS.get(m['source'], m['source'])} | {m['l1']:.1f} | "
             f"{m['colour_distance']:.1f} | {m['sharpness_ratio']:.2f} | {periodic} | {seams} | "
-            f"{m['spectrum_worst_factor']:.2f} | {_octaves(m)} |")
+            f"{m['spectrum_worst_factor']:.3g} | {_octaves(m)} |")
 
 
 def _conditioning_lines(s) -> list:

@@ -184,8 +184,16 @@ def seam_score(a, stride_y: int, stride_x: int, origin_y: int = 0, origin_x: int
         if lum.shape[axis] <= stride:  # one tile along this axis: no seam to see
             continue
         profile = _step_profile(lum, axis, [origin % stride], stride)
-        scores.append(float(profile.max() / np.median(profile)))
+        typical = float(np.median(profile))
+        # Flat between a few steps (a blocky picture): any step at all is a seam beyond measure.
+        scores.append(float(profile.max()) / typical if typical > 0 else (float("inf") if profile.max() > 0 else 1.0))
     return max(scores) if scores else 1.0
+
+
+def reference_stats(real) -> dict:
+    """What RegionScore needs of the real chip alone (the periodic share costs a median filter: once per chip)."""
+    return {"gradient": gradient_magnitude(real), "periodic_share": periodic_share(real),
+            "octave_power": octave_power(real)}
 
 
 class RegionScore:
@@ -198,18 +206,20 @@ class RegionScore:
         self.periodic_pred = self.periodic_real = 0.0
         self.power_pred = self.power_real = 0.0  # per-octave spectra, summed over the (same-size) chips
 
-    def add(self, pred, real):
+    def add(self, pred, real, reference=None):
+        """One chip; ``reference``: ``reference_stats(real)`` when several sources are scored on the same chip."""
+        reference = reference or reference_stats(real)
         self.n += 1
         self.sums["l1"] += l1(pred, real)
         self.sums["psnr"] += psnr(pred, real)
         self.sums["ssim"] += ssim(pred, real)
         self.sums["colour_distance"] += colour_distance(pred, real)
         self.grad_pred += gradient_magnitude(pred)
-        self.grad_real += gradient_magnitude(real)
+        self.grad_real += reference["gradient"]
         self.periodic_pred += periodic_share(pred)
-        self.periodic_real += periodic_share(real)
+        self.periodic_real += reference["periodic_share"]
         self.power_pred = self.power_pred + octave_power(pred)
-        self.power_real = self.power_real + octave_power(real)
+        self.power_real = self.power_real + reference["octave_power"]
 
     def result(self) -> dict:
         out = {k: v / self.n for k, v in self.sums.items()}

@@ -259,8 +259,9 @@ def evaluate_placed_mosaic(model, region, colourised_path, satellite_path, out_d
         real = np.asarray(im.convert("RGB"))
     georeference = mosaic_georeference(region, real.shape, manifest_entries(data_folders))
     if georeference is None:
-        log(f"{region} mosaic: skipped, its bounds (top_lat, bottom_lat, left_lon, right_lon or a grid) are unknown")
-        return []
+        why = "not run: the mosaic's bounds (top_lat, bottom_lat, left_lon, right_lon, or a grid) are unknown"
+        log(f"{region} mosaic: {why}")
+        return [{"region": region, "source": "model", "skipped": why}]
     work = os.path.join(out_dir, "work")
     os.makedirs(work, exist_ok=True)
     dem = os.path.join(work, f"{region}_placed_elevation.tif")

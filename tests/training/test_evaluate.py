@@ -233,8 +233,10 @@ def test_evaluate_runs_a_placed_mosaic_through_the_engine_contract2(pairs_dir, t
     assert by_source["guide"]["l1"] < by_source["guide_other"]["l1"]
     if guide_supported():
         # The guide-echo model paints the guide the engine made of the guide GeoTIFF: near the guide itself.
-        guided = by_source["model_guide"]
-        assert guided["l1"] < 1.3 * by_source["guide"]["l1"]
+        # (measured: L1 14.5 against the guide's own 14.3 on this mosaic).
+        for echo, guide in (("model_guide", "guide"), ("model_guide_other", "guide_other")):
+            assert by_source[echo]["l1"] == pytest.approx(by_source[guide]["l1"], rel=0.1)
+            assert by_source[echo]["colour_distance"] == pytest.approx(by_source[guide]["colour_distance"], rel=0.15)
     else:
         assert by_source["model_guide"]["skipped"] == GUIDE_UNSUPPORTED
     for picture in run["pictures"]:
