@@ -89,9 +89,11 @@ def to_onnx_v2(generator, spec, path):
             for i, name in enumerate(names)}
     axes[OUTPUT] = {0: "batch", 2: "height", 3: "width"}
     # The TorchScript exporter: its dynamic axes need no symbolic relation between the image's and the planes'
-    # sides (height = stride * plane_height), which torch.export would have to prove through the pooling.
+    # sides (height = stride * plane_height), which torch.export would have to prove through the pooling. No
+    # constant folding: it would fold each BatchNorm into its convolution under an anonymous name, and warm starts
+    # match weights by name (onnxruntime fuses the pairs itself when it loads the model: the same arithmetic).
     torch.onnx.export(ConditionedGenerator(generator).eval(), inputs, path, dynamo=False, opset_version=OPSET,
-                      input_names=names, output_names=[OUTPUT], dynamic_axes=axes)
+                      input_names=names, output_names=[OUTPUT], dynamic_axes=axes, do_constant_folding=False)
     return onnx.load(path)
 
 

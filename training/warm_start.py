@@ -14,6 +14,10 @@ import os
 import torch
 
 
+# A contract-2 export wraps the generator (export.ConditionedGenerator) so its tensors carry this prefix.
+CONDITIONED_PREFIX = "generator."
+
+
 def _onnx_tensors(path) -> dict:
     import onnx
     from onnx import numpy_helper
@@ -22,6 +26,7 @@ def _onnx_tensors(path) -> dict:
     tensors = {}
     for init in model.graph.initializer:
         name = init.name[: -len("_fp16")] if init.name.endswith("_fp16") else init.name  # export --fp16
+        name = name[len(CONDITIONED_PREFIX):] if name.startswith(CONDITIONED_PREFIX) else name  # contract 2
         tensors[name] = torch.from_numpy(numpy_helper.to_array(init).astype("float32", copy=False).copy())
     return tensors
 
