@@ -15,9 +15,12 @@ import argparse
 import dataclasses
 import logging
 import os
+import pickle
 import shutil
 import sys
+import threading
 import time
+import uuid
 from typing import Callable, Optional
 
 from .core import guard
@@ -31,7 +34,7 @@ from .sealed_task import sealed_call
 DASK_REQUIREMENT = "dask[distributed]==2026.8.0"  # kept equal to requirements.txt by the tests
 # px per part (task): 8 tiles. Narrower parts mean more tasks to spread but more chip columns computed twice
 # at the joins (one per part: ~10 % at 2048 px, overlap 64); see bench/README.md. A tiling-independent model's
-# parts are whole columns of its tiles (at least one: 1280 px at the default), joined between centres.
+# parts are whole columns of its tiles (at least one: 1280-1792 px centres at the default), joined between centres.
 PART_WIDTH = 2048
 CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 60.0  # a scheduler with no worker yet: how long to wait for the first one
@@ -88,6 +91,8 @@ def bundled_model_path() -> Optional[str]:
 # -- on the workers ---------------------------------------------------------------------------------------
 
 _MODELS = {}  # (path, threads) -> TerraformModel: one onnxruntime session per worker process
+_PLANS = {}  # scattered key -> Plan: one unpickled plan per worker process and run
+_PLANS_LOCK = threading.Lock()
 
 
 def _worker_model(path, threads):
@@ -118,15 +123,26 @@ def _quiet_user_errors():
         worker_log.addFilter(_QuietUserErrors())
 
 
-def _part_task(plan, index, folder, threads_by_host, cancel_event):
-    """One part, on a worker. onnxruntime threads: the request's, else this host's cores shared out between
-    the worker threads on it (so two worker processes on two cores get one each, not two each). Between
-    batches it looks (at most once a second) at the run's cancel event, so a cancel stops running parts too."""
+def _worker_plan(key, plan_bytes):
+    """The run's plan from the bytes scattered once (``_compute``), unpickled once per worker process."""
+    with _PLANS_LOCK:
+        if key not in _PLANS:
+            _PLANS.clear()
+            _PLANS[key] = pickle.loads(plan_bytes)  # noqa: S301 (the client's own plan, through Dask)
+        return _PLANS[key]
+
+
+def _part_task(index, folder, threads_by_host, cancel_event, plan_key, *, plan):
+    """One part, on a worker; ``plan``: the plan's bytes, scattered once for all parts (a colour guide's coarse
+    grid travels in it). onnxruntime threads: the request's, else this host's cores shared out between the
+    worker threads on it (so two worker processes on two cores get one each, not two each). Between batches it
+    looks (at most once a second) at the run's cancel event, so a cancel stops running parts too."""
     from distributed import Event, get_worker
 
     from .core.model import default_threads
 
     _quiet_user_errors()
+    plan = _worker_plan(plan_key, plan)
     threads = plan.request.threads
     if threads is None:
         worker = get_worker()
@@ -317,9 +333,14 @@ def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_
     prefix = f"terraform-part-{manifest.fingerprint[:12]}"
     cancel_event = f"{prefix}-cancel"
     Event(cancel_event, client=client).clear()  # a cancelled earlier run of the same job must not stop this one
+    # The plan goes to the cluster once, as bytes (the scheduler only routes them), and each worker fetches it
+    # once: sealed into every task, a colour guide's coarse grid (tens of MB for a continent) would travel per
+    # part. A key of its own per run, so that no worker reuses an earlier run's plan.
+    plan_key = f"{prefix}-plan-{uuid.uuid4().hex[:12]}"
+    shared = client.scatter({plan_key: pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)})
     futures = {
-        client.submit(*sealed_call(_part_task, plan, i, folder, threads_by_host, cancel_event),
-                      key=f"{prefix}-{i:05d}", retries=1): i
+        client.submit(*sealed_call(_part_task, i, folder, threads_by_host, cancel_event, plan_key,
+                                   futures={"plan": shared[plan_key]}), key=f"{prefix}-{i:05d}", retries=1): i
         for i in todo
     }
     pending = set(futures)
@@ -432,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "and elevation decide). Conditioned models only; a wrong one is refused with the model's list")
     p.add_argument("--tile-size", type=int, default=d.tile_size, help="largest tile side of a tiling-independent "
                    "model, px (default 0: the engine's); smaller tiles use less memory")
+    p.add_argument("--guide", help="GUIDE: a true-colour raster (8-bit RGB, any CRS: a GeoTIFF, VRT, GeoPackage, a "
+                   "GDAL WMS/TMS description) whose colours, averaged to kilometres, set the palette. Models with "
+                   "guide inputs only; read here once, the workers need not see it")
     return p
 
 
@@ -443,6 +467,7 @@ def request_of(args, model_path) -> TerraformRequest:
         vertical_scale=args.vertical_scale, fit_to_earth=args.fit_to_earth, preview_path=args.preview,
         batch_size=args.batch_size, threads=args.threads, allow_huge_grid=args.allow_huge_grid,
         max_abs_elevation=args.max_abs_elevation, latitude=args.latitude, look=args.look, tile_size=args.tile_size,
+        guide_path=args.guide,
     )
 
 
