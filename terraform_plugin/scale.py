@@ -26,9 +26,10 @@ from typing import Callable, Optional
 from .core import guard
 from .core import parts
 from .core import pipeline
-from .core.errors import Cancelled, InputError, TerraformError
+from .core.errors import Cancelled, InputError, OutputError, TerraformError
 from .core.plan import check_elevations
 from .core.request import NODATA_MODES, TerraformRequest
+from .core.writer import temp_name
 from .sealed_task import sealed_call
 
 DASK_REQUIREMENT = "dask[distributed]==2026.8.0"  # kept equal to requirements.txt by the tests
@@ -91,8 +92,9 @@ def bundled_model_path() -> Optional[str]:
 # -- on the workers ---------------------------------------------------------------------------------------
 
 _MODELS = {}  # (path, threads) -> TerraformModel: one onnxruntime session per worker process
-_PLANS = {}  # scattered key -> Plan: one unpickled plan per worker process and run
+_PLANS = {}  # plan file -> Plan: one unpickled plan per worker process and run
 _PLANS_LOCK = threading.Lock()
+PLAN_PREFIX = "plan-"  # plan files in the parts folder: plan-<run id>.pickle
 
 
 def _worker_model(path, threads):
@@ -123,26 +125,32 @@ def _quiet_user_errors():
         worker_log.addFilter(_QuietUserErrors())
 
 
-def _worker_plan(key, plan_bytes):
-    """The run's plan from the bytes scattered once (``_compute``), unpickled once per worker process."""
+def _worker_plan(path):
+    """The run's plan from its file in the parts folder (``_write_plan``), read once per worker process."""
     with _PLANS_LOCK:
-        if key not in _PLANS:
+        if path not in _PLANS:
+            try:
+                with open(path, "rb") as f:
+                    plan = pickle.load(f)  # noqa: S301 (the client's own plan, in the run's own folder)
+            except OSError as exc:
+                raise ClusterError(f"this worker cannot read the run's plan {path} ({exc.strerror or exc}): the output "
+                                   "folder must be on a filesystem every worker mounts at the same path") from None
             _PLANS.clear()
-            _PLANS[key] = pickle.loads(plan_bytes)  # noqa: S301 (the client's own plan, through Dask)
-        return _PLANS[key]
+            _PLANS[path] = plan
+        return _PLANS[path]
 
 
-def _part_task(index, folder, threads_by_host, cancel_event, plan_key, *, plan):
-    """One part, on a worker; ``plan``: the plan's bytes, scattered once for all parts (a colour guide's coarse
-    grid travels in it). onnxruntime threads: the request's, else this host's cores shared out between the
-    worker threads on it (so two worker processes on two cores get one each, not two each). Between batches it
-    looks (at most once a second) at the run's cancel event, so a cancel stops running parts too."""
+def _part_task(plan_path, index, folder, threads_by_host, cancel_event):
+    """One part, on a worker, of the plan in ``plan_path`` (read once per worker process: a colour guide's
+    coarse grid travels in it). onnxruntime threads: the request's, else this host's cores shared out between
+    the worker threads on it (so two worker processes on two cores get one each, not two each). Between batches
+    it looks (at most once a second) at the run's cancel event, so a cancel stops running parts too."""
     from distributed import Event, get_worker
 
     from .core.model import default_threads
 
     _quiet_user_errors()
-    plan = _worker_plan(plan_key, plan)
+    plan = _worker_plan(plan_path)
     threads = plan.request.threads
     if threads is None:
         worker = get_worker()
@@ -325,22 +333,17 @@ def run_on_dask(
 def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_part):
     """Submit the parts in ``todo``, record each as it finishes; raise on a failed part, a lost cluster or
     cancel (which cancels the tasks and removes the parts)."""
-    from distributed import KilledWorker
+    from distributed import Event, KilledWorker
 
     threads_by_host = _threads_by_host(client)
-    from distributed import Event
 
     prefix = f"terraform-part-{manifest.fingerprint[:12]}"
     cancel_event = f"{prefix}-cancel"
     Event(cancel_event, client=client).clear()  # a cancelled earlier run of the same job must not stop this one
-    # The plan goes to the cluster once, as bytes (the scheduler only routes them), and each worker fetches it
-    # once: sealed into every task, a colour guide's coarse grid (tens of MB for a continent) would travel per
-    # part. A key of its own per run, so that no worker reuses an earlier run's plan.
-    plan_key = f"{prefix}-plan-{uuid.uuid4().hex[:12]}"
-    shared = client.scatter({plan_key: pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)})
+    plan_path = _write_plan(plan, folder)
     futures = {
-        client.submit(*sealed_call(_part_task, i, folder, threads_by_host, cancel_event, plan_key,
-                                   futures={"plan": shared[plan_key]}), key=f"{prefix}-{i:05d}", retries=1): i
+        client.submit(*sealed_call(_part_task, plan_path, i, folder, threads_by_host, cancel_event),
+                      key=f"{prefix}-{i:05d}", retries=1): i
         for i in todo
     }
     pending = set(futures)
@@ -392,6 +395,29 @@ def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_
     rate = (done_chips - chips_at_start) / max(1e-9, time.monotonic() - started)
     log(f"{total}/{total} parts ({plan.chip_runs} chip runs) in {pipeline._duration(time.monotonic() - started)}, "  # noqa: SLF001
         f"{rate:.1f} chips/s")
+
+
+def _write_plan(plan, folder) -> str:
+    """The plan, pickled into the parts folder under a name of this run's own (earlier runs' plans removed);
+    returns its path. Each worker reads it once (``_worker_plan``): sealed into every part's task instead, a
+    colour guide's coarse grid (tens of MB for a continent) would travel once per part, and as a Dask future the
+    parts would follow it to the one worker holding it, or fail with it when that worker is lost. The parts
+    folder is one every worker sees already, and it goes with the parts."""
+    for entry in os.scandir(folder):
+        if entry.name.startswith(PLAN_PREFIX):
+            os.remove(entry.path)
+    path = os.path.join(folder, f"{PLAN_PREFIX}{uuid.uuid4().hex[:16]}.pickle")
+    temp = temp_name(path, ".tmp")
+    try:
+        with open(temp, "wb") as f:
+            pickle.dump(plan, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temp, path)
+    except OSError as exc:  # a full disk above all: said so, nothing half-written left
+        if os.path.exists(temp):
+            os.remove(temp)
+        reason = f"cannot save the run's plan in {folder}: {exc.strerror or exc}"
+        raise guard.disk_full_error(path, reason) or OutputError(reason) from None
+    return path
 
 
 def _cancel(client, futures, folder, cancel_event):

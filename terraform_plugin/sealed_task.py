@@ -32,12 +32,10 @@ def import_name(function) -> str:
     return name
 
 
-def sealed_call(function, *args, futures=None):
-    """``(callable, *args)`` for ``client.submit`` that runs ``function(*args, **futures)`` on a worker.
+def sealed_call(function, *args):
+    """``(callable, *args)`` for ``client.submit`` that runs ``function(*args)`` on a worker.
 
-    ``function`` must be a module-level function of an installed module (workers import it by name).
-    ``futures``: {keyword: Future} of data scattered once for many tasks; each stays a Dask key the scheduler
-    routes, and reaches the function as its value (scatter bytes, so no worker needs more than Dask to hold it)."""
+    ``function`` must be a module-level function of an installed module (workers import it by name)."""
     from dask.task_spec import Task
     from dask.utils import apply
     from distributed.protocol import deserialize, serialize
@@ -48,4 +46,4 @@ def sealed_call(function, *args, futures=None):
         apply,
         Task(None, pkgutil.resolve_name, name),
         Task(None, deserialize, header, [bytes(frame) for frame in frames]),
-    ) + ((dict(futures),) if futures else ())
+    )

@@ -27,7 +27,9 @@ from . import source as dem_source
 from .chiprows import read_chip_rows
 from .errors import Cancelled, OutputError
 from .mosaic import blend_stripe
-from .plan import Plan, check_elevations, make_plan, plan_grid, plan_stripes, scale_metadata  # noqa: F401 (plan_stripes: part of this module's interface)
+from .plan import (  # noqa: F401 (plan_stripes: part of this module's interface)
+    Plan, check_elevations, make_plan, plan_grid, plan_stripes, scale_metadata,
+)
 from .profile import StageClock
 from .request import NODATA_MODES, STRIPE_WIDTH, TerraformRequest, check_request  # noqa: F401
 from .version import VERSION

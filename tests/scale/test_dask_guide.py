@@ -1,5 +1,6 @@
-"""A colour guide on Dask: the plan (and the guide's coarse cells in it) goes to the cluster once, not in every
-part's task; the workers' pixels are the local run's; the command line takes --guide."""
+"""A colour guide on Dask: the plan (and the guide's coarse cells in it) reaches each worker once, through a file in
+the run's parts folder, not in every part's task; the workers' pixels are the local run's; the command line
+takes --guide."""
 
 import os
 import pickle
@@ -31,7 +32,7 @@ def memory_guide():
     gdal.Unlink(GUIDE)
 
 
-def test_the_plan_and_its_guide_reach_the_workers_once(tmp_path, cluster, echo, memory_guide, monkeypatch):
+def test_the_plan_and_its_guide_reach_the_workers_once_not_in_every_task(tmp_path, cluster, echo, memory_guide, monkeypatch):
     dem = write_dem(tmp_path / "dem.tif", terrain(333, 600, seed=8), origin=(500000.0, 4600000.0))
     request = pipeline.TerraformRequest(dem, str(tmp_path / "local.tif"), echo, guide_path=memory_guide, threads=1)
     pipeline.run(request)
