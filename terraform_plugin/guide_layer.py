@@ -157,7 +157,8 @@ def render(layer, grid, coarse_px, path, feedback=None) -> str:
         feedback.pushInfo(f"Rendering the guide layer {layer.name()} over the DEM: {cols} x {rows} px of "
                           f"{dx:.6g} x {dy:.6g} {layer.crs().authid() or 'CRS units'}")
     out = gdal_call(GuideLayerError, f"cannot create {path}", gdal.GetDriverByName("GTiff").Create, path, cols, rows,
-                    4, gdal.GDT_Byte, ["TILED=YES", "COMPRESS=DEFLATE", "PHOTOMETRIC=RGB", "ALPHA=UNASSOCIATED"])
+                    4, gdal.GDT_Byte, ["TILED=YES", "COMPRESS=DEFLATE", "PHOTOMETRIC=RGB", "ALPHA=YES"])
+    out.GetRasterBand(4).SetColorInterpretation(gdal.GCI_AlphaBand)  # what the engine masks the guide by
     out.SetGeoTransform((xmin, dx, 0.0, ymax, 0.0, -dy))
     out.SetProjection(layer_srs.ExportToWkt())
     for top in range(0, rows, STRIP_ROWS):

@@ -8,7 +8,8 @@ tile, stripe or part gives a pixel the same planes.
 The choices (which look, which latitude, which guide) are checked once, when the run is planned, against what
 the model declares; a contract-1 model takes none and refuses them with the reason. The guide is warped onto
 the coarse grid of the whole processing grid once, then (``core.guide.GuidePlanes``) held in memory and
-pickled with the plan: a Dask run ships it to each worker once (``terraform_plugin.scale``), never the file.
+pickled with the plan: each Dask worker reads it once with the plan (``terraform_plugin.scale``), never the
+guide's own file.
 """
 
 import math
@@ -177,7 +178,12 @@ def open_guide(request, metadata, grid, log, resolution_m=None):
             f"inputs (its inputs: {_input_kinds(metadata)}); leave GUIDE empty, or choose a model trained with guides"
         )
     coarse = spec.options["coarse_px"]
-    guide = GuidePlanes.open(request.guide_path, grid, coarse)
+    try:
+        guide = GuidePlanes.open(request.guide_path, grid, coarse)
+    except InputError as exc:
+        if request.guide_label:  # a rendering of the guide (a QGIS web layer): name the layer, not a temporary file
+            raise InputError(str(exc).replace(os.fspath(request.guide_path), label)) from None
+        raise
     # The share of the grid's coarse cells the mask calls guided: each cell's own value at stride = coarse_px.
     rows, cols = -(-grid.height // coarse), -(-grid.width // coarse)
     _, mask = guide.planes(0, 0, cols * coarse, rows * coarse, coarse)

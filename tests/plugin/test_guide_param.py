@@ -89,7 +89,7 @@ def test_a_web_layers_secrets_stay_out_of_the_output(qgis_app):
 
 
 def test_guides_the_run_cannot_use_are_refused_in_the_engines_words(run_alg, echo, models, guide_files, dem,
-                                                                     tmp_path):
+                                                                     tmp_path, demkit):
     from qgis.core import QgsProcessingException, QgsRasterLayer
 
     tif, template = guide_files
@@ -105,7 +105,14 @@ def test_guides_the_run_cannot_use_are_refused_in_the_engines_words(run_alg, ech
                                                      "test-identity is a contract-1 model"):
         run_alg({"INPUT": dem, "MODEL": models["identity"], "GUIDE": layer, "OUTPUT": str(tmp_path / "c.tif")})
     assert scratch_folders() == before
-    assert sorted(os.listdir(tmp_path)) == ["dem.tif", "wide.tif"]
+    # A web layer with no tiles over the DEM (27°N; the tiles cover 40-42°N): named by its address, not by the
+    # temporary rendering, which is gone.
+    south = demkit.write(tmp_path / "south.tif", demkit.terrain(64, 64), origin=(500000.0, 3000000.0))
+    with pytest.raises(QgsProcessingException, match=r"the guide guide tiles \(wms xyz layer /.*\) has no colour "
+                                                     r"\(only no-data or transparent pixels\) over the DEM"):
+        run_alg({"INPUT": south, "MODEL": echo, "GUIDE": layer, "OUTPUT": str(tmp_path / "d.tif")})
+    assert scratch_folders() == before
+    assert sorted(os.listdir(tmp_path)) == ["dem.tif", "south.tif", "wide.tif"]
 
 
 def test_qgis_process_takes_a_file_and_a_web_layer_and_reports_refusals_whole(qgis_process, echo, models,
