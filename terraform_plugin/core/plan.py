@@ -43,8 +43,8 @@ class Stripe:
 # centres (1472 px tiles, 1.32), the 128 px of a 5-level generator with R = 128 1792 px (2048 px tiles, 1.31):
 # peak memory in bench/README.md's tiles section.
 MAX_COMPUTED_PER_OUTPUT_PX = 1.35
-# Kept-centre tiles are tall (1472 or 2048 rows at the default): a stripe of them holds at most about this many pixels
-# per tile row (the reader's chip rows in flight, the accumulator), where a blended 8192 px stripe holds 2.2 M.
+# Kept-centre tiles are tall (1472 or 2048 rows at the default): a stripe of them holds at most about this many
+# pixels per tile row (the reader's chip rows in flight, the accumulator), where a blended 8192 px stripe holds 2.2 M.
 TILE_ROW_PIXELS = 4 << 20
 
 
