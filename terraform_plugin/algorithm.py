@@ -291,8 +291,9 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         )
         tile.setHelp(
             "Tiling-independent models only: the largest tile side the model runs on. The picture does not "
-            "depend on it; memory does (about 1.5 GB at the default 1472 px with the 0.4.0 model): smaller tiles "
-            "for a small machine, larger ones for a GPU with memory to spare."
+            "depend on it; memory does (a model with 128 px margins: about 2.7 GB at its default 2048 px, 1.7 GB "
+            "at 1792 px for 4 % more computation): smaller tiles for a small machine, larger ones for a GPU with "
+            "memory to spare."
         )
         for param in (latitude, tile):
             param.setFlags(param.flags() | FLAG_ADVANCED)
