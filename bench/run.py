@@ -58,9 +58,16 @@ README = os.path.join(ROOT, "bench", "README.md")
 PIXEL_M = 200.0  # DEMs on the model's own grid: the chip count is exactly the layout's
 TARGET_RATIO = 0.95
 SECTIONS = ("throughput", "overlap", "memory", "tiles", "v2")
-# Tile sides measured for a tiling-independent (contract-2) generator: 1280 px centres + 2 x 96 margins is the
-# default (core/plan.py DEFAULT_CENTRE); 1216 is the largest below 1.35 computed px per output px that is not.
-V2_TILES = (1216, 1472, 1728, 2048)
+# Tile sides measured for a tiling-independent (contract-2) generator with the trained build's 128 px margins:
+# 1280 px centres (the default before R grew to 128: 1.44 computed px per output px), 1536 (1.36), 1792 (the
+# default, core/plan.py default_centre: 1.31) and 2048 (1.27).
+V2_TILES = (1536, 1792, 2048, 2304)
+# The trained 5-level build's receptive radius, measured by training.receptive over every phase of the
+# alignment (124 px, rounded up to a multiple of 8 then of the alignment by the engine's margin) and its guide
+# cells: what the bench's untrained export declares, so that the engine tiles it as it will the trained model.
+V2_RADIUS = 128
+V2_COARSE_PX = 32
+BLOCK_PX = 256  # the output's TIFF block: kept centres are whole blocks
 BIG = 8192  # DEMs from this side on: --big-repeats runs, no spinning-session comparison (time)
 
 
@@ -153,11 +160,11 @@ def v2_generator(folder):
 
     if os.path.exists(RELEASE_MODEL) and read_metadata(RELEASE_MODEL).tiling_independent:
         return RELEASE_MODEL, "models/terraform_generator.onnx (the bundled contract-2 generator)"
-    path = os.path.join(folder, "generator_v2_untrained.onnx")
+    path = os.path.join(folder, f"generator_v2_untrained_r{V2_RADIUS}.onnx")
     if not os.path.exists(path):
         export_v2_generator(path)
-    return path, ("untrained 5-level seamless U-Net (ngf 16, cap 128, 32 px alignment, 96 px receptive radius, "
-                  "planes at 1/8: latitude, 7 looks, guide), exported by the bench")
+    return path, (f"untrained 5-level seamless U-Net (ngf 16, cap 128, 32 px alignment, {V2_RADIUS} px receptive "
+                  f"radius, planes at 1/8: latitude, 7 looks, guide in {V2_COARSE_PX} px cells), exported by the bench")
 
 
 def export_v2_generator(path, looks=7):
@@ -191,11 +198,11 @@ def export_v2_generator(path, looks=7):
         {"name": "dem_rgb", "kind": "ramp_rgb", "channels": 3},
         {"name": "latitude", "kind": "latitude", "channels": 1, "absolute": True, "scale": 1 / 45, "range_deg": [0, 50]},
         {"name": "look", "kind": "look", "channels": looks},
-        {"name": "guide_rgb", "kind": "guide_rgb", "channels": 3, "coarse_px": 64},
+        {"name": "guide_rgb", "kind": "guide_rgb", "channels": 3, "coarse_px": V2_COARSE_PX},
         {"name": "guide_mask", "kind": "guide_mask", "channels": 1},
     ]
     model = onnx.load(path)
-    stamp(model, build_metadata_v2(training_ramp(), 32, 96, inputs, looks=[{"id": f"L{i}", "label": f"look {i}"}
+    stamp(model, build_metadata_v2(training_ramp(), 32, V2_RADIUS, inputs, looks=[{"id": f"L{i}", "label": f"look {i}"}
                                                                           for i in range(looks)],
                                    plane_stride=8, name="generator-v2-untrained", version="bench"))
     onnx.save(model, path)
@@ -231,8 +238,43 @@ def tile_case(model_path, tile, arena, repeats, threads=None):
     }
 
 
+def pipeline_case(model_path, folder, tile=0, threads=None):
+    """Run in a subprocess: the whole pipeline with the contract-2 generator at tiles of ``tile`` px (0: the
+    default) on a DEM of 2 x 2 of their centres: peak RSS and seconds."""
+    from terraform_plugin.core.chips import margin_for
+    from terraform_plugin.core.plan import default_centre
+
+    model = TerraformModel(model_path, threads=threads)
+    meta = model.metadata
+    margin = margin_for(meta.receptive_radius, meta.alignment)
+    side = tile or default_centre(margin, meta.alignment) + 2 * margin
+    size = 2 * (side - 2 * margin)  # two whole centres a side: the tiles are ``side`` px, none cut smaller
+    dem = dem_of_size(folder, size)
+    before = peak_rss_mb()
+    out = os.path.join(folder, f"out_v2_{size}.tif")
+    started = time.perf_counter()
+    result = pipeline.run(pipeline.TerraformRequest(dem, out, model_path, threads=threads, tile_size=side),
+                          model=model)
+    elapsed = time.perf_counter() - started
+    ran = gdal.Open(out).GetMetadata()["TERRAFORM_TILE"]
+    os.remove(out)
+    if ran != str(side):
+        raise SystemExit(f"the pipeline ran {ran} px tiles, not {side}")
+    return {"dem_px": size, "tile": side, "tiles": result.chips,
+            "computed_per_output_px": round(result.chips * side * side / size**2, 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "rss_before_run_mb": round(before, 1),
+            "seconds": round(elapsed, 1), "threads": model.threads}
+
+
 def measure_tiles(folder, tiles, repeats, threads, conditions=None):
+    from terraform_plugin.core.chips import margin_for
+    from terraform_plugin.core.plan import MAX_COMPUTED_PER_OUTPUT_PX, default_tile
+
     model_path, description = v2_generator(folder)
+    meta = TerraformModel(model_path, threads=1).metadata
+    margin = margin_for(meta.receptive_radius, meta.alignment)
+    default = default_tile(margin, meta.alignment)
+    tiles = sorted(set(tiles) | {default})
     rows = []
     for tile in tiles:
         for arena in (True, False):
@@ -246,7 +288,21 @@ def measure_tiles(folder, tiles, repeats, threads, conditions=None):
                 raise SystemExit(f"tile case {tile} failed:\n{done.stdout}\n{done.stderr}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
-    return {"model": description, "rows": rows, **({"conditions": conditions} if conditions else {})}
+    pipeline_rows = []
+    for tile in (0, default - BLOCK_PX):  # the default, and one TIFF block less: the memory it would save
+        print(f"the pipeline at {'the default tiles' if not tile else f'{tile} px tiles'}...", flush=True)
+        done = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--pipeline-case", str(tile), "--keep", folder]
+            + (["--threads", str(threads)] if threads else []),
+            capture_output=True, text=True, check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"the pipeline case failed:\n{done.stdout}\n{done.stderr}")
+        pipeline_rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(pipeline_rows[-1]), flush=True)
+    return {"model": description, "rows": rows, "pipeline": pipeline_rows, "margin": margin, "default_tile": default,
+            "max_computed_per_output_px": MAX_COMPUTED_PER_OUTPUT_PX,
+            **({"conditions": conditions} if conditions else {})}
 
 
 def measure_v2(folder, sizes, threads, repeats, conditions=None):
@@ -812,9 +868,24 @@ def write_readme(results):
             "(before: 229 / 425 / 499).",
             "",
         ]
+    lines += _dask_block()
     lines += _v2_lines(results)
     with open(README, "w") as f:
         f.write("\n".join(lines))
+
+
+def _dask_block():
+    """The Dask section bench/dask_bench.py writes between its markers, kept as it is (this script does not
+    measure it)."""
+    begin, end = "<!-- dask_bench.py: begin -->", "<!-- dask_bench.py: end -->"
+    try:
+        with open(README) as f:
+            text = f.read()
+    except OSError:
+        return []
+    if begin not in text or end not in text:
+        return []
+    return [text[text.index(begin) : text.index(end) + len(end)], ""]
 
 
 def _v2_lines(results):
@@ -825,9 +896,10 @@ def _v2_lines(results):
         lines += [
             f"## Tiles of a tiling-independent generator ({tiles['model']})",
             "",
-            "Batch 1, one tile per call, each case in its own process (peak RSS). Computed px per output px = "
-            "(T / (T - 2 x 96))²: the margins every tile computes and drops. The default, 1472 px (1280 px "
-            "centres), is the first at or below 1.35 whose centres are whole TIFF blocks; onnxruntime's arena "
+            f"Batch 1, one tile per call, each case in its own process (peak RSS). Computed px per output px = "
+            f"(T / (T - 2 x {tiles.get('margin', 96)}))²: the margins every tile computes and drops. The default, "
+            f"{tiles.get('default_tile', 1472)} px, is the smallest tile whose centre is whole TIFF blocks at or below "
+            f"{tiles.get('max_computed_per_output_px', 1.35)} (core/plan.py default_centre); onnxruntime's arena "
             "stays on (off saves memory but costs time: each call allocates its buffers again).",
             "",
             "| tile px | arena | computed px / output px | peak RSS MB | s per tile | computed MPx/s | output MPx/s |",
@@ -837,13 +909,30 @@ def _v2_lines(results):
             lines.append(f"| {r['tile']} | {'on' if r['arena'] else 'off'} | {r['computed_per_output_px']} | "
                          f"{r['peak_rss_mb']} | {r['s_per_tile']} | {r['computed_mpx_per_s']} | "
                          f"{r['output_mpx_per_s']} |")
+        if tiles.get("pipeline"):
+            lines += [
+                "",
+                "The whole pipeline (read, colourise, planes, infer, write, overviews) on a DEM of 2 x 2 tile "
+                "centres, batch 1, arena on: the default tile and one TIFF block less.",
+                "",
+                "| tile px | tiles | computed px / output px | peak RSS MB | before the run MB | s | threads |",
+                "|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            for r in tiles["pipeline"]:
+                lines.append(f"| {r['tile']} | {r['tiles']} | {r['computed_per_output_px']} | **{r['peak_rss_mb']}** | "
+                             f"{r['rss_before_run_mb']} | {r['seconds']} | {r['threads']} |")
+            if len(tiles["pipeline"]) == 2:
+                big, small = tiles["pipeline"]
+                more = 100.0 * (small["computed_per_output_px"] / big["computed_per_output_px"] - 1.0)
+                lines += ["", f"`TILE_SIZE={small['tile']}` trades {more:.0f} % more computation (margins) for "
+                          f"{big['peak_rss_mb'] - small['peak_rss_mb']:.0f} MB less memory than the default."]
         lines += ["", f"Conditions: {tiles['conditions']}." if tiles.get("conditions") else "", ""]
     v2 = results.get("v2")
     if v2:
         lines += [
             f"## Throughput at the defaults: contract 2 ({v2['model']})",
             "",
-            "The whole pipeline at the default tiles (1472 px, 96 px margins, no blending) against bare "
+            "The whole pipeline at the default tiles (the tiles table's default, no blending) against bare "
             "onnxruntime on as many tiles of the same shape; compare output MPx/s with the throughput table's "
             "contract-1 rows of the same `make bench` run.",
             "",
@@ -878,6 +967,7 @@ def main(argv=None):
     p.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one, removed)")
     p.add_argument("--memory-case", type=int, default=None, help=argparse.SUPPRESS)  # the subprocess side
     p.add_argument("--tile-case", nargs=2, default=None, help=argparse.SUPPRESS)  # TILE on|off, subprocess side
+    p.add_argument("--pipeline-case", type=int, default=None, help=argparse.SUPPRESS)  # TILE (0: default), subprocess
     p.add_argument("--tiles", type=int, nargs="*", default=list(V2_TILES), help="tile sides of the tiles section")
     p.add_argument("--v2-sizes", nargs="*", default=["4096", "8192"], help="DEMs of the contract-2 throughput rows")
     args = p.parse_args(argv)
@@ -887,6 +977,9 @@ def main(argv=None):
     try:
         if args.memory_case is not None:
             print(json.dumps(memory_case(args.memory_case, folder)))
+            return 0
+        if args.pipeline_case is not None:
+            print(json.dumps(pipeline_case(v2_generator(folder)[0], folder, args.pipeline_case, args.threads)))
             return 0
         if args.tile_case is not None:
             tile, arena = args.tile_case

@@ -5,8 +5,10 @@ No iface or GUI here: it must run headless (qgis_process), in batch mode and ins
 """
 
 import collections
+import contextlib
 import functools
 import os
+import tempfile
 
 from qgis.core import (
     QgsMultiBandColorRenderer,
@@ -28,7 +30,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from . import deps
+from . import deps, guide_layer
 from .core.pipeline import NODATA_MODES  # numpy and GDAL only: onnxruntime is imported when a model loads
 from .help import SHORT_HELP
 from .qgis_compat import FILE_BEHAVIOR_FILE, FLAG_ADVANCED, NUMBER_DOUBLE, NUMBER_INTEGER, is_null
@@ -131,6 +133,7 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
     MAX_ABS_ELEVATION = "MAX_ABS_ELEVATION"  # issue 11
     DASK_SCHEDULER = "DASK_SCHEDULER"  # issue 13
     LOOK = "LOOK"  # conditioned (contract-2) models: the model's looks
+    GUIDE = "GUIDE"  # models with guide inputs: a coarse true-colour layer that sets the palette
     LATITUDE = "LATITUDE"
     TILE_SIZE = "TILE_SIZE"
 
@@ -239,10 +242,10 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(dask)
         self._add_conditioning_parameters()
 
-    # -- conditioned models: look, latitude, tile size ---------------------------------------------------------
+    # -- conditioned models: look, guide, latitude, tile size --------------------------------------------------
 
     def _add_conditioning_parameters(self):
-        """LOOK, LATITUDE (advanced) and TILE_SIZE (advanced), for contract-2 models.
+        """LOOK, GUIDE, LATITUDE (advanced) and TILE_SIZE (advanced), for contract-2 models.
 
         LOOK is an index-valued enum, like NODATA_MODE and QGIS's own, over the bundled model's looks (read from
         its file without onnxruntime, so the algorithm is listed where onnxruntime is missing): the dialog shows
@@ -262,6 +265,17 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             "LOOK=<id>, e.g. LOOK=ANDES. Models of contract 1 (0.3.0 and before) have no looks."
         )
         self.addParameter(look)
+        guide = QgsProcessingParameterRasterLayer(
+            self.GUIDE, "Colour guide (a true-colour layer of the place: its colours, averaged to kilometres, set "
+            "the palette)", optional=True)
+        guide.setHelp(
+            "Any raster layer with true colours (8-bit RGB): a basemap such as Natural Earth or NASA Blue Marble, a "
+            "low-zoom satellite layer, an old Landsat scene, a painted palette map; in any CRS and resolution, a "
+            "file (GeoTIFF, VRT, GeoPackage) or a web map layer (XYZ, WMS, WMTS: rendered over the DEM first). "
+            "The model keeps its colours at a scale of kilometres and paints the detail. Only models trained with "
+            "guides take one; where the guide has no data the model paints without it."
+        )
+        self.addParameter(guide)
         latitude = QgsProcessingParameterNumber(
             self.LATITUDE, "Latitude to terraform as if at (degrees; empty = each pixel's own, from the CRS)",
             NUMBER_DOUBLE, defaultValue=None, optional=True, minValue=-90.0, maxValue=90.0,
@@ -277,8 +291,9 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         )
         tile.setHelp(
             "Tiling-independent models only: the largest tile side the model runs on. The picture does not "
-            "depend on it; memory does (about 1.5 GB at the default 1472 px with the 0.4.0 model): smaller tiles "
-            "for a small machine, larger ones for a GPU with memory to spare."
+            "depend on it; memory does (a model with 128 px margins: about 2.7 GB at its default 2048 px, 1.7 GB "
+            "at 1792 px for 4 % more computation): smaller tiles for a small machine, larger ones for a GPU with "
+            "memory to spare."
         )
         for param in (latitude, tile):
             param.setFlags(param.flags() | FLAG_ADVANCED)
@@ -436,6 +451,57 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             )
         return bundled
 
+    def _with_guide(self, request, parameters, context, scratch, feedback):
+        """``request`` with its guide: none; a layer GDAL reads, by its source; any other layer rendered over the
+        DEM into a temporary GeoTIFF in ``scratch()`` (``guide_layer``) once the rest of the request has passed
+        the engine's checks, named by its public source. A model that takes no guide gets the layer's source
+        unrendered: the engine refuses it, saying why."""
+        import dataclasses
+
+        from .core.pipeline import check_request
+
+        value = parameters.get(self.GUIDE)
+        if _unset(value):
+            return request
+        layer = self.parameterAsRasterLayer(parameters, self.GUIDE, context)
+        if layer is None or not layer.isValid():
+            raise QgsProcessingException(
+                f"The colour guide {value!s} is not a raster layer QGIS can read: choose a true-colour raster "
+                "(GeoTIFF, VRT, GeoPackage) or web map layer (XYZ, WMS, WMTS)."
+            )
+        if not guide_layer.needs_rendering(layer):
+            return dataclasses.replace(request, guide_path=guide_layer.gdal_source(layer))
+        label = guide_layer.public_source(layer)
+        target = self._guide_target(request)
+        if target is None:
+            return dataclasses.replace(request, guide_path=layer.source(), guide_label=label)
+        check_request(request)  # before rendering: a wrong output path should not wait for it
+        grid, coarse_px = target
+        try:
+            path = guide_layer.render(layer, grid, coarse_px, os.path.join(scratch(), "guide.tif"), feedback)
+        except guide_layer.GuideLayerError as exc:
+            raise QgsProcessingException(f"The colour guide layer {layer.name()} cannot be used: {exc}.") from None
+        return dataclasses.replace(request, guide_path=path, guide_label=label)
+
+    @staticmethod
+    def _guide_target(request):
+        """(processing grid, coarse_px) a web layer is rendered for, or None where the engine will refuse the run
+        anyway (a model without guide inputs, a broken model or DEM: its own words then)."""
+        from .core.errors import TerraformError
+        from .core.grid import processing_grid
+        from .core.onnxmeta import read_metadata
+        from .core.source import open_dem
+
+        try:
+            metadata = read_metadata(request.model_path)
+            spec = metadata.plane("guide_rgb")
+            if spec is None:
+                return None
+            grid = processing_grid(open_dem(request.input_path), request.resolution_m or metadata.resolution_m)
+        except TerraformError:
+            return None
+        return grid, spec.options["coarse_px"]
+
     def _optional_float(self, parameters, name, context):
         if _unset(parameters.get(name)):
             return None
@@ -455,7 +521,7 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         layer, source, band = self._input_source(parameters, context)
         model_path = self._model_path(parameters, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        scale = self.parameterAsDouble(parameters, self.VERTICAL_SCALE, context)
+        scale_value = self.parameterAsDouble(parameters, self.VERTICAL_SCALE, context)
         resolution = self._optional_float(parameters, self.RESOLUTION, context)
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
         # Index-valued like QGIS's own enums (qgis_process help lists "0: transparent", "1: ocean").
@@ -466,6 +532,14 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         if limit is None:
             limit = pipeline.TerraformRequest.max_abs_elevation  # the engine's default
 
+        scheduler = (self.parameterAsString(parameters, self.DASK_SCHEDULER, context) or "").strip()  # issue 13
+        run = pipeline.run
+        if scheduler:
+            from . import scale
+
+            if scale.dask_problem():
+                raise QgsProcessingException(scale.dask_hint(scale.dask_problem()))
+            run = functools.partial(scale.run_on_dask, scheduler=scheduler)
         request = pipeline.TerraformRequest(
             input_path=source,
             output_path=output,
@@ -475,7 +549,7 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
             nodata_mode=nodata_mode,
             resolution_m=resolution,
             sea_level=sea_level,
-            vertical_scale=scale,
+            vertical_scale=scale_value,
             fit_to_earth=self.parameterAsBoolean(parameters, self.FIT_TO_EARTH, context),
             preview_path=preview,
             allow_huge_grid=self.parameterAsBoolean(parameters, self.ALLOW_HUGE_GRID, context),  # issue 11
@@ -486,27 +560,23 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
                                                                                          context),
         )
         feedback.pushInfo(f"Model file: {model_path}")
-        run = pipeline.run
-        scheduler = (self.parameterAsString(parameters, self.DASK_SCHEDULER, context) or "").strip()  # issue 13
-        if scheduler:
-            from . import scale
+        with contextlib.ExitStack() as cleanup:
+            def scratch():  # a folder for a rendered guide layer, removed after the run whatever happens
+                return cleanup.enter_context(tempfile.TemporaryDirectory(prefix="terraform-guide-"))
 
-            if scale.dask_problem():
-                raise QgsProcessingException(scale.dask_hint(scale.dask_problem()))
-            run = functools.partial(scale.run_on_dask, scheduler=scheduler)
-        try:
-            result = run(
-                request,
-                progress=feedback.setProgress,
-                log=feedback.pushInfo,
-                cancelled=feedback.isCanceled,
-            )
-        except Cancelled as exc:
-            raise QgsProcessingException(str(exc) or "Cancelled: no output was written.") from None
-        except DependencyError as exc:
-            raise QgsProcessingException(deps.missing_message(str(exc))) from None
-        except TerraformError as exc:
-            raise QgsProcessingException(str(exc)) from None
+            try:
+                result = run(
+                    self._with_guide(request, parameters, context, scratch, feedback),
+                    progress=feedback.setProgress,
+                    log=feedback.pushInfo,
+                    cancelled=feedback.isCanceled,
+                )
+            except Cancelled as exc:
+                raise QgsProcessingException(str(exc) or "Cancelled: no output was written.") from None
+            except DependencyError as exc:
+                raise QgsProcessingException(deps.missing_message(str(exc))) from None
+            except TerraformError as exc:
+                raise QgsProcessingException(str(exc)) from None
 
         # The engine already logged model, grid, chips and elapsed time; the execution provider is repeated on
         # its own line because "is my GPU used?" is the question users ask most (CUDA can fail to load silently).

@@ -15,23 +15,27 @@ import argparse
 import dataclasses
 import logging
 import os
+import pickle
 import shutil
 import sys
+import threading
 import time
+import uuid
 from typing import Callable, Optional
 
 from .core import guard
 from .core import parts
 from .core import pipeline
-from .core.errors import Cancelled, InputError, TerraformError
+from .core.errors import Cancelled, InputError, OutputError, TerraformError
 from .core.plan import check_elevations
 from .core.request import NODATA_MODES, TerraformRequest
+from .core.writer import temp_name
 from .sealed_task import sealed_call
 
 DASK_REQUIREMENT = "dask[distributed]==2026.8.0"  # kept equal to requirements.txt by the tests
 # px per part (task): 8 tiles. Narrower parts mean more tasks to spread but more chip columns computed twice
 # at the joins (one per part: ~10 % at 2048 px, overlap 64); see bench/README.md. A tiling-independent model's
-# parts are whole columns of its tiles (at least one: 1280 px at the default), joined between centres.
+# parts are whole columns of its tiles (at least one: 1280-1792 px centres at the default), joined between centres.
 PART_WIDTH = 2048
 CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 60.0  # a scheduler with no worker yet: how long to wait for the first one
@@ -88,6 +92,9 @@ def bundled_model_path() -> Optional[str]:
 # -- on the workers ---------------------------------------------------------------------------------------
 
 _MODELS = {}  # (path, threads) -> TerraformModel: one onnxruntime session per worker process
+_PLANS = {}  # plan file -> Plan: one unpickled plan per worker process and run
+_PLANS_LOCK = threading.Lock()
+PLAN_PREFIX = "plan-"  # plan files in the parts folder: plan-<run id>.pickle
 
 
 def _worker_model(path, threads):
@@ -118,15 +125,32 @@ def _quiet_user_errors():
         worker_log.addFilter(_QuietUserErrors())
 
 
-def _part_task(plan, index, folder, threads_by_host, cancel_event):
-    """One part, on a worker. onnxruntime threads: the request's, else this host's cores shared out between
-    the worker threads on it (so two worker processes on two cores get one each, not two each). Between
-    batches it looks (at most once a second) at the run's cancel event, so a cancel stops running parts too."""
+def _worker_plan(path):
+    """The run's plan from its file in the parts folder (``_write_plan``), read once per worker process."""
+    with _PLANS_LOCK:
+        if path not in _PLANS:
+            try:
+                with open(path, "rb") as f:
+                    plan = pickle.load(f)  # noqa: S301 (the client's own plan, in the run's own folder)
+            except OSError as exc:
+                raise ClusterError(f"this worker cannot read the run's plan {path} ({exc.strerror or exc}): the output "
+                                   "folder must be on a filesystem every worker mounts at the same path") from None
+            _PLANS.clear()
+            _PLANS[path] = plan
+        return _PLANS[path]
+
+
+def _part_task(plan_path, index, folder, threads_by_host, cancel_event):
+    """One part, on a worker, of the plan in ``plan_path`` (read once per worker process: a colour guide's
+    coarse grid travels in it). onnxruntime threads: the request's, else this host's cores shared out between
+    the worker threads on it (so two worker processes on two cores get one each, not two each). Between batches
+    it looks (at most once a second) at the run's cancel event, so a cancel stops running parts too."""
     from distributed import Event, get_worker
 
     from .core.model import default_threads
 
     _quiet_user_errors()
+    plan = _worker_plan(plan_path)
     threads = plan.request.threads
     if threads is None:
         worker = get_worker()
@@ -309,16 +333,16 @@ def run_on_dask(
 def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_part):
     """Submit the parts in ``todo``, record each as it finishes; raise on a failed part, a lost cluster or
     cancel (which cancels the tasks and removes the parts)."""
-    from distributed import KilledWorker
+    from distributed import Event, KilledWorker
 
     threads_by_host = _threads_by_host(client)
-    from distributed import Event
 
     prefix = f"terraform-part-{manifest.fingerprint[:12]}"
     cancel_event = f"{prefix}-cancel"
     Event(cancel_event, client=client).clear()  # a cancelled earlier run of the same job must not stop this one
+    plan_path = _write_plan(plan, folder)
     futures = {
-        client.submit(*sealed_call(_part_task, plan, i, folder, threads_by_host, cancel_event),
+        client.submit(*sealed_call(_part_task, plan_path, i, folder, threads_by_host, cancel_event),
                       key=f"{prefix}-{i:05d}", retries=1): i
         for i in todo
     }
@@ -371,6 +395,29 @@ def _compute(client, plan, folder, manifest, todo, progress, log, cancelled, on_
     rate = (done_chips - chips_at_start) / max(1e-9, time.monotonic() - started)
     log(f"{total}/{total} parts ({plan.chip_runs} chip runs) in {pipeline._duration(time.monotonic() - started)}, "  # noqa: SLF001
         f"{rate:.1f} chips/s")
+
+
+def _write_plan(plan, folder) -> str:
+    """The plan, pickled into the parts folder under a name of this run's own (earlier runs' plans removed);
+    returns its path. Each worker reads it once (``_worker_plan``): sealed into every part's task instead, a
+    colour guide's coarse grid (tens of MB for a continent) would travel once per part, and as a Dask future the
+    parts would follow it to the one worker holding it, or fail with it when that worker is lost. The parts
+    folder is one every worker sees already, and it goes with the parts."""
+    for entry in os.scandir(folder):
+        if entry.name.startswith(PLAN_PREFIX):
+            os.remove(entry.path)
+    path = os.path.join(folder, f"{PLAN_PREFIX}{uuid.uuid4().hex[:16]}.pickle")
+    temp = temp_name(path, ".tmp")
+    try:
+        with open(temp, "wb") as f:
+            pickle.dump(plan, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temp, path)
+    except OSError as exc:  # a full disk above all: said so, nothing half-written left
+        if os.path.exists(temp):
+            os.remove(temp)
+        reason = f"cannot save the run's plan in {folder}: {exc.strerror or exc}"
+        raise guard.disk_full_error(path, reason) or OutputError(reason) from None
+    return path
 
 
 def _cancel(client, futures, folder, cancel_event):
@@ -432,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "and elevation decide). Conditioned models only; a wrong one is refused with the model's list")
     p.add_argument("--tile-size", type=int, default=d.tile_size, help="largest tile side of a tiling-independent "
                    "model, px (default 0: the engine's); smaller tiles use less memory")
+    p.add_argument("--guide", help="GUIDE: a true-colour raster (8-bit RGB, any CRS: a GeoTIFF, VRT, GeoPackage, a "
+                   "GDAL WMS/TMS description) whose colours, averaged to kilometres, set the palette. Models with "
+                   "guide inputs only; read here once, the workers need not see it")
     return p
 
 
@@ -443,6 +493,7 @@ def request_of(args, model_path) -> TerraformRequest:
         vertical_scale=args.vertical_scale, fit_to_earth=args.fit_to_earth, preview_path=args.preview,
         batch_size=args.batch_size, threads=args.threads, allow_huge_grid=args.allow_huge_grid,
         max_abs_elevation=args.max_abs_elevation, latitude=args.latitude, look=args.look, tile_size=args.tile_size,
+        guide_path=args.guide,
     )
 
 

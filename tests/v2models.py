@@ -9,6 +9,9 @@ comment and measured by tests/core/test_v2_tiling.py), so R = 21 is true for the
 
 ``write_latitude_echo``: its output is its latitude plane, nearest-upsampled x8 to the three colour channels,
 so a test can read back the latitude the engine fed it.
+
+``write_guide_echo``: its output is its guide planes, nearest-upsampled x8: the guide's colours where the mask
+is 1 and -1 (0 DN) where it is 0, so a test reads back both the colours and the mask the engine fed it.
 """
 
 import json
@@ -154,4 +157,36 @@ def write_latitude_echo(path, latitude=None):
     output = helper.make_tensor_value_info("satellite_rgb", TensorProto.FLOAT, ["N", 3, "H", "W"])
     metadata = build_metadata_v2(training_ramp(), ALIGNMENT, 0, specs, plane_stride=STRIDE, name="latitude-echo",
                                  version="0")
+    return _save(nodes, inits, _value_infos(specs), output, metadata, path)
+
+
+def write_guide_echo(path, coarse_px=32, kinds=("guide_rgb", "guide_mask")):
+    """Output = guide_rgb + guide_mask - 1, upsampled x8 (nearest): the guide's colours where it has data (the
+    engine gives 0 where the mask is 0), -1 elsewhere. The DEM's colours (and any ``kinds`` beyond the guide's)
+    are inputs it ignores (times 0). Receptive radius 0."""
+    specs = input_specs(kinds)
+    for spec in specs:
+        if spec["kind"] == "guide_rgb":
+            spec["coarse_px"] = coarse_px
+    nodes = [
+        helper.make_node("Add", ["guide_rgb", "guide_mask"], ["masked"]),  # the mask broadcast over 3 channels
+        helper.make_node("Sub", ["masked", "one"], ["echo"]),
+        helper.make_node("Resize", ["echo", "", "up_scales"], ["up"], mode="nearest"),
+        helper.make_node("Mul", ["dem_rgb", "zero"], ["ignored"]),
+        helper.make_node("Add", ["up", "ignored"], ["sum0"]),
+    ]
+    last = "sum0"
+    for k, spec in enumerate(s for s in specs if s["kind"] not in ("ramp_rgb", "guide_rgb", "guide_mask")):
+        nodes += [helper.make_node("ReduceSum", [spec["name"]], [f"r{k}"], keepdims=0, noop_with_empty_axes=0),
+                  helper.make_node("Mul", [f"r{k}", "zero"], [f"z{k}"]),
+                  helper.make_node("Add", [last, f"z{k}"], [f"sum{k + 1}"])]
+        last = f"sum{k + 1}"
+    nodes.append(helper.make_node("Identity", [last], ["satellite_rgb"]))
+    inits = [numpy_helper.from_array(np.array([1, 1, STRIDE, STRIDE], np.float32), "up_scales"),
+             numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+             numpy_helper.from_array(np.ones(1, np.float32), "one")]
+    output = helper.make_tensor_value_info("satellite_rgb", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    looks = LOOKS if "look" in kinds else ()
+    metadata = build_metadata_v2(training_ramp(), ALIGNMENT, 0, specs, looks=looks, plane_stride=STRIDE,
+                                 name="guide-echo", version="0")
     return _save(nodes, inits, _value_infos(specs), output, metadata, path)

@@ -2,13 +2,19 @@
 
 Each plane comes at 1/``plane_stride`` of the tile's resolution (``core.schema``). The planes of a tile are a
 function of the grid position of its pixels alone (the latitude of each block's centre, one look for the whole
-run), so they stay as tiling-independent as the model: any tile, stripe or part gives a pixel the same planes.
+run, the guide's colours around each block's centre), so they stay as tiling-independent as the model: any
+tile, stripe or part gives a pixel the same planes.
 
-The choices (which look, which latitude) are checked once, when the run is planned, against what the model
-declares; a contract-1 model takes none and refuses them with the reason.
+The choices (which look, which latitude, which guide) are checked once, when the run is planned, against what
+the model declares; a contract-1 model takes none and refuses them with the reason. The guide is warped onto
+the coarse grid of the whole processing grid once, then (``core.guide.GuidePlanes``) held in memory and
+pickled with the plan: each Dask worker reads it once with the plan (``terraform_plugin.scale``), never the
+guide's own file.
 """
 
 import math
+import os
+import re
 from typing import Optional
 
 import numpy as np
@@ -17,21 +23,25 @@ from .errors import InputError
 from .request import AUTO_LOOK
 
 LATITUDE_HINT = "set LATITUDE (an advanced parameter; --latitude on the command line) to terraform as if there"
+GUIDE_KINDS = ("guide_rgb", "guide_mask")
 
 
 class Conditioning:
     """The planes of a run's tiles: ``batch(xs, y0, width, height)`` -> {kind: (n, channels, h, w) float32}.
 
-    Pickled with the plan (Dask ships it to the workers); the latitude field is rebuilt where it is used.
+    Pickled with the plan (Dask ships it to the workers); the latitude field is rebuilt where it is used, the
+    guide's coarse grid travels with it.
     """
 
-    def __init__(self, planes, stride, grid, look_index=None, latitude=None):
+    def __init__(self, planes, stride, grid, look_index=None, latitude=None, guide=None, guide_scaling=(1.0, 0.0)):
         self.planes = tuple(planes)  # InputPlane, the model's inputs other than the ramp's colours
         self.stride = stride
         self.grid = grid
         self.look_index = look_index  # channel of the chosen look; None: auto (all zero)
         self.latitude = latitude  # the LATITUDE override in degrees, or None: from the georeference
-        self.summary = {}  # what the output's metadata records: look, latitude source and span
+        self.guide = guide  # core.guide.GuidePlanes on the whole grid, or None: no guide (mask 0 everywhere)
+        self.guide_scaling = guide_scaling  # (scale, offset): guide colour 0-255 -> the model's input range
+        self.summary = {}  # what the output's metadata records: look, latitude source and span, guide
         self._field = None
 
     def __getstate__(self):
@@ -48,25 +58,41 @@ class Conditioning:
                            else LatitudeField.from_grid(self.grid))
         return self._field
 
-    def plane(self, spec, x0, y0, width, height) -> np.ndarray:
-        """(channels, height / stride, width / stride) float32: one plane of the tile at (x0, y0)."""
+    def guide_planes(self, x0, y0, width, height) -> dict:
+        """{"guide_rgb": (3, h, w), "guide_mask": (1, h, w)} float32 of the tile at (x0, y0): the guide's colours
+        in the model's input range, 0 where the mask is 0; no guide: all 0."""
         s = self.stride
         shape = (height // s, width // s)
-        if spec.kind == "latitude":
-            lat = self.field().plane(x0, y0, width, height, s)
-            return latitude_values(lat, spec.options)[None]
-        out = np.zeros((spec.channels,) + shape, dtype=np.float32)
-        if spec.kind == "look" and self.look_index is not None:
-            out[self.look_index] = 1.0
-        # guide_rgb / guide_mask: no guide yet - colours 0 and a mask of 0 everywhere ("no guide here").
-        return out
+        if self.guide is None:
+            return {"guide_rgb": np.zeros((3,) + shape, np.float32), "guide_mask": np.zeros((1,) + shape, np.float32)}
+        rgb, mask = self.guide.planes(x0, y0, width, height, s)
+        scale, offset = self.guide_scaling
+        rgb = (rgb * np.float32(scale) + np.float32(offset)) * mask
+        return {"guide_rgb": rgb.astype(np.float32), "guide_mask": mask[None].astype(np.float32)}
+
+    def tile_planes(self, x0, y0, width, height) -> dict:
+        """{kind: (channels, height / stride, width / stride) float32}: every plane of the tile at (x0, y0)."""
+        s = self.stride
+        shape = (height // s, width // s)
+        out = {}
+        for spec in self.planes:
+            if spec.kind == "latitude":
+                lat = self.field().plane(x0, y0, width, height, s)
+                out[spec.kind] = latitude_values(lat, spec.options)[None]
+            elif spec.kind in GUIDE_KINDS:
+                if spec.kind not in out:
+                    out.update(self.guide_planes(x0, y0, width, height))
+            else:  # look: one-hot for the chosen look, all zero for auto
+                look = np.zeros((spec.channels,) + shape, dtype=np.float32)
+                if self.look_index is not None:
+                    look[self.look_index] = 1.0
+                out[spec.kind] = look
+        return {spec.kind: out[spec.kind] for spec in self.planes}
 
     def batch(self, xs, y0, width, height) -> dict:
         """{kind: (len(xs), channels, h, w) float32}: the planes of the tiles at columns ``xs`` of row ``y0``."""
-        return {
-            spec.kind: np.stack([self.plane(spec, x0, y0, width, height) for x0 in xs])
-            for spec in self.planes
-        }
+        tiles = [self.tile_planes(x0, y0, width, height) for x0 in xs]
+        return {spec.kind: np.stack([t[spec.kind] for t in tiles]) for spec in self.planes}
 
 
 def latitude_values(lat, options) -> np.ndarray:
@@ -94,6 +120,11 @@ def _refuse_for_contract_1(request, metadata):
             f"latitude {request.latitude:g}: {metadata.name} is a contract-1 model, which takes no latitude (leave "
             "LATITUDE empty, or choose a model of contract 2, such as the bundled 0.4.0)"
         )
+    if request.guide_path is not None:
+        raise InputError(
+            f"colour guide {guide_label(request)}: {metadata.name} is a contract-1 model, which takes no colour guide "
+            "(leave GUIDE empty, or choose a model of contract 2 trained with guides)"
+        )
 
 
 def resolve_look(look, metadata):
@@ -119,9 +150,52 @@ def _model_span(low, high, options):
     return low, high
 
 
-def make_conditioning(request, metadata, grid, log) -> Optional[Conditioning]:
-    """The run's Conditioning (None for a contract-1 model or one with only the DEM's colours), checked against
-    the model's declarations; logs the latitude used and says when it is clamped to the model's range."""
+def guide_label(request) -> str:
+    """How the log and the output's metadata name the request's guide: ``guide_label``, else a file's name, else
+    its GDAL source string on one line (a connection string, a web service's XML description)."""
+    if request.guide_label:
+        return str(request.guide_label)
+    path = os.fspath(request.guide_path)
+    if os.path.isfile(path):
+        return os.path.basename(path)
+    return re.sub(r">\s+<", "><", re.sub(r"\s+", " ", path.strip()))
+
+
+def _input_kinds(metadata) -> str:
+    return ", ".join(f"{p.name} ({p.kind})" for p in metadata.inputs)
+
+
+def open_guide(request, metadata, grid, log, resolution_m=None):
+    """The request's guide on the coarse grid of ``grid`` (the whole processing grid), with the summary the
+    output's metadata records; InputError when the model takes no guide, or ``core.guide`` refuses it."""
+    from .guide import GuidePlanes
+
+    spec = metadata.plane("guide_rgb")
+    label = guide_label(request)
+    if spec is None:
+        raise InputError(
+            f"colour guide {label}: {metadata.name} takes no colour guide - it declares no guide_rgb and guide_mask "
+            f"inputs (its inputs: {_input_kinds(metadata)}); leave GUIDE empty, or choose a model trained with guides"
+        )
+    coarse = spec.options["coarse_px"]
+    try:
+        guide = GuidePlanes.open(request.guide_path, grid, coarse)
+    except InputError as exc:
+        if request.guide_label:  # a rendering of the guide (a QGIS web layer): name the layer, not a temporary file
+            raise InputError(str(exc).replace(os.fspath(request.guide_path), label)) from None
+        raise
+    # The share of the grid's coarse cells the mask calls guided: each cell's own value at stride = coarse_px.
+    rows, cols = -(-grid.height // coarse), -(-grid.width // coarse)
+    _, mask = guide.planes(0, 0, cols * coarse, rows * coarse, coarse)
+    size = f" ({coarse * resolution_m / 1000.0:g} km)" if resolution_m else ""
+    log(f"Colour guide {label}: averaged over cells of {coarse} px{size}; it colours {mask.mean():.0%} of the DEM"
+        + ("" if mask.all() else " (the rest is painted without a guide)"))
+    return guide, {"guide": label, "guide_coarse_px": coarse}
+
+
+def make_conditioning(request, metadata, grid, log, resolution_m=None) -> Optional[Conditioning]:
+    """The run's Conditioning (None for a contract-1 model), checked against the model's declarations; logs the
+    latitude used (and when it is clamped to the model's range), the look and the guide."""
     if not metadata.tiling_independent:
         _refuse_for_contract_1(request, metadata)
         return None
@@ -130,7 +204,9 @@ def make_conditioning(request, metadata, grid, log) -> Optional[Conditioning]:
     spec = metadata.plane("latitude")
     if spec is None and request.latitude is not None:
         raise InputError(f"latitude {request.latitude:g}: {metadata.name} takes no latitude (leave LATITUDE empty)")
-    conditioning = Conditioning(planes, metadata.plane_stride, grid, look_index, request.latitude)
+    low, high = metadata.input_range  # the guide's colours are scaled as the DEM's are (TerraformModel.input_scaling)
+    conditioning = Conditioning(planes, metadata.plane_stride, grid, look_index, request.latitude,
+                                guide_scaling=((high - low) / 255.0, low))
     if metadata.looks:
         conditioning.summary["look"] = look_id
     if spec is not None:
@@ -151,4 +227,10 @@ def make_conditioning(request, metadata, grid, log) -> Optional[Conditioning]:
         )
     if metadata.looks:
         log(f"Look: {look_id}" + ("" if look_index is None else f" ({metadata.looks[look_index].label})"))
+    # Last: the other choices are refused in a moment, the guide takes a warp of its whole extent.
+    if request.guide_path is not None:
+        conditioning.guide, summary = open_guide(request, metadata, grid, log, resolution_m)
+        conditioning.summary.update(summary)
+    elif metadata.plane("guide_rgb") is not None:
+        conditioning.summary["guide"] = "none"
     return conditioning

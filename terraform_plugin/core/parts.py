@@ -57,8 +57,9 @@ def part_chips(plan, stripe) -> int:
 
 def fingerprint(plan, metadata: dict) -> str:
     """SHA-256 of everything that decides the parts' pixels: input file (path, size, mtime), request (with the
-    non-physical elevation limit), grid, stripes, vertical scale used, model file hash and plugin version (both
-    in ``metadata``)."""
+    non-physical elevation limit), grid, stripes, vertical scale used, model file hash, the guide (its name and
+    its file's hash: not its path, which for a rendered web layer is a new temporary file each run) and plugin
+    version (all in ``metadata``)."""
     request = plan.request
     path = os.path.abspath(os.fspath(request.input_path))
     try:
@@ -75,6 +76,7 @@ def fingerprint(plan, metadata: dict) -> str:
         "grid": [plan.grid.width, plan.grid.height, list(plan.grid.geotransform), plan.grid.wkt],
         "stripes": [[s.x0, s.x1] for s in plan.stripes],
         "model_sha256": metadata.get("TERRAFORM_MODEL_SHA256"),
+        "guide": [metadata.get("TERRAFORM_GUIDE"), metadata.get("TERRAFORM_GUIDE_SHA256")],
         "version": VERSION,
     }
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=repr).encode()).hexdigest()

@@ -27,7 +27,9 @@ from . import source as dem_source
 from .chiprows import read_chip_rows
 from .errors import Cancelled, OutputError
 from .mosaic import blend_stripe
-from .plan import Plan, check_elevations, make_plan, plan_grid, plan_stripes  # noqa: F401 (plan_stripes: part of this module's interface)
+from .plan import (  # noqa: F401 (plan_stripes: part of this module's interface)
+    Plan, check_elevations, make_plan, plan_grid, plan_stripes, scale_metadata,
+)
 from .profile import StageClock
 from .request import NODATA_MODES, STRIPE_WIDTH, TerraformRequest, check_request  # noqa: F401
 from .version import VERSION
@@ -200,7 +202,9 @@ def output_metadata(plan: Plan, model) -> dict:
         "TERRAFORM_RESOLUTION_M": repr(float(plan.resolution_m)),
         "TERRAFORM_OVERLAP": plan.layout.overlap,
         "TERRAFORM_NODATA_MODE": request.nodata_mode,
+        **scale_metadata(plan.grid),
         **_tiling_metadata(plan),
+        **_guide_metadata(plan),
     }
 
 
@@ -217,6 +221,21 @@ def _tiling_metadata(plan: Plan) -> dict:
              "latitude_range_deg": "TERRAFORM_LATITUDE_RANGE_DEG"}
     summary = plan.conditioning.summary if plan.conditioning is not None else {}
     tags.update({names[k]: v for k, v in summary.items() if k in names})
+    return tags
+
+
+def _guide_metadata(plan: Plan) -> dict:
+    """The colour guide: its name (a file's, or its source string), its cells, and the SHA-256 of the file the
+    engine read (for a web layer the plugin rendered, that rendering). "none" for a guided model run without."""
+    summary = plan.conditioning.summary if plan.conditioning is not None else {}
+    if "guide" not in summary:
+        return {}
+    tags = {"TERRAFORM_GUIDE": summary["guide"]}
+    if "guide_coarse_px" in summary:
+        tags["TERRAFORM_GUIDE_COARSE_PX"] = summary["guide_coarse_px"]
+    path = plan.request.guide_path
+    if path is not None and os.path.isfile(os.fspath(path)):
+        tags["TERRAFORM_GUIDE_SHA256"] = file_sha256(path)
     return tags
 
 

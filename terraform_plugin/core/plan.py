@@ -11,15 +11,17 @@ without stripes, and any stripe can be computed on its own (another process, ano
 alone.
 """
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Optional
 
 from . import guard, source
+from .blockrows import BLOCK
 from .chips import ChipLayout, margin_for
 from .conditioning import Conditioning, make_conditioning
 from .errors import InputError
-from .grid import Grid, processing_grid
+from .grid import SCALE_TOLERANCE, Grid, processing_grid
 from .ramp import Ramp
 from .relief import Relief, fit_target_m, fit_vertical_scale
 from .request import TerraformRequest
@@ -34,12 +36,15 @@ class Stripe:
     width: int  # accumulator width
 
 
-# Kept-centre tiles of a tiling-independent model: the default centre, whole TIFF blocks (stripe joins fall
-# between centres). With the 0.4.0 model's 96 px margins: 1472 px tiles, 1.32 computed pixels per output pixel
-# (the blended 256 px chips at overlap 64: 1.78), onnxruntime's peak near 1.5 GB (bench/README.md).
-DEFAULT_CENTRE = 1280
-# Kept-centre tiles are tall (1472 rows at the default): a stripe of them holds at most about this many pixels
-# per tile row (the reader's chip rows in flight, the accumulator), where a blended 8192 px stripe holds 2.2 M.
+# Kept-centre tiles of a tiling-independent model: by default the smallest centre - whole TIFF blocks, so that
+# stripe joins fall between centres - whose tile computes at most this many pixels per output pixel, the rest
+# being the margins every tile computes and drops ((centre + 2 margin)² / centre²; blended 256 px chips at overlap
+# 64: 1.78). Larger tiles compute less in their margins but hold more memory. A 96 px margin gets 1280 px
+# centres (1472 px tiles, 1.32), the 128 px of a 5-level generator with R = 128 1792 px (2048 px tiles, 1.31):
+# peak memory in bench/README.md's tiles section.
+MAX_COMPUTED_PER_OUTPUT_PX = 1.35
+# Kept-centre tiles are tall (1472 or 2048 rows at the default): a stripe of them holds at most about this many
+# pixels per tile row (the reader's chip rows in flight, the accumulator), where a blended 8192 px stripe holds 2.2 M.
 TILE_ROW_PIXELS = 4 << 20
 
 
@@ -143,7 +148,8 @@ def make_plan(request: TerraformRequest, output_path: str, dataset, band, model,
     resolution_m = float(request.resolution_m or model.metadata.resolution_m)
     grid = grid or plan_grid(request, output_path, dataset, resolution_m)
     layout = make_layout(request, grid, model.metadata)
-    conditioning = make_conditioning(request, model.metadata, grid, log)
+    log_scale(grid, resolution_m, log)
+    conditioning = make_conditioning(request, model.metadata, grid, log, resolution_m)
     limit = request.max_abs_elevation  # the fit leaves out the non-physical values too
     if request.fit_to_earth:
         target = fit_target_m(model.ramp)
@@ -172,7 +178,7 @@ def make_plan(request: TerraformRequest, output_path: str, dataset, band, model,
 
 def make_layout(request: TerraformRequest, grid: Grid, metadata) -> ChipLayout:
     """Blended 256 px chips for a contract-1 model; kept-centre tiles of at most the request's tile size (0:
-    ``DEFAULT_CENTRE`` px centres) for a tiling-independent one."""
+    ``default_tile``) for a tiling-independent one."""
     if not metadata.tiling_independent:
         if request.tile_size not in (0, metadata.tile_size):
             raise InputError(
@@ -181,10 +187,45 @@ def make_layout(request: TerraformRequest, grid: Grid, metadata) -> ChipLayout:
             )
         return ChipLayout.build(grid.width, grid.height, metadata.tile_size, request.overlap)
     margin = margin_for(metadata.receptive_radius, metadata.alignment)
-    tile = request.tile_size or default_tile(margin)
+    tile = request.tile_size or default_tile(margin, metadata.alignment)
     return ChipLayout.kept(grid.width, grid.height, tile, margin, metadata.alignment)
 
 
-def default_tile(margin: int) -> int:
-    """The default side of kept-centre tiles: a ``DEFAULT_CENTRE`` px centre and the model's margins."""
-    return DEFAULT_CENTRE + 2 * margin
+def default_centre(margin: int, alignment: int = 1) -> int:
+    """The smallest centre, a multiple of the TIFF block (and of ``alignment``), whose tile computes at most
+    ``MAX_COMPUTED_PER_OUTPUT_PX`` pixels per output pixel with ``margin`` px margins."""
+    quantum = max(BLOCK, alignment)
+    centre = quantum
+    while ((centre + 2 * margin) / centre) ** 2 > MAX_COMPUTED_PER_OUTPUT_PX:
+        centre += quantum
+    return centre
+
+
+def default_tile(margin: int, alignment: int = 1) -> int:
+    """The default side of kept-centre tiles: ``default_centre`` and the model's margins."""
+    return default_centre(margin, alignment) + 2 * margin
+
+
+def log_scale(grid: Grid, resolution_m: float, log):
+    """Says how far the CRS's scale is from true at the grid's centre and whether the pixels were sized for it
+    (``core.grid``): a Web Mercator DEM at 60°N gets pixels of 400 CRS metres for 200 m on the ground. Nothing
+    for a geographic CRS (its pixels are sized from its ellipsoid, no scale factor)."""
+    kx, ky = grid.scale_factor
+    if (kx, ky) == (1.0, 1.0):
+        return
+    xres, yres = grid.pixel_size
+    factor = f"{kx:.5g}" if math.isclose(kx, ky, rel_tol=1e-4) else f"{kx:.5g} (x), {ky:.5g} (y)"
+    if grid.scale_corrected:
+        log(f"True scale: the CRS stretches ground distances by {factor} at the DEM's centre, so pixels are "
+            f"{xres:.6g} x {yres:.6g} CRS units for {resolution_m:g} m on the ground there")
+    else:
+        log(f"True scale: the CRS's scale factor at the DEM's centre is {factor}, within "
+            f"{SCALE_TOLERANCE:.0%} of true: pixels are {xres:.6g} x {yres:.6g} CRS units, uncorrected")
+
+
+def scale_metadata(grid: Grid) -> dict:
+    """The output's record of the true-scale correction: the CRS's scale factor (x, y) at the centre and
+    whether the pixels were sized for it."""
+    kx, ky = grid.scale_factor
+    return {"TERRAFORM_SCALE_FACTOR": f"{kx:.6g} {ky:.6g}",
+            "TERRAFORM_SCALE_CORRECTED": "yes" if grid.scale_corrected else "no"}

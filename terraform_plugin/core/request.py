@@ -50,6 +50,12 @@ class TerraformRequest:
     latitude: Optional[float] = None
     look: str = AUTO_LOOK
     tile_size: int = 0  # px; kept-centre tiles of at most this side (0: the engine's default); contract 2 only
+    # Models with guide inputs only: a true-colour raster (any GDAL source: a file, a VRT, a GeoPackage raster, a
+    # GDAL WMS/TMS description) whose colours, averaged to kilometres, set the palette.
+    guide_path: Optional[str] = None
+    # What the output's metadata names the guide by when ``guide_path`` is a rendering of it (a QGIS web layer
+    # rendered to a temporary GeoTIFF: the layer's source); None: ``guide_path`` itself.
+    guide_label: Optional[str] = None
 
 
 def _whole(value) -> bool:
@@ -88,7 +94,30 @@ def check_request(request: TerraformRequest) -> str:
         raise InputError(f"look must be a look id of the model or \"{AUTO_LOOK}\", got {request.look!r}")
     if not _whole(request.tile_size) or request.tile_size < 0:
         raise InputError(f"tile size must be a whole number of pixels (0 = the default), got {request.tile_size!r}")
+    check_guide_path(request.guide_path, output, request.preview_path)
     return output
+
+
+def check_guide_path(guide_path, output, preview_path=None):
+    """None (no guide) or a non-empty GDAL source; OutputError when the output or preview would overwrite it or a
+    file it reads (a guide VRT's sources). Whether GDAL can read it as a guide is ``core.guide``'s to say."""
+    if guide_path is None:
+        return
+    if not isinstance(guide_path, (str, os.PathLike)) or not os.fspath(guide_path).strip():
+        raise InputError(f"the guide must be a raster's path or GDAL source (or none), got {guide_path!r}")
+    guide = os.fspath(guide_path)
+    written = [("output", output, "output"), ("output's sidecar", output + ".aux.xml", "output")]
+    if preview_path:
+        written.append(("preview", os.fspath(preview_path), "preview"))
+    written = [entry for entry in written if os.path.exists(entry[1])]
+    if not written or guide.startswith("/vsi") or not os.path.exists(guide):
+        return  # new files, a connection string or a web service description: nothing the run could overwrite
+    for read in [guide] + guard.files_read_by(guide):
+        for what, path, choose in written:
+            if guard.same_file(path, read):
+                which = "the colour guide" if read == guide else "a file the colour guide reads"
+                raise OutputError(f"the {what} {path} is {which} ({read}): writing it would destroy the guide. "
+                                  f"Choose another {choose} file.")
 
 
 def check_latitude(latitude):

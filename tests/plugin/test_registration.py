@@ -94,6 +94,7 @@ def test_parameters(qgis_app):
         "MAX_ABS_ELEVATION": ("number", 1e5),  # issue 11
         "DASK_SCHEDULER": ("string", None),  # issue 13
         "LOOK": ("enum", 0),  # conditioned models
+        "GUIDE": ("raster", None),
         "LATITUDE": ("number", None),
         "TILE_SIZE": ("number", 0),
     }
@@ -106,7 +107,7 @@ def test_parameters(qgis_app):
     assert params["MODEL"].extension() == "onnx"
     assert params["NODATA_MODE"].options() == ["transparent", "ocean"]
     optional = {n for n, p in params.items() if p.flags() & FLAG_OPTIONAL}
-    assert {"MODEL", "RESOLUTION", "PREVIEW"} <= optional and "INPUT" not in optional
+    assert {"MODEL", "RESOLUTION", "PREVIEW", "GUIDE"} <= optional and "INPUT" not in optional
     advanced = {n for n, p in params.items() if p.flags() & FLAG_ADVANCED}
     assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION", "ALLOW_HUGE_GRID", "MAX_ABS_ELEVATION", "DASK_SCHEDULER",
                         "LATITUDE", "TILE_SIZE"}
