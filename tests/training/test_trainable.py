@@ -89,3 +89,17 @@ def test_a_pack_refuses_to_overwrite_its_checkpoint_and_counts_old_checkpoints(t
     assert pack(["--checkpoint", str(old), "--output", str(tmp_path / "a.pt")])["images_seen_estimated"] is True
     report = pack(["--checkpoint", str(old), "--output", str(tmp_path / "b.pt"), "--images-seen", "80000"])
     assert report["images_seen"] == 80000 and not report["images_seen_estimated"]
+
+
+def test_the_pack_exports_like_a_checkpoint_with_its_count(packed, tmp_path):
+    """A release can be exported from the shipped weights alone (no run folder): the model the plugin loads
+    carries the images seen and the looks."""
+    from terraform_plugin.core.model import TerraformModel
+    from training.export import main as export
+
+    path, _, _ = packed
+    onnx_path = str(tmp_path / "from_pack.onnx")
+    export(["--checkpoint", path, "--output", onnx_path, "--version", "9.9"])
+    meta = TerraformModel(onnx_path, use_gpu=False).metadata
+    assert meta.extra["images_seen"] == 3 and meta.extra["steps"] == 3
+    assert [(lk.id, lk.label) for lk in meta.looks] == [("ALPHA", "Alpha land")]
