@@ -152,7 +152,8 @@ def main(argv=None):
     regions = [r for r in trained if r not in looks]  # what the run appended (held-out regions are no look)
 
     tag = ".".join(r.lower().replace("_", ".").replace("-", ".") for r in regions) or "finetuned"
-    version = args.version or f"{state.get('release') or '0'}+{tag}"
+    release = state.get("release") or "0"  # a fine-tune of a fine-tune: 0.4.0+alps -> 0.4.0+alps.myvalley
+    version = args.version or (f"{release}.{tag}" if "+" in release else f"{release}+{tag}")
     name = args.name or f"terraform-finetuned-{'-'.join(r.lower() for r in regions) or 'run'}"
     model = args.export or os.path.join(args.out, "terraform_finetuned.onnx")
     report = export(["--checkpoint", checkpoint, "--output", model, "--name", name, "--version", version,
