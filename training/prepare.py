@@ -1,12 +1,14 @@
 """Build a training dataset in the seed layout: ``<OUT>/<REGION>/<row>,<col>c.jpg`` + ``<row>,<col>.jpg``.
 
-    python -m training.prepare --dem dem.tif --imagery rgb.tif --region ALPS --out data/mine
+    python -m training.prepare --dem dem.tif --imagery rgb.tif --region ALPS --label "Alps - ..." --out data/mine
     python -m training.prepare --pairs ../shared/data/seed-pairs --out data/mine
 
 From a DEM and a co-registered RGB image (any CRS, any resolution): both are resampled onto one grid at
 --resolution metres per pixel (the DEM's own CRS when it is projected in metres, else the UTM zone of its
 centre), the elevation is colourised with the plugin's training ramp, and 256 px chips are cut, skipping
-those with too much no-data. Seed-layout folders (--pairs) are checked and linked as they are. Either way a
+those with too much no-data. The manifest records that grid (CRS, geotransform, size) and the region's label,
+so every chip's latitude is known exactly and the region can become a look of a conditioned model
+(training.finetune). Seed-layout folders (--pairs) are checked and linked as they are. Either way a
 manifest.json records regions, chip counts, sources and licence notes.
 """
 
@@ -36,7 +38,9 @@ def parse_args(argv=None):
     src.add_argument("--dem", help="elevation GeoTIFF (metres), with a CRS")
     src.add_argument("--pairs", nargs="+", help="seed-layout folders (region folders, or folders of them)")
     p.add_argument("--imagery", help="RGB GeoTIFF co-registered with --dem (first three bands are R, G, B)")
-    p.add_argument("--region", help="region name for --dem (folder name; letters, digits, _ and -)")
+    p.add_argument("--region", help="region name for --dem (folder name; letters, digits, _ and -): the look's id")
+    p.add_argument("--label", help="what a user reads for this region's look, e.g. \"My valley - alpine meadows and "
+                                   "spruce\" (default: the region name)")
     p.add_argument("--out", required=True, help="dataset folder (created; a manifest.json is kept up to date)")
     p.add_argument("--resolution", type=float, default=SEED_RESOLUTION_M, help="metres per pixel of the chips (default 200)")
     p.add_argument("--crs", default=None, help="grid CRS (default: the DEM's if projected in metres, else UTM)")
@@ -56,6 +60,10 @@ def parse_args(argv=None):
             p.error(f"{path}: no such file")
     if args.region and not all(ch.isalnum() or ch in "_-" for ch in args.region):
         p.error(f"--region {args.region!r}: use letters, digits, _ and - only")
+    if args.region and args.region.lower() == "auto":
+        p.error("--region auto: that name is the plugin's \"no look\" choice; pick another")
+    if args.label is not None and not (args.dem and args.label.strip()):
+        p.error("--label names a --dem region's look: give it with --dem, and not empty")
     return args
 
 
@@ -211,7 +219,17 @@ def from_rasters(args):
     return {args.region: {"chips": written, "skipped_nodata": skipped, "dem": os.path.abspath(args.dem),
                           "imagery": os.path.abspath(args.imagery), "crs": crs_name,
                           "resolution_m": args.resolution, "sea_level_m": args.sea_level,
-                          "imagery_max": top, "licence": args.licence}}
+                          "imagery_max": top, "licence": args.licence,
+                          "label": (args.label or args.region).strip(),
+                          "grid": chip_grid(target, bounds, shape)}}
+
+
+def chip_grid(target, bounds, shape) -> dict:
+    """The grid the chips were cut from, as regions.RegionGeo reads it: chip ``<row>,<col>`` starts at pixel
+    (row, col) of it, so any point of any chip has an exact latitude (the trainer's latitude planes)."""
+    (xmin, ymin, xmax, ymax), (height, width) = bounds, shape
+    return {"wkt": target.ExportToWkt(), "width": width, "height": height,
+            "geotransform": [xmin, (xmax - xmin) / width, 0.0, ymax, 0.0, -(ymax - ymin) / height]}
 
 
 def _save_jpeg(array, path, quality):

@@ -6,7 +6,8 @@
 Writes into --out: losses.csv, val.csv, loss_curve.png, grids/step_*.png (input | real | generated,
 eval mode, validation regions), checkpoints/last.pt (every --checkpoint-every steps and at the end),
 summary.json. ``--resume`` continues from checkpoints/last.pt and ends with the same weights as a run
-that was never stopped (same flags, same device).
+that was never stopped (same flags, same device). Checkpoints count ``images_seen``: the warm-start source's
+own count plus this run's images, so training adds up across sessions.
 """
 
 import argparse
@@ -30,7 +31,8 @@ from .nets import NORMS, NUM_DOWNS, PADDINGS, SEAMLESS, UPSAMPLES, build_discrim
 from .precision import choose_cpu_precision
 from .recalibrate import recalibrate, training_inputs
 from .regions import dataset_regions, region_geo
-from .warm_start import load_discriminator_weights, load_generator_weights, source_looks
+from .lineage import describe_source, widened_range
+from .warm_start import load_discriminator_weights, load_generator_weights
 
 # Model contract 2 by default: a 5-level U-Net (receptive radius 96 px, alignment 32) that sees latitude, look
 # and colour guide. ``--num-downs 8`` trains the contract-1 U-Net 256 (no conditioning).
@@ -163,9 +165,12 @@ class Trainer:
 
         pairs = find_pairs(args.data)
         self.train_pairs, self.val_pairs = split_by_region(pairs, args.val_regions)
+        # What the warm-start source passes on besides weights: its looks (labels too), latitude range, images seen.
+        self.source = describe_source(args.init_from) if args.init_from and os.path.isfile(args.init_from) else None
+        self.images_seen = self.source["images_seen"] if self.source else 0
         self.conditioning = self.spec = None
         if args.num_downs < NUM_DOWNS:
-            self.spec, places = self.conditioning_spec(args, pairs)
+            self.spec, places = self.conditioning_spec(args, pairs, self.source)
             self.conditioning = (self.spec, places)
         self.dataset = PairDataset(self.train_pairs, jitter=True, seed=args.seed, conditioning=self.conditioning)
         self.steps_per_epoch = len(self.train_pairs) // args.batch_size
@@ -196,6 +201,13 @@ class Trainer:
             d = load_discriminator_weights(self.D, args.init_from)
             if d:
                 self.warm_start["discriminator"] = d
+            elif self.source and self.source["ndf"]:
+                print(f"note: {args.init_from} has a discriminator of --ndf {self.source['ndf']}; this run's "
+                      f"--ndf {args.ndf} does not fit it, so the discriminator starts fresh", file=sys.stderr)
+            if self.source:
+                self.warm_start["images_seen"] = self.source["images_seen"]
+                if self.source["images_seen_estimated"]:
+                    self.warm_start["images_seen_estimated"] = True  # steps x batch of the source: a lower bound
             print(f"warm start from {args.init_from}: {self.warm_start}")
         self.resolution_m = data_resolution_m(args.data)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=args.lr, betas=(0.5, 0.999))
@@ -215,17 +227,19 @@ class Trainer:
             self.G_run, self.D_run = torch.compile(self.G), torch.compile(self.D)
 
     @staticmethod
-    def conditioning_spec(args, pairs):
+    def conditioning_spec(args, pairs, source=None):
         """The looks (the training regions; a warm start's own looks first, in their order, so their channels
-        keep their meaning) and the trained |latitude| range, with every region's place."""
+        keep their meaning) and the trained |latitude| range (widened to the warm start's: a fine-tune on one
+        region must not clamp the others' latitudes), with every region's place."""
         known = dataset_regions(args.data)
         places = {r: known.get(r) or region_geo(r) for r in sorted({p.region for p in pairs})}
         train_regions = sorted({p.region for p in pairs} - {r.upper() for r in args.val_regions} - set(args.val_regions))
-        before = source_looks(args.init_from) if args.init_from else []
+        before = [lk["id"] for lk in source["looks"]] if source else []
         looks = tuple(before + [r for r in train_regions if r not in before])
         spans = [places[r].latitude_range() for r in train_regions]
         low = min(0.0 if s < 0 < n else min(abs(s), abs(n)) for s, n in spans)
         high = max(max(abs(s), abs(n)) for s, n in spans)
+        low, high = widened_range((low, high), source["latitude_range"] if source else None)
         return ConditioningSpec(looks, (round(low, 2), round(high, 2))), places
 
     # --- checkpoints -------------------------------------------------------------------------------
@@ -251,6 +265,7 @@ class Trainer:
             val_chips=len(self.val_pairs),
             batchnorm_statistics=self.batchnorm_statistics,
             conditioning=self.conditioning_record(),
+            images_seen=self.images_seen,
         )
 
     def conditioning_record(self):
@@ -258,7 +273,9 @@ class Trainer:
         if self.spec is None:
             return None
         _, places = self.conditioning
-        return {"looks": [places[r].describe() if r in places else {"id": r, "label": r} for r in self.spec.looks],
+        inherited = {lk["id"]: lk for lk in (self.source or {}).get("looks", [])}  # looks this data lacks
+        return {"looks": [places[r].describe() if r in places else inherited.get(r, {"id": r, "label": r})
+                          for r in self.spec.looks],
                 "latitude_range": list(self.spec.latitude_range), "stride": self.spec.stride,
                 "coarse_px": self.spec.coarse_px,
                 "regions": {r: places[r].describe() for r in sorted(places)}}
@@ -285,6 +302,9 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         self.step = state["step"]
+        # A checkpoint from before the count: the source's images plus this run's steps so far.
+        self.images_seen = state.get("images_seen", self.images_seen + self.step * state["args"].get(
+            "batch_size", self.args.batch_size))
         self.warm_start = state.get("warm_start")  # where the run began, not this restart (which skips --init-from)
         # Training on from a recalibrated end goes back to momentum statistics (recalibrated again at the end).
         self.batchnorm_statistics = state.get("batchnorm_statistics") if self.step == self.total else None
@@ -449,6 +469,7 @@ class Trainer:
                 cond = cond[0].to(self.device, non_blocking=True) if cond else None
                 lr = learning_rate(self.step, self.total, a.lr, a.decay_start)
                 losses = self.train_step(x, y, lr, cond)
+                self.images_seen += x.shape[0]
                 if self.cuda:
                     torch.cuda.synchronize()  # honest timings
                 now = time.perf_counter()
@@ -488,7 +509,7 @@ class Trainer:
                    "device": str(self.device), "amp": str(self.amp), "cpu_precision": self.cpu_precision,
                    "compile": a.compile, "batch_size": a.batch_size,
                    "generator_params": count_params(self.G), "discriminator_params": count_params(self.D),
-                   "checkpoint": self.ckpt_path}
+                   "images_seen": self.images_seen, "checkpoint": self.ckpt_path}
         with open(os.path.join(a.out, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
         print(f"done: {self.step} steps, {ips:.2f} images/second on {self.device}; checkpoint {self.ckpt_path}")
