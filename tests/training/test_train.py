@@ -29,16 +29,18 @@ def test_a_few_steps_lower_l1_on_a_tiny_set(pairs_dir, tmp_path):
     args = parse_args(["--data", pairs_dir, "--out", str(tmp_path), "--max-steps", "1", "--ngf", "8",
                        "--ndf", "8", "--device", "cpu", "--no-dropout", "--precision", "fp32"])
     trainer = Trainer(args)
-    x, y = (torch.stack(t) for t in zip(*[PairDataset(find_pairs([pairs_dir]))[i] for i in range(2)]))
+    # The trainer's own conditioning (latitude, look, guide planes as held-out places get them), fixed here.
+    dataset = PairDataset(find_pairs([pairs_dir]), conditioning=trainer.conditioning)
+    x, y, cond = (torch.stack(t) for t in zip(*[dataset[i] for i in range(2)]))
 
     def l1():
         with torch.no_grad():
-            return torch.mean(torch.abs(trainer.G.eval()(x) - y)).item()
+            return torch.mean(torch.abs(trainer.G.eval()(x, cond) - y)).item()
 
     before = l1()
     trainer.G.train()
     for _ in range(20):
-        trainer.train_step(x, y, 2e-4)
+        trainer.train_step(x, y, 2e-4, cond)
     after = l1()
     assert after < 0.85 * before, (before, after)
 
