@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """`make demo`: a real place through the real algorithm (qgis_process.bin, the built plugin, the bundled model):
-the SRTM crop of Aconcagua in data/dem/ (public domain, see data/dem/README.md) ->
-out/aconcagua_terraformed.tif and out/aconcagua_before_after.png. ``--synthetic`` runs the procedural DEM of
-scripts/synthetic_dem.py instead (out/synthetic_*), as before.
+the SRTM crop of Aconcagua in data/dem/ (public domain, see data/dem/README.md), painted twice: with LOOK auto
+(its own latitude, 32.6°S, and its elevation decide) -> out/aconcagua_terraformed.tif and
+out/aconcagua_before_after.png, and with the look of the Bolivian Altiplano (LOOK=ANDES, the arid high plateau
+the model learnt from) -> out/aconcagua_altiplano_terraformed.tif and out/aconcagua_altiplano_before_after.png.
+A model without looks (contract 1) runs once. ``--synthetic`` runs the procedural DEM of scripts/synthetic_dem.py
+instead (out/synthetic_*).
 
 Runs exactly what a user runs headless; `make plugin` (a dependency of `make demo`) built build/terraform_plugin/
 with onnxruntime for QGIS's Python. QGIS uses a private profile in out/.qgis-profile, so the user's own QGIS
@@ -22,6 +25,15 @@ BUILD = os.path.join(ROOT, "build")
 MODEL = os.path.join(ROOT, "models", "terraform_generator.onnx")
 REAL_DEM = os.path.join(ROOT, "data", "dem", "aconcagua_srtm.tif")  # 900 x 900 px at 3 arc-seconds
 SIZE = 2048  # synthetic: 410 km at 200 m/pixel, 121 chips, well under a minute at ~50 ms/chip on 2 cores
+ALTIPLANO = "ANDES"  # the look of the arid Bolivian Altiplano, if the model has it
+
+
+def runs_for(model_path, name):
+    """[(suffix, LOOK)]: auto, and the Altiplano look when the model declares it."""
+    from terraform_plugin.core.onnxmeta import read_metadata
+
+    looks = [look.id for look in read_metadata(model_path).looks]
+    return [("", None)] + ([("_altiplano", ALTIPLANO)] if ALTIPLANO in looks and name == "aconcagua" else [])
 
 
 def main():
@@ -31,8 +43,6 @@ def main():
     args = parser.parse_args()
     name = "synthetic" if args.synthetic else "aconcagua"
     dem = os.path.join(OUT, "synthetic_dem.tif") if args.synthetic else REAL_DEM
-    result = os.path.join(OUT, f"{name}_terraformed.tif")
-    preview = os.path.join(OUT, f"{name}_before_after.png")
     if not os.path.isfile(dem) and not args.synthetic:
         print(f"demo: {os.path.relpath(dem, ROOT)} is missing from this checkout", file=sys.stderr)
         return 2
@@ -62,19 +72,24 @@ def main():
     if probe.returncode != 0:
         print(f"demo: qgis_process cannot load the plugin from {BUILD}: {probe.stderr.strip()[-400:]}", file=sys.stderr)
         return 1
-    cmd = [qgis_process, "run", "terraform:terraformdem", "--",
-           f"INPUT={dem}", f"OUTPUT={result}", f"PREVIEW={preview}", "SEA_LEVEL=0"]
-    if args.model:
-        cmd.append(f"MODEL={os.path.abspath(args.model)}")
-    print("$ " + " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    done = subprocess.run(cmd, env=env)
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:  # the algorithm replaces RESULT only when complete: an old one may still be there
-        print(f"demo: qgis_process failed (exit {done.returncode})", file=sys.stderr)
-        return 1
-    print(f"\ndemo done in {elapsed:.0f} s:")
-    for path in (dem, result, preview):
+    written, start = [dem], time.perf_counter()
+    for suffix, look in runs_for(os.path.abspath(args.model) if args.model else MODEL, name):
+        result = os.path.join(OUT, f"{name}{suffix}_terraformed.tif")
+        preview = os.path.join(OUT, f"{name}{suffix}_before_after.png")
+        cmd = [qgis_process, "run", "terraform:terraformdem", "--",
+               f"INPUT={dem}", f"OUTPUT={result}", f"PREVIEW={preview}", "SEA_LEVEL=0"]
+        if look:
+            cmd.append(f"LOOK={look}")
+        if args.model:
+            cmd.append(f"MODEL={os.path.abspath(args.model)}")
+        print("$ " + " ".join(cmd), flush=True)
+        done = subprocess.run(cmd, env=env)
+        if done.returncode != 0:  # the algorithm replaces RESULT only when complete: an old one may still be there
+            print(f"demo: qgis_process failed (exit {done.returncode})", file=sys.stderr)
+            return 1
+        written += [result, preview]
+    print(f"\ndemo done in {time.perf_counter() - start:.0f} s:")
+    for path in written:
         if os.path.exists(path):
             print(f"  {os.path.relpath(path, ROOT)}  ({os.path.getsize(path) / 1e6:.1f} MB)")
     return 0

@@ -10,9 +10,15 @@ the demo runs on a fresh clone without ``../shared``:
   0-360°E longitudes) cropped to 265-320°E, 20°S-5°N: Valles Marineris with the eastern Tharsis rise, in the
   layer's own CRS and 0-360° longitudes.
 
-Each layer runs with sea levels of -3000 m and -1000 m (Mars has no sea level; the areoid is the zero, and the
-northern plains and Hellas sit around -4 to -8 km) and FIT_TO_EARTH on, so the land above each sea is squeezed
-into Earth's 0-9000 m training range. Outputs: ``out/mars/<layer>_sea<level>.tif`` (RGB + alpha GeoTIFF in
+- ``north_pole``: ``mars_north_polar_mola.tif``, the north polar cap and the plains around it to ~70°N, Mars
+  north polar stereographic (IAU_2015:49930): what a model trained between 20°S and 47°N makes of the far north.
+
+Each layer runs with two sea levels (Mars has no sea level; the areoid is the zero, and the northern plains and
+Hellas sit around -4 to -8 km): -3000 m and -1000 m, and for the pole, whose plains lie at -4 to -5 km and cap
+at -2 km, -4500 m and -3000 m; FIT_TO_EARTH is on, so the land above each sea is squeezed into Earth's 0-9000 m
+training range. A contract-2 model gets every pixel's areographic latitude from the layer's CRS (Tharsis ~18°N,
+Valles Marineris 20°S-5°N, the pole 70-90°N: beyond the model's trained range, so clamped to its top, as the log
+says). Outputs: ``out/mars/<layer>_sea<level>.tif`` (RGB + alpha GeoTIFF in
 the input's CRS, with the sea level, vertical scale and model in its metadata) and ``..._preview.png``
 (colourised DEM | terraformed).
 
@@ -48,10 +54,12 @@ ALGORITHM = "terraform:terraformdem"
 SEA_LEVELS = (-3000.0, -1000.0)
 DEFAULT_RESOLUTION_M = 1000.0
 
-# (layer name, source file, projWin [west, north, east, south] in the source CRS, or None for the whole file)
+# (layer name, source file, projWin [west, north, east, south] in the source CRS or None for the whole file,
+# sea levels)
 LAYERS = (
-    ("tharsis", "mars_tharsis_mola.tif", None),
-    ("valles_marineris", "mars_valles_marineris_mola.tif", None),
+    ("tharsis", "mars_tharsis_mola.tif", None, SEA_LEVELS),
+    ("valles_marineris", "mars_valles_marineris_mola.tif", None, SEA_LEVELS),
+    ("north_pole", "mars_north_polar_mola.tif", None, (-4500.0, -3000.0)),
 )
 
 
@@ -84,19 +92,19 @@ def plugin_ready(profile):
 
 
 def prepare_inputs(tmp):
-    """[(name, path)]: the Tharsis crop as it is, the global layer cropped to a VRT in its own CRS."""
+    """[(name, path, sea levels)]: each layer as it is, or cropped to a VRT in its own CRS."""
     from osgeo import gdal
 
     gdal.UseExceptions()
     inputs = []
-    for name, filename, window in LAYERS:
+    for name, filename, window, seas in LAYERS:
         source = os.path.join(MARS_DIR, filename)
         if window is None:
-            inputs.append((name, source))
+            inputs.append((name, source, seas))
             continue
         path = os.path.join(tmp, f"{name}.vrt")
         gdal.Translate(path, source, format="VRT", projWin=list(window))
-        inputs.append((name, path))
+        inputs.append((name, path, seas))
     return inputs
 
 
@@ -128,7 +136,7 @@ def run_core(params, model_path):
         sea_level=params["SEA_LEVEL"],
         fit_to_earth=True,
         preview_path=params["PREVIEW"],
-        allow_huge_grid=params.get("ALLOW_HUGE_GRID") == "true",  # issue 11
+        allow_huge_grid=params.get("ALLOW_HUGE_GRID") == "true",
     )
     log = []
     started = time.perf_counter()
@@ -157,6 +165,8 @@ def describe_output(path):
     keys = ("TERRAFORM_SEA_LEVEL", "TERRAFORM_VERTICAL_SCALE", "TERRAFORM_RESOLUTION_M", "TERRAFORM_MODEL")
     summary = ", ".join(f"{k[10:].lower()} {float(meta[k]):.4g}" if k != keys[-1] else f"model {meta[k]}"
                         for k in keys if k in meta)
+    if "TERRAFORM_LATITUDE_DEG" in meta:
+        summary += f", latitude {meta['TERRAFORM_LATITUDE_DEG']} ({meta.get('TERRAFORM_LATITUDE', '?')})"
     return f"{ds.RasterXSize} x {ds.RasterYSize} px; {summary or 'NO terraform metadata'}"
 
 
@@ -166,11 +176,11 @@ def main(argv=None):
     parser.add_argument("--model", help="ONNX model (default: the bundled one)")
     parser.add_argument("--engine", choices=("auto", "qgis", "core"), default="auto")
     parser.add_argument("--out", default=OUT_DIR)
-    parser.add_argument("--allow-huge-grid", action="store_true",  # issue 11: e.g. the global layer at 200 m
+    parser.add_argument("--allow-huge-grid", action="store_true",  # e.g. the global layer at 200 m
                         help="run grids over 2^30 pixels (otherwise refused as a likely mistyped resolution)")
     args = parser.parse_args(argv)
 
-    missing = [f for _, f, _ in LAYERS if not os.path.isfile(os.path.join(MARS_DIR, f))]
+    missing = [f for _, f, _, _ in LAYERS if not os.path.isfile(os.path.join(MARS_DIR, f))]
     if missing:
         raise SystemExit(f"demo-mars: {', '.join(missing)} missing from {MARS_DIR} (see data/dem/README.md)")
     os.makedirs(args.out, exist_ok=True)
@@ -197,8 +207,8 @@ def demo(args, tmp):
     print(f"engine: {'qgis_process ' + ALGORITHM if engine == 'qgis' else 'core.pipeline.run'}; "
           f"resolution {args.resolution:g} m/pixel; model: {model or 'bundled'}")
     rows, failures = [], []
-    for name, path in prepare_inputs(tmp):
-        for sea in SEA_LEVELS:
+    for name, path, seas in prepare_inputs(tmp):
+        for sea in seas:
             stem = os.path.join(args.out, f"{name}_sea{sea:+.0f}")
             params = {
                 "INPUT": path,
@@ -214,7 +224,7 @@ def demo(args, tmp):
             }
             if model:
                 params["MODEL"] = model
-            if args.allow_huge_grid:  # issue 11
+            if args.allow_huge_grid:
                 params["ALLOW_HUGE_GRID"] = "true"
             print(f"-- {name}, sea level {sea:g} m ...", flush=True)
             try:
@@ -227,7 +237,7 @@ def demo(args, tmp):
                 failures.append(f"{name} at sea level {sea:g} m: {exc}")
                 continue
             for line in log:  # the engine's choices and the algorithm's summary
-                if line.startswith(("Vertical scale", "Input ", "Done:")):
+                if line.startswith(("Vertical scale", "Input ", "Done:", "Latitude")):
                     print("   ", line.strip())
             rows.append((name, sea, elapsed, describe_output(params["OUTPUT"]), params["PREVIEW"]))
     print("\nlayer              sea (m)   time (s)  output")

@@ -2,16 +2,20 @@
 # The release model in ONE device call: a GPU session gets 15 minutes of device time in all (machine start
 # included) and 10 minutes per command, so everything that needs the GPU is this one prepared command.
 #
-# Two seamless generators (the shipped build at ngf 32, widths capped at 128), trained from scratch side by side
-# on the one GPU with the same settings: `heldout` without CALI and ITALY (its numbers are the ones against the
-# bar of issue 8) and `all7` on every region (the one to ship). Each run's length is planned from the rate
-# measured at the start, so the learning-rate decay ends inside the budget; each ends with its BatchNorm
-# statistics measured (training.recalibrate) and is exported; the ONNX files come back in <= 16 MiB parts.
+# Two contract-2 generators (the shipped build: 5-level U-Net, ngf 16, widths capped at 128, conditioned on
+# latitude, look and colour guide), trained side by side on the one GPU with the same settings, each warm-started
+# from the shipped trainable weights (models/terraform_trainable.pt, generator and discriminator) so the GPU's
+# images add to every earlier session's: `heldout` without CALI and ITALY (its numbers are the ones against the
+# quality bar) and `all7` on every region (the one to ship). Each run's length is planned from the rate measured
+# at the start, so the learning-rate decay ends inside the budget; each ends with its BatchNorm statistics
+# measured (training.recalibrate) and is exported; the ONNX files come back in <= 16 MiB parts, and each run's
+# summary, loss curve and new trainable weights in one small tar (at most 8 files come back from a call).
 #
 # Here, once:  .venv/bin/python -m training.pack --data ../shared/data/seed-pairs --out runs/ship/data.tar.gz
 # Device:      run(command="scripts/gpu_release.sh", carry=["runs/ship"], timeout_s=600)
 # Here, after: .venv/bin/python -m training.pack --join <files_at>/all7.onnx.parts.json --out runs/gpu/all7.onnx
-#              (the same for heldout), then training.evaluate as in docs/release_model.md.
+#              (the same for heldout), tar -xf <files_at>/all7.extras.tar (all7.trainable.pt: commit it as
+#              models/terraform_trainable.pt when the model ships), then training.evaluate as in docs/release_model.md.
 # A CPU smoke test of the script itself (a small archive of a few chips per region, made with training.pack):
 #   DEVICE=cpu TIMING_STEPS=2 WORKERS=0 BATCH=2 ARCHIVE=small.tar DATA_ROOT=/tmp/smoke RUNS=/tmp/smoke/runs OUT=/tmp/smoke/out \
 #   PYTHON=.venv/bin/python scripts/gpu_release.sh 10
@@ -22,6 +26,8 @@ DEVICE=${DEVICE:-cuda}
 TIMING_STEPS=${TIMING_STEPS:-40}
 WORKERS=${WORKERS:-6}         # data-loader processes per run (16 cores, two runs)
 BATCH=${BATCH:-16}
+VERSION=${VERSION:-0.5.0}
+WEIGHTS=${WEIGHTS:-models/terraform_trainable.pt}  # where every run starts from (absent: from scratch)
 MARGIN_S=${MARGIN_S:-120}     # start-up, validation and statistics beyond the planned steps, before the safety timeout
 OUT=${OUT:?the device tool sets OUT}
 PY=${PYTHON:-python3}
@@ -33,7 +39,9 @@ mkdir -p "$RUNS"
 
 [ -d "$DATA" ] || $PY -m training.pack --unpack "$ARCHIVE" --out "$DATA_ROOT"
 [ "$DEVICE" = cuda ] && { nvidia-smi -L; PRECISION="--amp bf16"; } || PRECISION="--precision fp32"
-COMMON="--data $DATA --device $DEVICE $PRECISION --ngf 32 --max-channels 128 --ndf 32 --batch-size $BATCH --workers $WORKERS"
+INIT=""
+[ -f "$WEIGHTS" ] && INIT="--init-from $WEIGHTS"
+COMMON="--data $DATA --device $DEVICE $PRECISION --ngf 16 --max-channels 128 --ndf 32 --batch-size $BATCH --workers $WORKERS $INIT"
 heldout="--val-regions CALI ITALY --val-chips 64"
 
 # 1. The rate of both runs together (they share the GPU and the cores): a short timed run of each at once.
@@ -62,19 +70,25 @@ for run in heldout all7; do  # a run the timeout stopped still has its last chec
   [ -f $RUNS/$run/checkpoints/last.pt ] || { echo "$run: no checkpoint (stopped before step 500?): see $RUNS.$run.log"; exit 1; }
 done
 
-# 3. Export and bring back <= 8 files: per run the ONNX (12.2 MB at this size: one part + its index), its summary
-#    and its loss curve. A run that ended measured its BatchNorm statistics and wrote its summary; one the safety
-#    timeout stopped did neither, so its last checkpoint's statistics are measured here (without them the
-#    exported model runs on momentum statistics: blotchy tones), and what it lacks is said, not fatal.
+# 3. Export and bring back <= 8 files: per run the ONNX (one part + its index) and one tar of its summary, loss
+#    curve and trainable weights. A run that ended measured its BatchNorm statistics and wrote its summary; one
+#    the safety timeout stopped did neither, so its last checkpoint's statistics are measured here (without them
+#    the exported model runs on momentum statistics: blotchy tones), and what it lacks is said, not fatal.
 for run in heldout all7; do
   if [ ! -f $RUNS/$run/summary.json ]; then
     echo "$run: stopped by the timeout; measuring the statistics of its last checkpoint"
     $PY -m training.recalibrate --checkpoint $RUNS/$run/checkpoints/last.pt --chips 384
   fi
   $PY -m training.export --checkpoint $RUNS/$run/checkpoints/last.pt --output $RUNS/$run.onnx \
-      --name terraform-pix2pix-seamless --version 0.4.0
+      --name terraform-pix2pix-contract2 --version "$VERSION"
   $PY -m training.pack --split $RUNS/$run.onnx --out "$OUT"
-  cp $RUNS/$run/summary.json "$OUT/$run.summary.json" 2>/dev/null || echo "$run: no summary (stopped by the timeout)"
-  cp $RUNS/$run/loss_curve.png "$OUT/$run.loss_curve.png" 2>/dev/null || echo "$run: no loss curve yet"
+  $PY -m training.trainable --checkpoint $RUNS/$run/checkpoints/last.pt --output $RUNS/$run.trainable.pt \
+      --version "$VERSION"
+  extras=$run.trainable.pt
+  cp $RUNS/$run/summary.json $RUNS/$run.summary.json 2>/dev/null && extras="$extras $run.summary.json" \
+    || echo "$run: no summary (stopped by the timeout)"
+  cp $RUNS/$run/loss_curve.png $RUNS/$run.loss_curve.png 2>/dev/null && extras="$extras $run.loss_curve.png" \
+    || echo "$run: no loss curve yet"
+  tar -cf "$OUT/$run.extras.tar" -C $RUNS $extras
 done
 ls -l "$OUT"

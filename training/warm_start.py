@@ -118,7 +118,7 @@ def load_generator_weights(generator: torch.nn.Module, path: str) -> dict:
 
 def _load_matching(net, source) -> dict:
     own = net.state_dict()
-    taken, widened = {}, 0
+    taken, widened, params = {}, 0, 0
     for k, v in source.items():
         if k not in own:
             continue
@@ -127,8 +127,11 @@ def _load_matching(net, source) -> dict:
         elif (embedded := _embed(own[k], v)) is not None:
             taken[k] = embedded
             widened += 1
+        else:
+            continue
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            params += v.numel()  # what came from the source: a widened tensor's new channels did not
     net.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in taken.items()}})
-    params = sum(own[k].numel() for k in taken if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     total = sum(p.numel() for p in net.parameters())
     return {"tensors": len(taken), "of_tensors": len(own), "widened": widened, "parameters": params,
             "of_parameters": total}

@@ -36,6 +36,7 @@ def write_pairs(root, regions=(("ALPHA", 3), ("BETA", 2)), places=True):
     fitted bounds do), 5 degrees of latitude apart from 45 N southwards: what contract-2 training needs."""
     ramp = training_ramp()
     seed = 0
+    os.makedirs(root, exist_ok=True)
     if places:
         from training.prepare import update_manifest
 

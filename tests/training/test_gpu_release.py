@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 
 from terraform_plugin.core.model import TerraformModel
 from training import pack
@@ -30,15 +31,20 @@ def test_one_call_trains_exports_and_returns_both_models(tmp_path, make_pairs):
     names = sorted(os.listdir(out))
     assert len(names) <= 8  # what one device call can bring back
     assert names == sorted(f"{run}.{what}" for run in ("all7", "heldout")
-                           for what in ("onnx.part000", "onnx.parts.json", "summary.json", "loss_curve.png"))
+                           for what in ("onnx.part000", "onnx.parts.json", "extras.tar"))
     regions = {}
     for run in ("heldout", "all7"):
         model_path = tmp_path / f"{run}.onnx"
         pack.join(str(out / f"{run}.onnx.parts.json"), str(model_path))
         model = TerraformModel(str(model_path), threads=1)  # the plugin's loader accepts it
-        assert (model.metadata.extra["name"], model.metadata.extra["version"]) == ("terraform-pix2pix-seamless", "0.4.0")
-        assert model.metadata.extra["architecture"]["ngf"] == 32
-        assert model.metadata.extra["batchnorm_statistics"]["recalibrated_on_chips"] > 0
-        regions[run] = model.metadata.extra["data"]["train_regions"]
-        assert json.loads((out / f"{run}.summary.json").read_text())["steps"] >= 1
+        meta = model.metadata
+        assert (meta.extra["name"], meta.extra["version"]) == ("terraform-pix2pix-contract2", "0.5.0")
+        assert meta.schema == 2 and meta.extra["architecture"]["ngf"] == 16
+        assert meta.extra["batchnorm_statistics"]["recalibrated_on_chips"] > 0
+        regions[run] = meta.extra["data"]["train_regions"]
+        assert [lk.id for lk in meta.looks] == regions[run]  # a look per training region
+        with tarfile.open(out / f"{run}.extras.tar") as tar:
+            assert sorted(tar.getnames()) == sorted(f"{run}.{what}" for what in ("trainable.pt", "summary.json",
+                                                                                 "loss_curve.png"))
+            assert json.load(tar.extractfile(f"{run}.summary.json"))["steps"] >= 1
     assert regions == {"heldout": ["ANDES"], "all7": ["ANDES", "CALI", "ITALY"]}

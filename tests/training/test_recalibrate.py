@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from training import checkpoint as ckpt
+from training.conditioning import conditioning_of
 from training.nets import REFERENCE, SEAMLESS, build_generator
 from training.recalibrate import batchnorms, main, recalibrate, training_inputs
 
@@ -96,7 +97,8 @@ def test_a_run_ends_recalibrated_and_the_export_says_so(exported, pairs_dir):
     assert state["batchnorm_statistics"]["regions"] == ["ALPHA"]
     net = ckpt.generator_from_checkpoint(state)
     saved = buffers(net)
-    recalibrate(net, training_inputs([pairs_dir], ["ALPHA"]))
+    # The same chips with the same conditioning draws (seeded per chip) as the run's own recalibration.
+    recalibrate(net, training_inputs([pairs_dir], ["ALPHA"], conditioning=conditioning_of(state)))
     assert same(saved, buffers(net))  # the checkpoint holds the training chips' statistics, not momentum ones
     meta = {p.key: json.loads(p.value) for p in onnx.load(path).metadata_props}
     assert meta["batchnorm_statistics"] == state["batchnorm_statistics"]
