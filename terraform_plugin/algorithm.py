@@ -31,21 +31,12 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from . import deps, guide_layer
+from .core.model import MODEL_FILE, bundled_model_path
 from .core.pipeline import NODATA_MODES  # numpy and GDAL only: onnxruntime is imported when a model loads
 from .help import SHORT_HELP
 from .qgis_compat import FILE_BEHAVIOR_FILE, FLAG_ADVANCED, NUMBER_DOUBLE, NUMBER_INTEGER, is_null
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
-MODEL_FILE = "terraform_generator.onnx"
-
-
-def bundled_model_path():
-    """The installed plugin's model, else the source tree's (running from a checkout); None if neither."""
-    for folder in (os.path.join(PLUGIN_DIR, "models"), os.path.join(os.path.dirname(PLUGIN_DIR), "models")):
-        path = os.path.join(folder, MODEL_FILE)
-        if os.path.isfile(path):
-            return path
-    return None
 
 
 def output_layer_name(input_name, sea_level):
@@ -229,7 +220,7 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         )
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Terraformed"))
         self._add_safety_parameters()  # issue 11
-        # issue 13: send the job to a Dask cluster (terraform_plugin.scale); Dask is optional.
+        # issue 13: send the job to a Dask cluster (terraform_plugin.cluster); Dask is optional.
         dask = QgsProcessingParameterString(self.DASK_SCHEDULER, "Dask scheduler address (empty = run here)",
                                             defaultValue="", optional=True)
         dask.setFlags(dask.flags() | FLAG_ADVANCED)
@@ -535,11 +526,11 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         scheduler = (self.parameterAsString(parameters, self.DASK_SCHEDULER, context) or "").strip()  # issue 13
         run = pipeline.run
         if scheduler:
-            from . import scale
+            from .cluster import runner
 
-            if scale.dask_problem():
-                raise QgsProcessingException(scale.dask_hint(scale.dask_problem()))
-            run = functools.partial(scale.run_on_dask, scheduler=scheduler)
+            if runner.dask_problem():
+                raise QgsProcessingException(runner.dask_hint(runner.dask_problem()))
+            run = functools.partial(runner.run_on_dask, scheduler=scheduler)
         request = pipeline.TerraformRequest(
             input_path=source,
             output_path=output,

@@ -37,7 +37,7 @@ def dask_wheels():
     """The wheels of the pinned dask[distributed] and its dependencies for QGIS's Python, fetched once into
     build/wheels/dask-<cpXY>/ (as `make plugin` fetches onnxruntime's); the installs below use them offline."""
     from terraform_plugin import deps
-    from terraform_plugin.scale import DASK_REQUIREMENT
+    from terraform_plugin.cluster.runner import DASK_REQUIREMENT
 
     version = DASK_REQUIREMENT.split("==")[1]
     folder = os.path.join(ROOT, "build", "wheels", f"dask-{version}-{CP}")
@@ -103,7 +103,7 @@ def test_offline_dask_install_then_the_scheduler_parameter_uses_it(bare_plugin, 
                                                                     tmp_path, demkit):
     """Dask as the optional component: installed offline into its own folder, checked, kept behind QGIS's own
     modules; afterwards Terraform DEM's Dask scheduler address reaches Dask (here: a scheduler that is not there)."""
-    from terraform_plugin.scale import DASK_REQUIREMENT
+    from terraform_plugin.cluster.runner import DASK_REQUIREMENT
 
     run, profile = bare_plugin
     done = run("run", "terraform:installdependencies", "--json", "--", f"WHEEL={local_wheel}", "DASK=true",

@@ -66,10 +66,10 @@ def test_without_dask_the_algorithm_says_how_to_install_it_and_runs_here(run_alg
 
     from qgis.core import QgsApplication, QgsProcessingException
 
-    from terraform_plugin import scale
+    from terraform_plugin.cluster import runner
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now fails, as where it is missing
-    assert scale.dask_problem()
+    assert runner.dask_problem()
     dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(100, 100))
     params = {"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(tmp_path / "out.tif")}
     with pytest.raises(QgsProcessingException) as error:
@@ -79,9 +79,9 @@ def test_without_dask_the_algorithm_says_how_to_install_it_and_runs_here(run_alg
     from terraform_plugin import deps
 
     assert "Also install Dask" in str(error.value)
-    assert f'--target "{deps.dask_deps_dir()}" "{scale.DASK_REQUIREMENT}"' in str(error.value)
+    assert f'--target "{deps.dask_deps_dir()}" "{runner.DASK_REQUIREMENT}"' in str(error.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif"]
     results, _ = run_alg({**params, "DASK_SCHEDULER": ""})
     assert gdal.Open(results["OUTPUT"]).RasterCount == 4
     alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
-    assert scale.DASK_REQUIREMENT in alg.parameterDefinition("DASK_SCHEDULER").help()
+    assert runner.DASK_REQUIREMENT in alg.parameterDefinition("DASK_SCHEDULER").help()
