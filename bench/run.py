@@ -123,7 +123,11 @@ def write_procedural_dem(path, size, rows_per_strip=512):
 
 
 def identity_model(folder) -> str:
-    from training.contract_models import write_model
+    """The tests' identity model (tests/v1models.py): the bench measures the engine's overhead with the model
+    the tests pin the engine's pixels with. Neither the bench nor the tests ship in the package."""
+    if os.path.join(ROOT, "tests") not in sys.path:
+        sys.path.append(os.path.join(ROOT, "tests"))
+    from v1models import write_model
 
     return write_model(os.path.join(folder, "identity.onnx"))
 
@@ -149,7 +153,7 @@ def throughput_model(folder):
         return path, "untrained generator of the trainer's default build, exported by training/: same cost"
     except Exception as exc:  # no torch, or the trainer changed: still measure, and say so
         print(f"(no generator to export: {exc}; using the identity model)", file=sys.stderr)
-        return identity_model(folder), "identity contract model (training/contract_models.py): engine overhead only"
+        return identity_model(folder), "identity contract model (tests/v1models.py): engine overhead only"
 
 
 def v2_generator(folder):
@@ -995,7 +999,7 @@ def main(argv=None):
                 results.pop("throughput")  # the old single-row format
         if "memory" in args.sections:  # first, so the parent process is still small when it forks
             results["memory"] = measure_memory(folder, args.sizes)
-            results["memory_model"] = "identity contract model (training/contract_models.py), 1 onnxruntime thread"
+            results["memory_model"] = "identity contract model (tests/v1models.py), 1 onnxruntime thread"
         if "throughput" in args.sections:
             print("throughput...", flush=True)
             fresh = measure_throughput(

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 from osgeo import gdal
-from training.contract_models import write_model
+from v1models import write_model
 
 from terraform_plugin.cluster import cli, runner
 from terraform_plugin.core import guard, parts, pipeline

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from osgeo import gdal
-from training.contract_models import write_model
+from v1models import write_model
 
 from disks import fill_when, small_disk
 from rasters import terrain, write_dem

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from training.contract_models import write_model
+from v1models import write_model
 from osgeo import gdal
 
 from terraform_plugin.core import guard, pipeline
