@@ -143,14 +143,14 @@ def throughput_model(folder):
         from terraform_plugin.core.ramp import training_ramp
         from terraform_plugin.core.schema import build_metadata, stamp
         from training.export import to_onnx
-        from training.nets import build_generator
+        from training.nets import NUM_DOWNS, build_generator
 
         path = os.path.join(folder, "generator_untrained.onnx")
-        generator = build_generator().eval()
+        generator = build_generator(num_downs=NUM_DOWNS).eval()  # contract 1: the U-Net 256, seamless build
         model = to_onnx(generator, path)
         stamp(model, build_metadata(training_ramp(), name="generator-untrained", version="bench"))
         onnx.save(model, path)
-        return path, "untrained generator of the trainer's default build, exported by training/: same cost"
+        return path, "untrained contract-1 U-Net 256 (seamless build), exported by training/: same cost"
     except Exception as exc:  # no torch, or the trainer changed: still measure, and say so
         print(f"(no generator to export: {exc}; using the identity model)", file=sys.stderr)
         return identity_model(folder), "identity contract model (tests/v1models.py): engine overhead only"
