@@ -127,7 +127,7 @@ def test_transparent_no_data_and_model_designer(qgis_app, models, tmp_path, kit)
 
 
 def test_bundled_model_runs_when_present(run_alg, tmp_path, kit):
-    from terraform_plugin.algorithm import bundled_model_path
+    from terraform_plugin.core.model import bundled_model_path
 
     if bundled_model_path() is None:
         pytest.skip("models/terraform_generator.onnx not trained/exported yet")
