@@ -581,9 +581,9 @@ def _profile_lines(rows):
     return lines
 
 
-# What issue 9 changed in the engine, and what it measured (kept here: the README is regenerated from this file).
+# What made the engine cheaper, and what it measured (kept here: the README is regenerated from this file).
 ENGINE_NOTES = [
-    "### What made the engine cheaper (issue 9)",
+    "### What made the engine cheaper",
     "",
     "Before, on a quiet machine (2026-12-01 18:30, same model, 2 threads, batches of 8): ratio 0.801 at 4096² "
     "and 0.788 at 8192², engine CPU 3.69 / 3.84 ms per chip; per stage at 4096² (CPU ms/chip): read 0.775, "
@@ -631,7 +631,7 @@ ENGINE_NOTES = [
     "for twice the file. A freed-memory experiment (glibc `MALLOC_MMAP_THRESHOLD_`) changed nothing: the run "
     "takes ~50 page faults per chip.",
     "",
-    "### The model never waits for the engine (issue 9, second round)",
+    "### The model never waits for the engine",
     "",
     "After the first round the engine's CPU was near its floor (ZSTD, decompressing the DEM, the colour "
     "table), but the model still waited for it: the main thread blended, finished rows and copied the next "
@@ -866,7 +866,7 @@ def write_readme(results):
             "overviews are built. Stripes are at most 8192 px wide, so what the run adds stops growing from 8k² "
             "on (a 4k² raster is one narrower stripe). Peak RSS moves by tens of MB from run to run (how far the "
             "reader runs ahead, the allocator keeping freed blocks): 8192² gave 480 and 547 MB in two runs of the "
-            "same code on 2026-12-01. Since issue 9's second round the chip rows read ahead are held cut into the "
+            "same code on 2026-12-01. Since \"The model never waits for the engine\" (above) the chip rows read ahead are held cut into the "
             "model's batches (a third more bytes: the chips overlap) and up to two batches of predictions wait for "
             "the blender thread; measured 2026-12-02, the run added 231 / 400 / 486 MB at 4k² / 8k² / 16k² "
             "(before: 229 / 425 / 499).",
