@@ -6,7 +6,6 @@ Workers import this module by name (``sealed_task``): it must stay importable wh
 
 import logging
 import os
-import pickle
 import threading
 import time
 import uuid
@@ -25,11 +24,13 @@ _PLANS_LOCK = threading.Lock()
 
 
 def write_plan(plan, folder) -> str:
-    """The plan, pickled into the parts folder under a name of this run's own (earlier runs' plans removed);
-    returns its path. Each worker reads it once (``_worker_plan``): sealed into every part's task instead, a
-    colour guide's coarse grid (tens of MB for a continent) would travel once per part, and as a Dask future the
-    parts would follow it to the one worker holding it, or fail with it when that worker is lost. The parts
-    folder is one every worker sees already, and it goes with the parts."""
+    """The plan, serialized as Dask serializes every task's data (its pickle), into the parts folder under a name of
+    this run's own (earlier runs' plans removed); returns its path. Each worker reads it once (``_worker_plan``):
+    sealed into every part's task instead, a colour guide's coarse grid (tens of MB for a continent) would travel
+    once per part, and as a Dask future the parts would follow it to the one worker holding it, or fail with it when
+    that worker is lost. The parts folder is one every worker sees already, and it goes with the parts."""
+    from distributed.protocol.pickle import dumps
+
     for entry in os.scandir(folder):
         if entry.name.startswith(PLAN_PREFIX):
             os.remove(entry.path)
@@ -37,7 +38,7 @@ def write_plan(plan, folder) -> str:
     temp = temp_name(path, ".tmp")
     try:
         with open(temp, "wb") as f:
-            pickle.dump(plan, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.write(dumps(plan))
         os.replace(temp, path)
     except OSError as exc:  # a full disk above all: said so, nothing half-written left
         if os.path.exists(temp):
@@ -91,11 +92,13 @@ def _worker_model(path, threads):
 
 def _worker_plan(path):
     """The run's plan from its file in the parts folder (``write_plan``), read once per worker process."""
+    from distributed.protocol.pickle import loads
+
     with _PLANS_LOCK:
         if path not in _PLANS:
             try:
                 with open(path, "rb") as f:
-                    plan = pickle.load(f)  # noqa: S301 (the client's own plan, in the run's own folder)
+                    plan = loads(f.read())  # the client's own plan, in its own folder: a worker trusts its client
             except OSError as exc:
                 raise ClusterError(f"this worker cannot read the run's plan {path} ({exc.strerror or exc}): the output "
                                    "folder must be on a filesystem every worker mounts at the same path") from None
