@@ -72,7 +72,7 @@ class TerraformDemAlgorithm(QgsProcessingAlgorithm):
         if isinstance(model, str) and model and not model.lower().endswith(".onnx"):  # QGIS would not say why
             return False, f"The model must be an ONNX file (.onnx), got {model}."
         source = parameters.get(p.INPUT)
-        draft = TerraformRequest(source if isinstance(source, str) else "", "", "", **p.plain_fields(parameters))
+        draft = TerraformRequest(source if isinstance(source, str) else "", "", "", **p.plain_fields(self, parameters))
         try:
             check_settings(draft)
             if draft.input_path and os.path.exists(draft.input_path):  # a path (a layer is checked in the run)

@@ -167,21 +167,22 @@ def request_fields(alg, parameters, context) -> dict:
     return fields
 
 
-def plain_fields(parameters) -> dict:
+def plain_fields(alg, parameters) -> dict:
     """The same from the values as given, where they are plain numbers or booleans (a dialog's, or qgis_process's
-    text): what can be checked before QGIS evaluates anything. The others keep their defaults."""
+    text): what can be checked before QGIS evaluates anything. The others are left out (core's defaults)."""
     fields = {}
     for name, field in FIELDS.items():
-        value, kind = parameters.get(name), type(getattr(DEFAULTS, field))
-        if kind is bool:
-            if isinstance(value, bool) or str(value).lower() in ("true", "false"):
-                fields[field] = value is True or str(value).lower() == "true"
-        elif kind is not str and not isinstance(value, bool) and not is_null(value):
+        definition, value = alg.parameterDefinition(name), parameters.get(name)
+        if is_null(value) or not isinstance(value, (bool, int, float, str)):
+            continue  # unset, or for QGIS to evaluate (an expression): core checks it in the run
+        if definition.type() == "boolean" and str(value).lower() in ("true", "false"):
+            fields[field] = str(value).lower() == "true"
+        elif definition.type() in ("number", "band") and not isinstance(value, bool):
             try:
                 number = float(value)
-            except (TypeError, ValueError):
-                continue  # an expression, a QgsProperty: QGIS evaluates it, core checks the result in the run
-            fields[field] = _whole_as_int(number) if kind is int else number
+            except ValueError:
+                continue  # text QGIS's own check refuses
+            fields[field] = _whole_as_int(number) if _counts(definition) else number
     return fields
 
 
