@@ -1,4 +1,4 @@
-"""Benchmarks of the Dask runs (terraform_plugin.scale) -> bench/dask_results.json and the "Dask" section of
+"""Benchmarks of the Dask runs (terraform_plugin.cluster) -> bench/dask_results.json and the "Dask" section of
 bench/README.md (appended after bench/run.py's tables; `make bench` runs both, in that order).
 
 1. Scheduler overhead per task: 1000 empty tasks on a LocalCluster of 2 worker processes (throughput), 50
@@ -30,9 +30,10 @@ sys.path.insert(0, HERE)
 from run import ROOT, dem_of_size, throughput_model  # noqa: E402 (bench/run.py: one DEM and model recipe)
 
 sys.path.insert(0, ROOT)
-from terraform_plugin import scale  # noqa: E402
+from terraform_plugin.cluster import runner  # noqa: E402
 from terraform_plugin.core import chips as chip_math  # noqa: E402
 from terraform_plugin.core import pipeline  # noqa: E402
+from terraform_plugin.core.model import default_threads  # noqa: E402
 
 RESULTS = os.path.join(HERE, "dask_results.json")
 README = os.path.join(HERE, "README.md")
@@ -90,12 +91,12 @@ def dask_run(dem, model, folder, workers, part_width):
 
     out = os.path.join(folder, f"dask_{workers}.tif")
     t = time.perf_counter()
-    cores = scale.pipeline_cores()
+    cores = default_threads()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         start_s = time.perf_counter() - t
         t = time.perf_counter()
-        result = scale.run_on_dask(pipeline.TerraformRequest(dem, out, model), scheduler=cluster.scheduler_address,
-                                   part_width=part_width)
+        result = runner.run_on_dask(pipeline.TerraformRequest(dem, out, model), scheduler=cluster.scheduler_address,
+                                    part_width=part_width)
         wall = time.perf_counter() - t
         with Client(cluster) as client:
             rss = sorted(client.run(_maxrss_mb).values())
@@ -267,7 +268,7 @@ def write_readme(results):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=8192)
-    p.add_argument("--part-width", type=int, default=scale.PART_WIDTH)
+    p.add_argument("--part-width", type=int, default=runner.PART_WIDTH)
     p.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     p.add_argument("--keep", help="folder for the DEM (kept between runs)")
     p.add_argument("--dask-only", action="store_true", help="redo only the Dask rows (the rest from " + RESULTS + ")")

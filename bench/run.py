@@ -123,7 +123,11 @@ def write_procedural_dem(path, size, rows_per_strip=512):
 
 
 def identity_model(folder) -> str:
-    from training.contract_models import write_model
+    """The tests' identity model (tests/v1models.py): the bench measures the engine's overhead with the model
+    the tests pin the engine's pixels with. Neither the bench nor the tests ship in the package."""
+    if os.path.join(ROOT, "tests") not in sys.path:
+        sys.path.append(os.path.join(ROOT, "tests"))
+    from v1models import write_model
 
     return write_model(os.path.join(folder, "identity.onnx"))
 
@@ -139,17 +143,17 @@ def throughput_model(folder):
         from terraform_plugin.core.ramp import training_ramp
         from terraform_plugin.core.schema import build_metadata, stamp
         from training.export import to_onnx
-        from training.nets import build_generator
+        from training.nets import NUM_DOWNS, build_generator
 
         path = os.path.join(folder, "generator_untrained.onnx")
-        generator = build_generator().eval()
+        generator = build_generator(num_downs=NUM_DOWNS).eval()  # contract 1: the U-Net 256, seamless build
         model = to_onnx(generator, path)
         stamp(model, build_metadata(training_ramp(), name="generator-untrained", version="bench"))
         onnx.save(model, path)
-        return path, "untrained generator of the trainer's default build, exported by training/: same cost"
+        return path, "untrained contract-1 U-Net 256 (seamless build), exported by training/: same cost"
     except Exception as exc:  # no torch, or the trainer changed: still measure, and say so
         print(f"(no generator to export: {exc}; using the identity model)", file=sys.stderr)
-        return identity_model(folder), "identity contract model (training/contract_models.py): engine overhead only"
+        return identity_model(folder), "identity contract model (tests/v1models.py): engine overhead only"
 
 
 def v2_generator(folder):
@@ -577,9 +581,9 @@ def _profile_lines(rows):
     return lines
 
 
-# What issue 9 changed in the engine, and what it measured (kept here: the README is regenerated from this file).
+# What made the engine cheaper, and what it measured (kept here: the README is regenerated from this file).
 ENGINE_NOTES = [
-    "### What made the engine cheaper (issue 9)",
+    "### What made the engine cheaper",
     "",
     "Before, on a quiet machine (2026-12-01 18:30, same model, 2 threads, batches of 8): ratio 0.801 at 4096² "
     "and 0.788 at 8192², engine CPU 3.69 / 3.84 ms per chip; per stage at 4096² (CPU ms/chip): read 0.775, "
@@ -627,7 +631,7 @@ ENGINE_NOTES = [
     "for twice the file. A freed-memory experiment (glibc `MALLOC_MMAP_THRESHOLD_`) changed nothing: the run "
     "takes ~50 page faults per chip.",
     "",
-    "### The model never waits for the engine (issue 9, second round)",
+    "### The model never waits for the engine",
     "",
     "After the first round the engine's CPU was near its floor (ZSTD, decompressing the DEM, the colour "
     "table), but the model still waited for it: the main thread blended, finished rows and copied the next "
@@ -862,7 +866,7 @@ def write_readme(results):
             "overviews are built. Stripes are at most 8192 px wide, so what the run adds stops growing from 8k² "
             "on (a 4k² raster is one narrower stripe). Peak RSS moves by tens of MB from run to run (how far the "
             "reader runs ahead, the allocator keeping freed blocks): 8192² gave 480 and 547 MB in two runs of the "
-            "same code on 2026-12-01. Since issue 9's second round the chip rows read ahead are held cut into the "
+            "same code on 2026-12-01. Since \"The model never waits for the engine\" (above) the chip rows read ahead are held cut into the "
             "model's batches (a third more bytes: the chips overlap) and up to two batches of predictions wait for "
             "the blender thread; measured 2026-12-02, the run added 231 / 400 / 486 MB at 4k² / 8k² / 16k² "
             "(before: 229 / 425 / 499).",
@@ -995,7 +999,7 @@ def main(argv=None):
                 results.pop("throughput")  # the old single-row format
         if "memory" in args.sections:  # first, so the parent process is still small when it forks
             results["memory"] = measure_memory(folder, args.sizes)
-            results["memory_model"] = "identity contract model (training/contract_models.py), 1 onnxruntime thread"
+            results["memory_model"] = "identity contract model (tests/v1models.py), 1 onnxruntime thread"
         if "throughput" in args.sections:
             print("throughput...", flush=True)
             fresh = measure_throughput(

@@ -1,4 +1,4 @@
-"""GUIDE as any QGIS raster layer: what the engine is given for it.
+"""GUIDE as any QGIS raster layer: what the engine is given for it (``with_guide``).
 
 A layer GDAL reads itself (provider 'gdal': a GeoTIFF, a VRT, a GeoPackage raster, a GDAL WMS description) is
 passed by its source, and the engine reads it directly. Any other layer (a QGIS XYZ, WMS or WMTS web layer, whose
@@ -8,6 +8,7 @@ layer's CRS; the engine then warps and averages that like any file. Rendering ne
 it is the provider's, as when QGIS draws the layer (file:// tiles work without one).
 """
 
+import dataclasses
 import math
 import os
 import re
@@ -17,8 +18,13 @@ import numpy as np
 from osgeo import gdal, osr
 from qgis.core import Qgis, QgsRectangle
 
+from .core.errors import TerraformError
 from .core.gdalcall import gdal_call
+from .core.grid import processing_grid
 from .core.guide import PAD_CELLS
+from .core.onnxmeta import read_metadata
+from .core.request import check_request
+from .core.source import open_dem
 
 # Rendering pixels per coarse cell side: GDAL then averages 16 of them into each cell, enough for a palette.
 PIXELS_PER_CELL = 4
@@ -30,6 +36,36 @@ ARGB_TYPES = (Qgis.DataType.ARGB32, Qgis.DataType.ARGB32_Premultiplied)
 
 class GuideLayerError(Exception):
     """The layer cannot be rendered as a guide (the algorithm reports it as a QgsProcessingException)."""
+
+
+def with_guide(request, layer, scratch, feedback=None):
+    """``request`` with ``layer`` as its guide: a layer GDAL reads, by its source; any other rendered over the DEM
+    into a temporary GeoTIFF in the folder ``scratch()`` gives, once the rest of the request has passed the
+    engine's checks, and named by its public source. A model that takes no guide (or a broken model or DEM) gets
+    the layer's source unrendered: the engine refuses the run in its own words."""
+    if not needs_rendering(layer):
+        return dataclasses.replace(request, guide_path=gdal_source(layer))
+    label = public_source(layer)
+    target = _rendering_target(request)
+    if target is None:
+        return dataclasses.replace(request, guide_path=layer.source(), guide_label=label)
+    check_request(request)  # before rendering: a wrong output path should not wait for it
+    grid, coarse_px = target
+    path = render(layer, grid, coarse_px, os.path.join(scratch(), "guide.tif"), feedback)
+    return dataclasses.replace(request, guide_path=path, guide_label=label)
+
+
+def _rendering_target(request):
+    """(processing grid, coarse_px) a web layer is rendered for, or None where the engine will refuse the run."""
+    try:
+        metadata = read_metadata(request.model_path)
+        spec = metadata.plane("guide_rgb")
+        if spec is None:
+            return None
+        grid = processing_grid(open_dem(request.input_path), request.resolution_m or metadata.resolution_m)
+    except TerraformError:
+        return None
+    return grid, spec.options["coarse_px"]
 
 
 def needs_rendering(layer) -> bool:

@@ -356,7 +356,7 @@ def check_installed(info, py, numpy_version, staging):
 def install_dask(wheels=None, target=None, log=print, progress=lambda p: None, cancelled=None, python=None):
     """Install (or repair) the pinned dask[distributed] and its dependencies for QGIS's Python into its own
     folder; ``wheels``: a folder of wheels to install from offline. Returns a dict report; raises InstallError."""
-    from .scale import DASK_REQUIREMENT  # scale imports no dask (nor onnxruntime) at import time
+    from .cluster.runner import DASK_REQUIREMENT  # the runner imports no dask (nor onnxruntime) at import time
 
     python = python or deps.python_executable()
     target = os.path.abspath(target or deps.dask_deps_dir())

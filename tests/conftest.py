@@ -1,5 +1,6 @@
 """Shared fixtures: one offscreen QgsApplication with Processing and the Terraform provider, small DEMs the
-tests write, the contract ONNX models of training.contract_models, and a qgis_process.bin runner on the built plugin.
+tests write (tests/rasters.py), contract-1 ONNX models (tests/v1models.py), and a qgis_process.bin runner on the
+built plugin.
 
 QGIS is only started when a test asks for it (core and training tests stay free of it).
 """
@@ -8,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,38 +25,26 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # -- rasters ---------------------------------------------------------------------------------------------
 
 
-def utm_wkt(epsg=32633):
-    return rasters.crs_wkt(f"EPSG:{epsg}")
-
-
-def terrain(height, width, seed=0, low=-300.0, high=3000.0):
-    """The shared synthetic relief, kept below 3000 m here so plugin runs have sea and mid-range land."""
-    return rasters.terrain(height, width, seed, low, high)
-
-
-def write_dem(path, z, wkt="utm", **kwargs):
-    """GeoTIFF of ``z``; ``wkt`` None writes a raster with no CRS."""
-    return rasters.write_dem(path, z, crs="EPSG:32633" if wkt == "utm" else wkt, **kwargs)
-
-
-class DemKit:
-    """Raster helpers for test modules (they take the ``demkit`` fixture: conftests are not importable by name
-    when several directories have one)."""
-
-    terrain = staticmethod(terrain)
-    write = staticmethod(write_dem)
-    utm_wkt = staticmethod(utm_wkt)
-
-
 @pytest.fixture(scope="session")
-def demkit():
-    return DemKit
+def kit():
+    """tests/rasters.py's helpers - synthetic relief, GeoTIFFs of it, what an identity model makes of them - for
+    test modules that take them as a fixture rather than import them."""
+    return SimpleNamespace(
+        terrain=rasters.terrain,
+        crs_wkt=rasters.crs_wkt,
+        write_dem=rasters.write_dem,
+        grid_elevation=rasters.grid_elevation,
+        colourised=rasters.colourised,
+        expected=rasters.expected,
+        read_rgba=rasters.read_rgba,
+    )
 
 
 @pytest.fixture
 def dem(tmp_path):
-    """A 300 x 280 px UTM DEM at 200 m (the model's resolution): 4 chips at the default overlap."""
-    return write_dem(tmp_path / "dem.tif", terrain(280, 300))
+    """A 300 x 280 px UTM DEM at 200 m (the model's resolution): 4 chips at the default overlap; relief from
+    -300 to 3000 m, so that a run has sea and mid-range land."""
+    return rasters.write_dem(tmp_path / "dem.tif", rasters.terrain(280, 300, low=-300.0, high=3000.0))
 
 
 # -- models ----------------------------------------------------------------------------------------------
@@ -62,10 +52,10 @@ def dem(tmp_path):
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
-    """Contract models (training.contract_models) and broken ones, by name -> path."""
+    """Contract-1 models (tests/v1models.py) and broken ones, by name -> path."""
     import json
 
-    from training.contract_models import contract_metadata, write_model
+    from v1models import contract_metadata, write_model
 
     d = tmp_path_factory.mktemp("models")
     invalid = contract_metadata(ramp=json.dumps({"stops": [[0, 1, 2, 3]], "below": [0, 0, 0]}))

@@ -1,5 +1,10 @@
-"""Small rasters the tests write themselves: smooth synthetic relief and GeoTIFFs of it (one copy for all
-test folders; the conftests hand these out through fixtures)."""
+"""Small rasters the tests write themselves: smooth synthetic relief and GeoTIFFs of it, and what an identity
+model must make of them (one copy for all test folders; test modules import it, or take the ``kit`` fixture).
+
+``expected`` is the DEM resampled onto the processing grid (core.source, tested on its own in test_source.py)
+and colourised: with an identity generator, any seam, shift, darkened edge or lost pixel in the output is the
+tiling, blending or writing's fault.
+"""
 
 import numpy as np
 from osgeo import gdal, osr
@@ -112,3 +117,36 @@ def write_photo(path, height=48, width=64, alpha=False, driver="JPEG"):
         options = ["PHOTOMETRIC=RGB"] + (["ALPHA=YES"] if alpha else [])
         gdal.GetDriverByName("GTiff").CreateCopy(str(path), mem, options=options)
     return str(path)
+
+
+# -- what an identity model must reproduce ---------------------------------------------------------------
+
+
+def grid_elevation(input_path, resolution_m, band=1):
+    """(z on the processing grid with NaN for nodata, grid)."""
+    from terraform_plugin.core import source
+    from terraform_plugin.core.grid import processing_grid
+
+    dataset = gdal.Open(str(input_path))
+    grid = processing_grid(dataset, resolution_m)
+    return source.ResampledSource(dataset, band, grid).read(0, 0, grid.width, grid.height), grid
+
+
+def colourised(z, sea_level=0.0, vertical_scale=1.0):
+    from terraform_plugin.core.ramp import training_ramp
+    from terraform_plugin.core.relief import Relief
+
+    relief = Relief(sea_level, vertical_scale)
+    return training_ramp().colourise(relief.ramp_elevation(z), sea=relief.sea_mask(z))
+
+
+def expected(input_path, resolution_m, sea_level=0.0, vertical_scale=1.0, band=1):
+    """(rgb, valid, grid) an identity model must reproduce."""
+    z, grid = grid_elevation(input_path, resolution_m, band)
+    return colourised(z, sea_level, vertical_scale), np.isfinite(z), grid
+
+
+def read_rgba(path):
+    dataset = gdal.Open(str(path))
+    assert dataset.RasterCount == 4
+    return dataset.ReadAsArray().transpose(1, 2, 0)

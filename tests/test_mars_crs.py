@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from training.contract_models import write_model
+from v1models import write_model
 from terraform_plugin.core import pipeline
 from terraform_plugin.core.grid import pixel_size_in_crs_units, processing_grid
 from terraform_plugin.core.ramp import training_ramp

@@ -1,6 +1,6 @@
 """pyproject.toml against the files it must agree with: the pins of requirements.txt (the development
 environment `make setup` builds) and the one version (terraform_plugin/core/version.py, which metadata.txt
-mirrors). What pip builds from it is checked in tests/scale/test_cluster_recipe.py, which installs it."""
+mirrors). What pip builds from it is checked in tests/cluster/test_cluster_recipe.py, which installs it."""
 
 import os
 import tomllib
@@ -51,7 +51,7 @@ def test_version_comes_from_the_plugins_version_module():
     config = pyproject()
     assert "version" not in config["project"] and "version" in config["project"]["dynamic"]
     assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "terraform_plugin.core.version.VERSION"}
-    assert VERSION  # what pip reads (tests/scale/test_cluster_recipe.py checks the installed metadata says it)
+    assert VERSION  # what pip reads (tests/cluster/test_cluster_recipe.py checks the installed metadata says it)
 
 
 def test_console_commands_name_functions_that_exist():

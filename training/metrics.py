@@ -71,8 +71,9 @@ def _luminance(a) -> np.ndarray:
     return a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-# Periodic-artefact score (issue 8): a bin is a peak when its power exceeds PEAK_FACTOR times the median of
-# its PEAK_WINDOW x PEAK_WINDOW neighbourhood; bins within DC_RADIUS of the zero frequency are left out.
+# Periodic-artefact score (the dot lattice a transposed convolution paints, see nets.SEAMLESS): a bin is a peak
+# when its power exceeds PEAK_FACTOR times the median of its PEAK_WINDOW x PEAK_WINDOW neighbourhood; bins
+# within DC_RADIUS of the zero frequency are left out.
 # Radius 4, not 2: the Hann window's main lobe spans +-2 bins and the spectrum's steep low-frequency slope
 # just outside it beats any 9x9 median; at radius 2 real CALI chips scored 0.022, at 4 they score 6e-5
 # (a 2 px lattice of +10 grey levels on the real mosaic: 0.04, whatever the radius).

@@ -19,7 +19,7 @@ from torch import nn
 NUM_DOWNS = 8  # the paper's U-Net 256: 256 px -> 1 px bottleneck, only 256 x 256 chips
 
 
-# What the released generator is made of (issue 8), each chosen by measurement (docs/training.md):
+# What the released generator is made of, each chosen by measurement (docs/training.md):
 # - upsample "bilinear": bilinear x2 + 3x3 convolution. A 4x4 stride-2 transposed convolution paints a
 #   dot lattice (Odena et al. 2016); nearest x2 + 3x3 left a 2-px hatching over mountains.
 # - norm "batch": BatchNorm, exported in eval mode = a fixed per-channel affine. InstanceNorm normalises
@@ -29,8 +29,13 @@ NUM_DOWNS = 8  # the paper's U-Net 256: 256 px -> 1 px bottleneck, only 256 x 25
 # - no dropout: with BatchNorm's running statistics, dropout in training shifts the variance the next
 #   layer sees between train and eval mode, and the generator ignores that noise anyway (Isola et al.).
 SEAMLESS = {"upsample": "bilinear", "norm": "batch", "padding": "reflect", "dropout": False}
-# Checkpoints written before these options existed were built like this (the reference pix2pix).
-REFERENCE = {"upsample": "transposed", "norm": "instance", "padding": "zeros", "dropout": True}
+# Checkpoints written before these options existed were built like this (the reference pix2pix U-Net 256): the
+# defaults of UnetGenerator, which ``from_config`` fills in for the keys a checkpoint's config lacks.
+REFERENCE = {"upsample": "transposed", "norm": "instance", "padding": "zeros", "dropout": True,
+             "num_downs": NUM_DOWNS}
+# The trainer's default depth (training/train.py's DEFAULT_NUM_DOWNS; tests/training/test_nets.py keeps them
+# equal): 5 levels, model contract 2 (tiling-independent, receptive radius 96 px, alignment 32).
+DEFAULT_NUM_DOWNS = 5
 UPSAMPLES = ("transposed", "bilinear", "nearest")
 NORMS = ("instance", "batch")
 PADDINGS = ("zeros", "reflect")
@@ -216,8 +221,12 @@ def init_weights(net, gain=0.02, generator=None):
 
 
 def build_generator(ngf=64, max_channels=None, **arch):
-    """``arch``: dropout, upsample, norm, padding, num_downs, cond_nc (defaults: the reference pix2pix)."""
-    return init_weights(UnetGenerator(ngf=ngf, max_channels=max_channels, **arch))
+    """A freshly initialised generator. ``arch``: dropout, upsample, norm, padding, num_downs, cond_nc,
+    cond_stride; the defaults are the trainer's (``SEAMLESS`` at ``DEFAULT_NUM_DOWNS`` levels: contract 2,
+    unconditioned unless ``cond_nc``). ``**REFERENCE`` builds the paper's U-Net 256 (UnetGenerator's own
+    defaults, which a checkpoint's config leaves out)."""
+    return init_weights(UnetGenerator(ngf=ngf, max_channels=max_channels,
+                                      **{**SEAMLESS, "num_downs": DEFAULT_NUM_DOWNS, **arch}))
 
 
 def build_discriminator(ndf=64):

@@ -26,7 +26,7 @@ from terraform_plugin.core.ramp import training_ramp
 from terraform_plugin.core.schema import build_metadata, stamp
 
 from .export import to_onnx, weights_to_fp16
-from .nets import build_generator, count_params
+from .nets import REFERENCE, build_generator, count_params
 from .quantize import copy_metadata, quantize_static_qdq, quantize_weights_int8, ramp_chips
 
 SHARED_PAIRS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "seed-pairs")
@@ -153,7 +153,7 @@ def study(candidates, repeats, threads, data_dirs, folder):
     for name, ngf, cap, factor in candidates:
         t0 = time.perf_counter()
         torch.manual_seed(0)
-        net = build_generator(ngf, cap, dropout=True).eval()
+        net = build_generator(ngf, cap, **REFERENCE).eval()  # the contract-1 sizes studied
         tag = name.replace(" ", "_")
         paths = export_variants(net, folder, tag, ngf, cap, calib)
         sizes = {v: os.path.getsize(p) for v, p in paths.items()}

@@ -21,6 +21,7 @@ One layout for both model contracts:
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -30,8 +31,8 @@ from .errors import InputError
 DEFAULT_OVERLAP = 64
 
 
-def check_overlap(overlap, tile: int) -> int:
-    """Validated overlap in pixels: 0 <= overlap <= tile / 2.
+def check_overlap(overlap, tile: Optional[int] = None) -> int:
+    """Validated overlap in pixels: 0 <= overlap <= tile / 2 (``tile`` None, the model not known yet: >= 0).
 
     Half a tile is the largest useful overlap: the two edge ramps then meet in the middle (a full Hann window,
     the classic 50 % overlap); beyond it every pixel would be computed more than twice per axis for nothing.
@@ -42,6 +43,10 @@ def check_overlap(overlap, tile: int) -> int:
         else:
             raise InputError(f"overlap must be a whole number of pixels, got {overlap!r}")
     overlap = int(overlap)
+    if tile is None:
+        if overlap < 0:
+            raise InputError(f"overlap must be 0 pixels or more, got {overlap}")
+        return overlap
     if not 0 <= overlap <= tile // 2:
         raise InputError(
             f"overlap must lie between 0 and {tile // 2} pixels (half of the model's {tile} px chip), got {overlap}"

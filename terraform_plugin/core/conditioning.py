@@ -8,7 +8,7 @@ tile, stripe or part gives a pixel the same planes.
 The choices (which look, which latitude, which guide) are checked once, when the run is planned, against what
 the model declares; a contract-1 model takes none and refuses them with the reason. The guide is warped onto
 the coarse grid of the whole processing grid once, then (``core.guide.GuidePlanes``) held in memory and
-pickled with the plan: each Dask worker reads it once with the plan (``terraform_plugin.scale``), never the
+pickled with the plan: each Dask worker reads it once with the plan (``terraform_plugin.cluster``), never the
 guide's own file.
 """
 

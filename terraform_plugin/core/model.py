@@ -8,6 +8,20 @@ from .errors import DependencyError, ModelError
 from .schema import ModelMetadata, parse_metadata
 
 ORT_INSTALL_HINT = "onnxruntime is not installed for this Python"
+MODEL_FILE = "terraform_generator.onnx"  # the bundled model's file name
+# Where the bundled model is: terraform_plugin/models/ (the plugin build and the wheel put it there), else
+# models/ beside the package (a checkout).
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLED_MODEL_DIRS = (os.path.join(_PACKAGE_DIR, "models"), os.path.join(os.path.dirname(_PACKAGE_DIR), "models"))
+
+
+def bundled_model_path():
+    """The bundled model's path (installed plugin or wheel first, then the checkout's), or None if neither."""
+    for folder in BUNDLED_MODEL_DIRS:
+        path = os.path.join(folder, MODEL_FILE)
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def import_onnxruntime():

@@ -1,5 +1,5 @@
 """A run in parts: each column stripe of the plan into its own GeoTIFF, a manifest of the finished parts, and
-one output assembled from them. No Dask here: any runner (``terraform_plugin.scale`` puts the parts on a Dask
+one output assembled from them. No Dask here: any runner (``terraform_plugin.cluster`` puts the parts on a Dask
 cluster) calls ``compute_part`` for each stripe and ``assemble`` once at the end.
 
 Why stripes: the chip layout is global and a stripe is computed from the plan alone (``pipeline.write_mosaic``

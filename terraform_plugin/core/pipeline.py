@@ -113,7 +113,8 @@ def start(request: TerraformRequest, log, model=None, model_threads=None):
 
 
 def remove_stale_temps(request, output_path, log):
-    """What killed runs left beside the output and the preview: temporaries whose writer is gone (issue 11)."""
+    """What killed runs left beside the output and the preview: temporaries whose writer is gone
+    (``guard.remove_stale_temps``: a killed run cannot clean up after itself)."""
     for target in filter(None, (output_path, request.preview_path)):
         guard.remove_stale_temps(target, log)
 

@@ -92,7 +92,7 @@ def sample_elevations(band, max_samples: int = DEFAULT_MAX_SAMPLES, limit=None) 
     At most ``max_samples`` pixels are read, whatever the raster's size: the finest overview that fits when the
     band has overviews (already computed, cheap to read), else a nearest-neighbour decimated read in strips.
     Nodata (the band's nodata value, NaN, or a mask/alpha band) is dropped, and so are values beyond ±``limit``
-    (non-physical fill values that would otherwise set the percentile: issue 11).
+    (non-physical fill values, which would otherwise set the percentile).
     """
     from osgeo import gdal
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import guard
-from .chips import DEFAULT_OVERLAP
+from .chips import DEFAULT_OVERLAP, check_overlap
 from .errors import InputError, OutputError
 from .grid import check_resolution
 from .relief import Relief
@@ -43,8 +43,8 @@ class TerraformRequest:
     batch_size: int = 8
     threads: Optional[int] = None  # onnxruntime intra-op threads; None = all cores
     stripe_width: int = STRIPE_WIDTH  # widest column stripe processed at once (multiple of 256): bounds memory
-    allow_huge_grid: bool = False  # opt-in for grids beyond guard.MAX_GRID_PIXELS (issue 11)
-    max_abs_elevation: float = guard.DEFAULT_MAX_ABS_ELEVATION  # |z| beyond this is no-data (issue 11)
+    allow_huge_grid: bool = False  # opt-in for grids beyond guard.MAX_GRID_PIXELS (otherwise refused as a typo)
+    max_abs_elevation: float = guard.DEFAULT_MAX_ABS_ELEVATION  # |z| beyond this is no-data (fill values, garbage)
     # Conditioned (contract-2) models only: terraform as if at this latitude (degrees north) instead of the
     # georeference's; the look to paint with (an id the model declares, or "auto": latitude and elevation decide).
     latitude: Optional[float] = None
@@ -67,6 +67,22 @@ def check_request(request: TerraformRequest) -> str:
 
     Returns the absolute output path. Cheap: run it before opening anything.
     """
+    check_settings(request)
+    output = os.fspath(request.output_path)
+    if os.path.splitext(output)[1].lower() not in OUTPUT_EXTENSIONS:
+        raise OutputError(f"Terraform DEM writes GeoTIFF: give the output a .tif name, not {output}")
+    output = check_output_path(output)
+    if request.preview_path:
+        check_output_path(request.preview_path)
+    # No output or preview over the input or each other, however spelled; the preview is a PNG.
+    guard.check_paths(request.input_path, output, request.preview_path)
+    check_guide_path(request.guide_path, output, request.preview_path)
+    return output
+
+
+def check_settings(request: TerraformRequest):
+    """Raise InputError for a setting that is wrong whatever the files: a mode, a count, a number out of its range.
+    The part of ``check_request`` a front end can ask before it knows the paths (the QGIS dialog does)."""
     if request.nodata_mode not in NODATA_MODES:
         raise InputError(f"nodata mode must be one of {', '.join(NODATA_MODES)}, got {request.nodata_mode!r}")
     if not _whole(request.batch_size) or request.batch_size < 1:
@@ -75,27 +91,18 @@ def check_request(request: TerraformRequest) -> str:
         raise InputError(f"threads must be a whole number >= 1 (or None for all cores), got {request.threads!r}")
     if request.resolution_m is not None:  # None: the model's
         check_resolution(request.resolution_m)
+    check_overlap(request.overlap)  # against the model's chip too, once it is known (plan.make_layout)
     width = request.stripe_width
     if not _whole(width) or width < BLOCK or width % BLOCK:
         raise InputError(f"stripe width must be a positive multiple of {BLOCK} pixels, got {width!r}")
     # Sea level always; the vertical scale only when it is used (fit to Earth chooses its own).
     Relief(request.sea_level, 1.0 if request.fit_to_earth else request.vertical_scale)
-    output = os.fspath(request.output_path)
-    if os.path.splitext(output)[1].lower() not in OUTPUT_EXTENSIONS:
-        raise OutputError(f"Terraform DEM writes GeoTIFF: give the output a .tif name, not {output}")
-    output = check_output_path(output)
-    if request.preview_path:
-        check_output_path(request.preview_path)
-    # No output or preview over the input or each other, however spelled; the preview is a PNG (issue 11).
-    guard.check_paths(request.input_path, output, request.preview_path)
     guard.check_elevation_limit(request.max_abs_elevation)
     check_latitude(request.latitude)
     if not isinstance(request.look, str):
         raise InputError(f"look must be a look id of the model or \"{AUTO_LOOK}\", got {request.look!r}")
     if not _whole(request.tile_size) or request.tile_size < 0:
         raise InputError(f"tile size must be a whole number of pixels (0 = the default), got {request.tile_size!r}")
-    check_guide_path(request.guide_path, output, request.preview_path)
-    return output
 
 
 def check_guide_path(guide_path, output, preview_path=None):

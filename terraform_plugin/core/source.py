@@ -48,7 +48,7 @@ def elevation_band(dataset, band) -> "gdal.Band":
     alive, and a band of a collected dataset crashes the interpreter.
     """
     count = dataset.RasterCount
-    if isinstance(band, float) and not band.is_integer():  # never rounded to a neighbouring band (issue 11)
+    if isinstance(band, float) and not band.is_integer():  # never rounded: 1.5 is a typo, not band 2
         raise InputError(
             f"band must be a whole number, got {band!r}: {os.path.basename(dataset.GetDescription())} has "
             f"{count} band{'s' if count != 1 else ''} (numbered from 1)"
@@ -131,7 +131,7 @@ class ResampledSource:
     def __init__(self, dataset, band_index: int, grid, max_abs_elevation=None):
         self.dataset = dataset
         self.grid = grid
-        # issue 11: values beyond ±max_abs_elevation (fill values, garbage) read as NaN, i.e. no-data. They are
+        # Values beyond ±max_abs_elevation (fill values, garbage) read as NaN, i.e. no-data. They are
         # masked after resampling, so grid pixels that a bilinear kernel mixed with one are masked too.
         self.max_abs_elevation = max_abs_elevation
         # The band on its own first (gdalwarp in GDAL 3.6 has no band selection); a VRT, so nothing is copied.

@@ -70,7 +70,7 @@ def _remove(path):
 
 def temp_name(path, suffix) -> str:
     """A hidden, unique name beside ``path`` (same folder, so os.replace is an atomic rename)."""
-    return guard.temp_name(path, suffix)  # issue 11: names that say whose temp it is (stale-temp cleanup)
+    return guard.temp_name(path, suffix)  # names that say whose temp it is: a later run removes a killed one's
 
 
 def check_output_path(path) -> str:
@@ -131,7 +131,7 @@ class OutputWriter:
         # GDAL creates the file (mkstemp would make it 0600; results should get the user's usual permissions).
         self.temp_path = temp_name(self.path, ".part.tif")
         self._extra_temps = []
-        self._lock = None  # issue 11: flock on the temp while this writer lives
+        self._lock = None  # a flock on the temp while this writer lives
         self.dataset = None
         self._overview_count = 0  # levels the file holds, checked when it is read back
         try:
@@ -143,7 +143,7 @@ class OutputWriter:
             self.dataset = None
             self.abort()
             raise
-        self._lock = guard.TempLock(self.temp_path)  # issue 11: marks the temp live for other runs' cleanup
+        self._lock = guard.TempLock(self.temp_path)  # marks the temp live: other runs' cleanup leaves it
         self.dataset.SetGeoTransform(grid.geotransform)
         self.dataset.SetProjection(grid.wkt)
         for i, interp in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand)):
@@ -330,7 +330,7 @@ class OutputWriter:
         self.temp_path = None
         self._release_lock()
 
-    def _release_lock(self):  # issue 11
+    def _release_lock(self):
         if getattr(self, "_lock", None) is not None:
             self._lock.release()
             self._lock = None
@@ -350,4 +350,4 @@ class OutputWriter:
             for path in (self.temp_path, _sidecar(self.temp_path), *self._extra_temps):
                 _remove(path)
             self.temp_path = None
-        self._release_lock()  # issue 11
+        self._release_lock()

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from training.contract_models import write_model
+from v1models import write_model
 from osgeo import gdal
 
 from terraform_plugin.core import guard, pipeline
@@ -316,7 +316,8 @@ def test_sigkilled_run_leaves_a_temp_that_the_next_run_removes(tmp_path, kit, id
     [
         ("band_not_integer", ("band must be a whole number", "2.5", "has 2 bands")),
         ("overlap_not_integer", ("overlap must be a whole number", "2.5")),
-        ("overlap_negative", ("overlap must lie between 0 and 128", "-1")),
+        ("overlap_negative", ("overlap must be 0 pixels or more", "-1")),  # whatever the model
+        ("overlap_over_half_a_chip", ("overlap must lie between 0 and 128", "129")),  # this model's chip: 256 px
         ("model_not_onnx", ("cannot load", "model.txt", "as an ONNX model")),
         ("input_is_a_folder", ("is a folder, not an elevation raster", "raster file")),
     ],
@@ -330,6 +331,7 @@ def test_non_integers_and_wrong_kinds_of_file_get_specific_reasons(tmp_path, kit
         "band_not_integer": {"band": 2.5},
         "overlap_not_integer": {"overlap": 2.5},
         "overlap_negative": {"overlap": -1},
+        "overlap_over_half_a_chip": {"overlap": 129},
         "model_not_onnx": {"model_path": str(model_txt)},
         "input_is_a_folder": {"input_path": str(tiles)},
     }[case]

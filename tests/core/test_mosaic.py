@@ -17,7 +17,7 @@ from terraform_plugin.core.profile import STAGES, StageClock
 from terraform_plugin.core.relief import Relief
 from terraform_plugin.core.request import TerraformRequest
 from terraform_plugin.core.source import reflect_indices
-from training.contract_models import write_model
+from v1models import write_model
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 from osgeo import gdal
-from training.contract_models import write_model
+from v1models import write_model
 
 from rasters import gdal_average_overviews, overview_levels_of
 

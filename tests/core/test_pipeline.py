@@ -1,4 +1,4 @@
-"""The streamed run end to end: real GDAL, real onnxruntime, contract models from training.contract_models.
+"""The streamed run end to end: real GDAL, real onnxruntime, contract models from tests/v1models.py.
 
 An identity model must give back the colourised DEM bit for bit - across chip overlaps, stripe joins, odd
 sizes and rasters smaller than one chip - so every seam, shift or darkened edge would show as a mismatch.
@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from training.contract_models import contract_metadata, write_model
+from v1models import contract_metadata, write_model
 from osgeo import gdal
 
 from terraform_plugin.core import pipeline

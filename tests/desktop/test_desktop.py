@@ -67,11 +67,11 @@ def fresh_profile(path, plugin_name="terraform_plugin"):
     return path
 
 
-def test_desktop_dialog_run_and_result_layer(xvfb, built_plugin, tmp_path, demkit):
+def test_desktop_dialog_run_and_result_layer(xvfb, built_plugin, tmp_path, kit):
     os.makedirs(SCREENSHOTS, exist_ok=True)
     for name in os.listdir(SCREENSHOTS):  # only this run's pictures
         os.remove(os.path.join(SCREENSHOTS, name))
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(280, 300))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(280, 300))
     result = tmp_path / "terraformed.tif"
     profiles = fresh_profile(tmp_path / "profiles")
     env = dict(os.environ, DISPLAY=xvfb, QGIS_PLUGINPATH=str(built_plugin), TERRAFORM_DESKTOP_OUT=SCREENSHOTS,

@@ -25,8 +25,8 @@ def expect_failure(run_alg, params, out, *fragments, feedback=None):
     return message
 
 
-def test_no_crs(run_alg, models, tmp_path, demkit):
-    dem = demkit.write(tmp_path / "no_crs.tif", demkit.terrain(50, 50), wkt=None)
+def test_no_crs(run_alg, models, tmp_path, kit):
+    dem = kit.write_dem(tmp_path / "no_crs.tif", kit.terrain(50, 50), crs=None)
     expect_failure(run_alg, {"INPUT": dem, "MODEL": models["identity"]}, tmp_path / "o.tif",
                    "no coordinate reference system", "Assign")
 
@@ -36,8 +36,8 @@ def test_band_out_of_range(run_alg, models, dem, tmp_path):
                    "Band 3 does not exist", "1 band")
 
 
-def test_all_nodata(run_alg, models, tmp_path, demkit):
-    dem = demkit.write(tmp_path / "empty.tif", np.full((60, 60), -9999, np.float32), nodata=-9999)
+def test_all_nodata(run_alg, models, tmp_path, kit):
+    dem = kit.write_dem(tmp_path / "empty.tif", np.full((60, 60), -9999, np.float32), nodata=-9999)
     expect_failure(run_alg, {"INPUT": dem, "MODEL": models["identity"]}, tmp_path / "o.tif", "data")
 
 
@@ -100,11 +100,11 @@ def test_vertical_scale_must_be_positive(run_alg, models, dem, tmp_path):
                    "greater than 0")
 
 
-def test_cancel_mid_run(run_alg, models, tmp_path, demkit):
+def test_cancel_mid_run(run_alg, models, tmp_path, kit):
     from qgis.core import QgsProcessingFeedback
 
     # 1000 px square at 200 m: 36 chips in several batches, so the run is cancelled between batches.
-    dem = demkit.write(tmp_path / "big.tif", demkit.terrain(1000, 1000))
+    dem = kit.write_dem(tmp_path / "big.tif", kit.terrain(1000, 1000))
     feedback = QgsProcessingFeedback()
     reports = []
 

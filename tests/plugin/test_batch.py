@@ -4,10 +4,10 @@ from osgeo import gdal
 
 
 
-def test_processing_run_over_a_list_of_layers(run_alg, models, tmp_path, demkit):
+def test_processing_run_over_a_list_of_layers(run_alg, models, tmp_path, kit):
     from qgis.core import QgsRasterLayer
 
-    layers = [QgsRasterLayer(demkit.write(tmp_path / f"mola_{i}.tif", demkit.terrain(80 + 20 * i, 90, seed=i)), f"mola_{i}")
+    layers = [QgsRasterLayer(kit.write_dem(tmp_path / f"mola_{i}.tif", kit.terrain(80 + 20 * i, 90, seed=i)), f"mola_{i}")
               for i in range(3)]
     assert all(layer.isValid() for layer in layers)
     outputs = []

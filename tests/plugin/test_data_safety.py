@@ -21,9 +21,9 @@ def sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def gcp_only(path, demkit):
+def gcp_only(path, kit):
     ds = gdal.GetDriverByName("GTiff").Create(str(path), 60, 50, 1, gdal.GDT_Float32)
-    ds.GetRasterBand(1).WriteArray(demkit.terrain(50, 60))
+    ds.GetRasterBand(1).WriteArray(kit.terrain(50, 60))
     gcps = [gdal.GCP(14.0 + x * 0.01, 46.0 - y * 0.01, 0, x, y) for x, y in ((0, 0), (60, 0), (0, 50), (60, 50))]
     ds.SetGCPs(gcps, _wgs84())
     ds = None
@@ -38,16 +38,16 @@ def _wgs84():
     return srs.ExportToWkt()
 
 
-def two_band_dem(path, demkit):
-    return demkit.write(path, None, bands=[demkit.terrain(60, 70), demkit.terrain(60, 70, seed=1)])
+def two_band_dem(path, kit):
+    return kit.write_dem(path, None, bands=[kit.terrain(60, 70), kit.terrain(60, 70, seed=1)])
 
 
-def float64_spiked(path, demkit):
-    z = demkit.terrain(60, 70).astype(np.float64)
+def float64_spiked(path, kit):
+    z = kit.terrain(60, 70).astype(np.float64)
     z[10:14, 10:15] = 1e300
     ds = gdal.GetDriverByName("GTiff").Create(str(path), 70, 60, 1, gdal.GDT_Float64)
     ds.SetGeoTransform((500000.0, 200.0, 0.0, 4500000.0, 0.0, -200.0))
-    ds.SetProjection(demkit.utm_wkt())
+    ds.SetProjection(kit.crs_wkt())
     ds.GetRasterBand(1).WriteArray(z)
     ds = None
     return str(path)
@@ -69,8 +69,8 @@ CASES = {
     "huge_grid_opted_in": (lambda d, f: {"RESOLUTION": 0.01, "ALLOW_HUGE_GRID": True},
                            ["not enough free space", "estimated at 2.6 bytes per pixel", "a margin of", "are free"]),
     "band_not_integer": (lambda d, f: {"BAND": 1.5}, ["whole number", "1.5"]),
-    "overlap_not_integer": (lambda d, f: {"OVERLAP": 2.5}, ["Chip overlap must be a whole number", "2.5"]),
-    "overlap_negative": (lambda d, f: {"OVERLAP": -1}, ["Chip overlap must be 0 or more", "-1"]),
+    "overlap_not_integer": (lambda d, f: {"OVERLAP": 2.5}, ["overlap must be a whole number", "2.5"]),
+    "overlap_negative": (lambda d, f: {"OVERLAP": -1}, ["overlap must be 0 pixels or more", "-1"]),
     "model_not_onnx": (lambda d, f: {"MODEL": _text(f, "model.txt")}, ["ONNX file (.onnx)", "model.txt"]),
     "input_is_a_folder": (lambda d, f: {"INPUT": _folder(f)}, ["is a folder", "raster file"]),
     "limit_not_positive": (lambda d, f: {"MAX_ABS_ELEVATION": 0}, ["greater than 0"]),
@@ -110,10 +110,10 @@ def _folder(folder):
     return path
 
 
-def prepare(case, tmp_path, demkit, models):
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(120, 120))
+def prepare(case, tmp_path, kit, models):
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(120, 120))
     if case == "band_not_integer":
-        dem = two_band_dem(tmp_path / "dem.tif", demkit)
+        dem = two_band_dem(tmp_path / "dem.tif", kit)
     if case == "input_is_a_colour_photo":
         from rasters import write_photo
 
@@ -135,10 +135,10 @@ def check_untouched(dem, before, folder, listing, message, fragments, qgis_sidec
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_refused_in_process(run_alg, models, tmp_path, demkit, case):
+def test_refused_in_process(run_alg, models, tmp_path, kit, case):
     from qgis.core import QgsProcessingException
 
-    dem, params, fragments = prepare(case, tmp_path, demkit, models)
+    dem, params, fragments = prepare(case, tmp_path, kit, models)
     before, listing = sha(dem), sorted(os.listdir(tmp_path))
     with pytest.raises(QgsProcessingException) as caught:
         run_alg(params)
@@ -157,17 +157,17 @@ def qp_args(params):
 
 
 @pytest.mark.parametrize("case", QP_CASES)
-def test_refused_by_qgis_process(qgis_process, models, tmp_path, demkit, case):
-    dem, params, fragments = prepare(case, tmp_path, demkit, models)
+def test_refused_by_qgis_process(qgis_process, models, tmp_path, kit, case):
+    dem, params, fragments = prepare(case, tmp_path, kit, models)
     before, listing = sha(dem), sorted(os.listdir(tmp_path))
     done = qgis_process(*qp_args(params))
     assert done.returncode != 0, done.stdout
     check_untouched(dem, before, tmp_path, listing, done.stdout + done.stderr, fragments, qgis_sidecar=True)
 
 
-def test_relative_output_that_is_the_input_by_qgis_process(qgis_process, models, tmp_path, demkit):
+def test_relative_output_that_is_the_input_by_qgis_process(qgis_process, models, tmp_path, kit):
     """qgis_process runs in its profile folder (the fixture's cwd): OUTPUT relative to it, INPUT absolute."""
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(100, 100))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(100, 100))
     before, listing = sha(dem), sorted(os.listdir(tmp_path))
     relative = os.path.relpath(dem, _runner_cwd(qgis_process))
     done = qgis_process(*qp_args({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": relative}))
@@ -186,8 +186,8 @@ def _runner_cwd(qgis_process):
     pytest.skip("cannot tell the qgis_process runner's working folder")
 
 
-def test_gcp_only_raster_by_qgis_process(qgis_process, models, tmp_path, demkit):
-    dem = gcp_only(tmp_path / "scan.tif", demkit)
+def test_gcp_only_raster_by_qgis_process(qgis_process, models, tmp_path, kit):
+    dem = gcp_only(tmp_path / "scan.tif", kit)
     before, listing = sha(dem), sorted(os.listdir(tmp_path))
     done = qgis_process(*qp_args({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(tmp_path / "o.tif")}))
     assert done.returncode != 0
@@ -195,8 +195,8 @@ def test_gcp_only_raster_by_qgis_process(qgis_process, models, tmp_path, demkit)
                     ["ground control points", "no geotransform", "gdalwarp"], qgis_sidecar=True)
 
 
-def test_non_physical_elevations_counted_by_qgis_process(qgis_process, models, tmp_path, demkit):
-    dem = float64_spiked(tmp_path / "dem.tif", demkit)
+def test_non_physical_elevations_counted_by_qgis_process(qgis_process, models, tmp_path, kit):
+    dem = float64_spiked(tmp_path / "dem.tif", kit)
     before = sha(dem)
     out = tmp_path / "out.tif"
     done = qgis_process(*qp_args({"INPUT": dem, "MODEL": models["identity"], "FIT_TO_EARTH": "true",
@@ -224,7 +224,7 @@ def test_huge_grid_opt_in_is_an_advanced_parameter(qgis_app):
 
 
 def test_sigkilled_qgis_process_run_is_cleaned_by_the_next(qgis_process, built_plugin, qgis_process_factory, models,
-                                                           tmp_path, demkit):
+                                                           tmp_path, kit):
     """Issue 11 case 4 as users hit it: qgis_process.bin killed with SIGKILL while writing; the next run to the
     same target removes the orphaned temporary and succeeds."""
     import signal
@@ -239,7 +239,7 @@ def test_sigkilled_qgis_process_run_is_cleaned_by_the_next(qgis_process, built_p
     env.pop("PYTHONPATH", None)
     work = tmp_path / "work"
     work.mkdir()
-    dem = demkit.write(work / "dem.tif", demkit.terrain(2000, 2000))
+    dem = kit.write_dem(work / "dem.tif", kit.terrain(2000, 2000))
     before = sha(dem)
     out = work / "out.tif"
     args = qp_args({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(out)})
@@ -265,13 +265,13 @@ def test_sigkilled_qgis_process_run_is_cleaned_by_the_next(qgis_process, built_p
 
 
 def test_a_disk_that_fills_during_a_qgis_process_run_keeps_the_earlier_output(qgis_process, models, tmp_path,
-                                                                              demkit):
+                                                                              kit):
     """The filesystem fills as soon as the run's temporary appears: a non-zero exit, no "Done", the error says
     the disk is full and where, the earlier output byte for byte and nothing else left; the DEM untouched."""
     from disks import fill_when, small_disk
 
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(1200, 1200))
-    small = demkit.write(tmp_path / "small.tif", demkit.terrain(40, 50))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(1200, 1200))
+    small = kit.write_dem(tmp_path / "small.tif", kit.terrain(40, 50))
     before_dem = sha(dem)
     with small_disk(tmp_path / "disk", 16 * 2**20) as folder:
         out = os.path.join(folder, "out.tif")
@@ -292,10 +292,10 @@ def test_a_disk_that_fills_during_a_qgis_process_run_keeps_the_earlier_output(qg
     assert sha(dem) == before_dem
 
 
-def test_a_tiny_output_runs_on_a_nearly_full_disk_by_qgis_process(qgis_process, models, tmp_path, demkit):
+def test_a_tiny_output_runs_on_a_nearly_full_disk_by_qgis_process(qgis_process, models, tmp_path, kit):
     from disks import free, small_disk
 
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(3, 3))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(3, 3))
     with small_disk(tmp_path / "disk", 2 * 2**20) as folder:
         assert free(folder) <= 2 * 2**20
         out = os.path.join(folder, "out.tif")

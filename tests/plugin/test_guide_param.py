@@ -35,9 +35,9 @@ def guide_files(tmp_path_factory):
 
 
 @pytest.fixture
-def dem(tmp_path, demkit):
+def dem(tmp_path, kit):
     """300 x 280 px of UTM 33N at 200 m, from 15.0°E 41.5°N."""
-    return demkit.write(tmp_path / "dem.tif", demkit.terrain(280, 300), origin=ORIGIN)
+    return kit.write_dem(tmp_path / "dem.tif", kit.terrain(280, 300), origin=ORIGIN)
 
 
 def xyz_uri(template):
@@ -89,7 +89,7 @@ def test_a_web_layers_secrets_stay_out_of_the_output(qgis_app):
 
 
 def test_guides_the_run_cannot_use_are_refused_in_the_engines_words(run_alg, echo, models, guide_files, dem,
-                                                                     tmp_path, demkit):
+                                                                     tmp_path, kit):
     from qgis.core import QgsProcessingException, QgsRasterLayer
 
     tif, template = guide_files
@@ -107,7 +107,7 @@ def test_guides_the_run_cannot_use_are_refused_in_the_engines_words(run_alg, ech
     assert scratch_folders() == before
     # A web layer with no tiles over the DEM (27°N; the tiles cover 40-42°N): named by its address, not by the
     # temporary rendering, which is gone.
-    south = demkit.write(tmp_path / "south.tif", demkit.terrain(64, 64), origin=(500000.0, 3000000.0))
+    south = kit.write_dem(tmp_path / "south.tif", kit.terrain(64, 64), origin=(500000.0, 3000000.0))
     with pytest.raises(QgsProcessingException, match=r"the guide guide tiles \(wms xyz layer /.*\) has no colour "
                                                      r"\(only no-data or transparent pixels\) over the DEM"):
         run_alg({"INPUT": south, "MODEL": echo, "GUIDE": layer, "OUTPUT": str(tmp_path / "d.tif")})
@@ -116,9 +116,9 @@ def test_guides_the_run_cannot_use_are_refused_in_the_engines_words(run_alg, ech
 
 
 def test_qgis_process_takes_a_file_and_a_web_layer_and_reports_refusals_whole(qgis_process, echo, models,
-                                                                              guide_files, tmp_path, demkit):
+                                                                              guide_files, tmp_path, kit):
     tif, template = guide_files
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(96, 128), origin=ORIGIN)
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(96, 128), origin=ORIGIN)
     runs = {"file.tif": tif, "web.tif": f"wms://{xyz_uri(template)}"}
     for name, guide in runs.items():
         done = qgis_process("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"MODEL={echo}", f"GUIDE={guide}",

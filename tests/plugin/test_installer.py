@@ -37,7 +37,7 @@ def dask_wheels():
     """The wheels of the pinned dask[distributed] and its dependencies for QGIS's Python, fetched once into
     build/wheels/dask-<cpXY>/ (as `make plugin` fetches onnxruntime's); the installs below use them offline."""
     from terraform_plugin import deps
-    from terraform_plugin.scale import DASK_REQUIREMENT
+    from terraform_plugin.cluster.runner import DASK_REQUIREMENT
 
     version = DASK_REQUIREMENT.split("==")[1]
     folder = os.path.join(ROOT, "build", "wheels", f"dask-{version}-{CP}")
@@ -68,11 +68,11 @@ def target_dir(profile):
     return os.path.join(str(profile), "profiles", "default", "python", "dependencies", "terraform_dem", TAG)
 
 
-def test_offline_install_then_terraform_runs(bare_plugin, local_wheel, models, tmp_path, demkit):
+def test_offline_install_then_terraform_runs(bare_plugin, local_wheel, models, tmp_path, kit):
     run, profile = bare_plugin
     # Listed headless (a HideFromModeler flag once made qgis_process take it for deprecated and hide it).
     assert "terraform:installdependencies" in run("list").stdout
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(64, 64))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(64, 64))
     out = tmp_path / "out.tif"
     before = run("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"MODEL={models['identity']}", f"OUTPUT={out}")
     assert before.returncode != 0 and "Install/repair Terraform DEM dependencies" in before.stdout + before.stderr
@@ -100,10 +100,10 @@ def test_offline_install_then_terraform_runs(bare_plugin, local_wheel, models, t
 
 
 def test_offline_dask_install_then_the_scheduler_parameter_uses_it(bare_plugin, local_wheel, dask_wheels, models,
-                                                                    tmp_path, demkit):
+                                                                    tmp_path, kit):
     """Dask as the optional component: installed offline into its own folder, checked, kept behind QGIS's own
     modules; afterwards Terraform DEM's Dask scheduler address reaches Dask (here: a scheduler that is not there)."""
-    from terraform_plugin.scale import DASK_REQUIREMENT
+    from terraform_plugin.cluster.runner import DASK_REQUIREMENT
 
     run, profile = bare_plugin
     done = run("run", "terraform:installdependencies", "--json", "--", f"WHEEL={local_wheel}", "DASK=true",
@@ -121,7 +121,7 @@ def test_offline_dask_install_then_the_scheduler_parameter_uses_it(bare_plugin, 
     kept = next(line for line in text.splitlines() if "kept in use" in line)
     assert "yaml" in kept, kept
 
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(64, 64))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(64, 64))
     with __import__("socket").socket() as s:
         s.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nobody listens there

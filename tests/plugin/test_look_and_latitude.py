@@ -77,9 +77,9 @@ def look_unet(tmp_path_factory):
     return v2models.write_unet(tmp_path_factory.mktemp("models") / "look_unet.onnx", kinds=("look",))
 
 
-def test_qgis_process_takes_a_look_by_id_and_reports_a_wrong_one(qgis_process, look_unet, tmp_path, demkit):
+def test_qgis_process_takes_a_look_by_id_and_reports_a_wrong_one(qgis_process, look_unet, tmp_path, kit):
     unet = look_unet
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(64, 80))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(64, 80))
     out = tmp_path / "out.tif"
     done = qgis_process("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"MODEL={unet}", "LOOK=HIMALAYA",
                         "TILE_SIZE=304", f"OUTPUT={out}")

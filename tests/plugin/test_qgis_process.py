@@ -18,8 +18,8 @@ def test_list_and_help(qgis_process):
         assert f"{name}:" in helped.stdout
 
 
-def test_run_with_only_input_output_and_a_model(qgis_process, models, tmp_path, demkit):
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(200, 260))
+def test_run_with_only_input_output_and_a_model(qgis_process, models, tmp_path, kit):
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(200, 260))
     out = tmp_path / "out.tif"
     done = qgis_process("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"MODEL={models['identity']}",
                         f"OUTPUT={out}")
@@ -31,11 +31,11 @@ def test_run_with_only_input_output_and_a_model(qgis_process, models, tmp_path, 
     assert osr.SpatialReference(ds.GetProjection()).IsSame(osr.SpatialReference(gdal.Open(dem).GetProjection()))
 
 
-def test_batch_loop(qgis_process, models, tmp_path, demkit):
+def test_batch_loop(qgis_process, models, tmp_path, kit):
     """Issue 5's shell recipe: one qgis_process call per DEM in a folder."""
     outs = []
     for i in range(2):
-        dem = demkit.write(tmp_path / f"tile_{i}.tif", demkit.terrain(150, 150, seed=i))
+        dem = kit.write_dem(tmp_path / f"tile_{i}.tif", kit.terrain(150, 150, seed=i))
         out = tmp_path / f"tile_{i}_terraformed.tif"
         done = qgis_process("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"MODEL={models['identity']}",
                             "SEA_LEVEL=-100", f"OUTPUT={out}")
@@ -44,14 +44,14 @@ def test_batch_loop(qgis_process, models, tmp_path, demkit):
     assert all(o.is_file() for o in outs)
 
 
-def test_missing_onnxruntime_says_how_to_install(built_plugin, models, tmp_path, demkit, qgis_process_factory):
+def test_missing_onnxruntime_says_how_to_install(built_plugin, models, tmp_path, kit, qgis_process_factory):
     """A plugin as users install it (no deps/): the provider loads, the run fails with the exact command."""
     plugins = tmp_path / "plugins"
     shutil.copytree(built_plugin / "terraform_plugin", plugins / "terraform_plugin", symlinks=True,
                     ignore=shutil.ignore_patterns("deps"))
     profile = tmp_path / "profile"
     run = qgis_process_factory(plugins, profile)
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(64, 64))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(64, 64))
     out = tmp_path / "out.tif"
     done = run("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"MODEL={models['identity']}", f"OUTPUT={out}")
     text = done.stdout + done.stderr
@@ -64,9 +64,9 @@ def test_missing_onnxruntime_says_how_to_install(built_plugin, models, tmp_path,
     assert not out.exists()
 
 
-def test_default_model_runs_or_says_it_is_missing(qgis_process, built_plugin, tmp_path, demkit):
+def test_default_model_runs_or_says_it_is_missing(qgis_process, built_plugin, tmp_path, kit):
     """MODEL left empty: the bundled model runs when the build has one, else a clear error and no output."""
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(64, 64))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(64, 64))
     out = tmp_path / "out.tif"
     done = qgis_process("run", "terraform:terraformdem", "--", f"INPUT={dem}", f"OUTPUT={out}")
     if (built_plugin / "terraform_plugin" / "models" / "terraform_generator.onnx").is_file():

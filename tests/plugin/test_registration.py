@@ -200,7 +200,7 @@ def test_install_hint_names_a_real_python_of_this_version(qgis_app):
 
 
 def test_bundled_model_is_found_when_present():
-    from terraform_plugin.algorithm import bundled_model_path
+    from terraform_plugin.core.model import bundled_model_path
 
     repo_model = os.path.join(ROOT, "models", "terraform_generator.onnx")
     if not os.path.isfile(repo_model):

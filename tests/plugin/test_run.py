@@ -71,19 +71,19 @@ def test_loaded_layer_is_unstretched_rgb_named_and_above_its_dem(qgis_app, model
     project.clear()
 
 
-def test_raster_smaller_than_one_chip_works(run_alg, models, tmp_path, demkit):
-    dem = demkit.write(tmp_path / "tiny.tif", demkit.terrain(30, 40))
+def test_raster_smaller_than_one_chip_works(run_alg, models, tmp_path, kit):
+    dem = kit.write_dem(tmp_path / "tiny.tif", kit.terrain(30, 40))
     out = tmp_path / "tiny_out.tif"
     run_alg({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(out)})
     ds = gdal.Open(str(out))
     assert (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (40, 30, 4)
 
 
-def test_second_band_and_ocean_no_data(run_alg, models, tmp_path, demkit):
+def test_second_band_and_ocean_no_data(run_alg, models, tmp_path, kit):
     """BAND picks the elevation band; NODATA_MODE=ocean paints no-data with the ramp's sea colour, opaque."""
-    z = demkit.terrain(100, 120, low=500, high=2000)
+    z = kit.terrain(100, 120, low=500, high=2000)
     z[40:60, 50:70] = -9999
-    dem = demkit.write(tmp_path / "two_bands.tif", None, bands=[np.zeros_like(z), z], nodata=-9999)
+    dem = kit.write_dem(tmp_path / "two_bands.tif", None, bands=[np.zeros_like(z), z], nodata=-9999)
     out = tmp_path / "ocean.tif"
     run_alg({"INPUT": dem, "BAND": 2, "MODEL": models["identity"], "NODATA_MODE": 1, "OUTPUT": str(out)})
     _, rgba = read_rgba(out)
@@ -92,7 +92,7 @@ def test_second_band_and_ocean_no_data(run_alg, models, tmp_path, demkit):
     assert (rgba[:3, :30, :30] != 255).any()  # land (band 2, not band 1's zeros) keeps its colours
 
 
-def test_transparent_no_data_and_model_designer(qgis_app, models, tmp_path, demkit):
+def test_transparent_no_data_and_model_designer(qgis_app, models, tmp_path, kit):
     """A one-step model (what the Model Designer saves) runs the algorithm; no-data ends up transparent."""
     import processing
     from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
@@ -117,21 +117,21 @@ def test_transparent_no_data_and_model_designer(qgis_app, models, tmp_path, demk
     reloaded = QgsProcessingModelAlgorithm()
     assert reloaded.fromFile(str(saved))
 
-    z = demkit.terrain(90, 90)
+    z = kit.terrain(90, 90)
     z[:20, :20] = -32768
-    dem = demkit.write(tmp_path / "holes.tif", z, nodata=-32768)
+    dem = kit.write_dem(tmp_path / "holes.tif", z, nodata=-32768)
     out = tmp_path / "model_out.tif"
     processing.run(reloaded, {"dem": dem, "tf:terraformed": str(out)})
     _, rgba = read_rgba(out)
     assert (rgba[3, :15, :15] == 0).all() and (rgba[3, 40:, 40:] == 255).all()
 
 
-def test_bundled_model_runs_when_present(run_alg, tmp_path, demkit):
-    from terraform_plugin.algorithm import bundled_model_path
+def test_bundled_model_runs_when_present(run_alg, tmp_path, kit):
+    from terraform_plugin.core.model import bundled_model_path
 
     if bundled_model_path() is None:
         pytest.skip("models/terraform_generator.onnx not trained/exported yet")
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(64, 64))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(64, 64))
     out = tmp_path / "bundled.tif"
     run_alg({"INPUT": dem, "OUTPUT": str(out)})
     assert gdal.Open(str(out)).RasterCount == 4
@@ -145,12 +145,12 @@ MARS_IAU_WKT = (  # Mars with the IAU authority: qgis_process 3.22 cannot resolv
 )
 
 
-def test_crs_qgis_cannot_resolve_still_runs(run_alg, models, tmp_path, demkit):
+def test_crs_qgis_cannot_resolve_still_runs(run_alg, models, tmp_path, kit):
     """The file's CRS is what counts (the engine reads it): a Mars IAU CRS must not be taken for "no CRS".
 
     In-process QGIS resolves this CRS; under qgis_process it does not (tests/test_mars_crs.py runs that path)."""
-    z = demkit.terrain(40, 60, low=-4000, high=8000)
-    dem = demkit.write(tmp_path / "mars.tif", z, wkt=MARS_IAU_WKT, pixel=0.01, origin=(140.0, 10.0))
+    z = kit.terrain(40, 60, low=-4000, high=8000)
+    dem = kit.write_dem(tmp_path / "mars.tif", z, crs=MARS_IAU_WKT, pixel=0.01, origin=(140.0, 10.0))
     out = tmp_path / "mars_out.tif"
     run_alg({"INPUT": dem, "MODEL": models["identity"], "SEA_LEVEL": -2000, "OUTPUT": str(out)})
     result = gdal.Open(str(out))

@@ -10,7 +10,7 @@ from PIL import Image
 from terraform_plugin.core.ramp import training_ramp
 from training.chip_eval import ChipRunner, GuideRecipe, guide_recipes
 from training.conditioning import guide_planes
-from training.contract_models import write_model
+from v1models import write_model
 from training.data import find_pairs, load_rgb
 from training.evaluate import main as evaluate
 from training.mosaic_eval import GUIDE_UNSUPPORTED, guide_supported

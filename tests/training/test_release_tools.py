@@ -14,7 +14,7 @@ import torch
 from terraform_plugin.core.model import TerraformModel
 from training import pack
 from training.export import to_onnx
-from training.nets import build_generator
+from training.nets import REFERENCE, build_generator
 from training.quantize import quantize, ramp_chips
 from training.size_study import contract_model, macs_per_tile
 
@@ -23,7 +23,7 @@ from training.size_study import contract_model, macs_per_tile
 def tiny_onnx(tmp_path_factory):
     """An ngf-8 generator exported with the contract's metadata (what training.export writes)."""
     torch.manual_seed(0)
-    net = build_generator(ngf=8).eval()
+    net = build_generator(ngf=8, **REFERENCE).eval()  # contract 1: 256 px chips
     path = str(tmp_path_factory.mktemp("q") / "tiny.onnx")
     model = contract_model(to_onnx(net, path), "tiny", 8, None, "float32")
     onnx.save(model, path)
@@ -80,7 +80,7 @@ def test_quantize_refuses_excess_drift_and_leaves_nothing(tiny_onnx, tmp_path):
 def test_macs_count_the_reference_generator():
     # ngf 64 by hand: encoder 2.01 G + decoder 4.02 G multiply-accumulates per 256² tile (the decoder's
     # ConvTransposes see the skip-doubled channels); all but the RGB ends scale with ngf², so ngf 32 ~ 1/4.
-    assert 1.45e9 < macs_per_tile(build_generator(32)) < 1.62e9
+    assert 1.45e9 < macs_per_tile(build_generator(32, **REFERENCE)) < 1.62e9
 
 
 @pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])

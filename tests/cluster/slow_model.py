@@ -10,7 +10,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from terraform_plugin.core.schema import stamp
-from training.contract_models import contract_metadata
+from v1models import contract_metadata
 
 
 def write_slow_identity(path, channels=16, kernel=9):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from training.contract_models import contract_metadata, write_model
+from v1models import contract_metadata, write_model
 from terraform_plugin.core.errors import ModelError
 from terraform_plugin.core.model import TerraformModel
 from terraform_plugin.core.ramp import training_ramp

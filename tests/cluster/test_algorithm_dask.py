@@ -14,12 +14,12 @@ def pixels_and_tags(path):
     return ds.ReadAsArray(), ds.GetMetadata(), ds.GetGeoTransform(), ds.GetRasterBand(1).GetOverviewCount()
 
 
-def test_algorithm_on_a_dask_cluster_writes_the_local_output(run_alg, models, tmp_path, demkit, cluster):
+def test_algorithm_on_a_dask_cluster_writes_the_local_output(run_alg, models, tmp_path, kit, cluster):
     from qgis.core import QgsProcessingFeedback
 
-    z = demkit.terrain(300, 700)
+    z = kit.terrain(300, 700)
     z[50:90, 200:420] = -9999.0
-    dem = demkit.write(tmp_path / "dem.tif", z, nodata=-9999.0)
+    dem = kit.write_dem(tmp_path / "dem.tif", z, nodata=-9999.0)
     local, _ = run_alg({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(tmp_path / "local.tif")})
 
     class Feedback(QgsProcessingFeedback):
@@ -44,20 +44,20 @@ def test_algorithm_on_a_dask_cluster_writes_the_local_output(run_alg, models, tm
     assert feedback.percent[-1] == 100.0 and any(cluster.address in line for line in feedback.lines)
 
 
-def test_algorithm_with_a_dead_scheduler_address_says_so(run_alg, models, tmp_path, demkit):
+def test_algorithm_with_a_dead_scheduler_address_says_so(run_alg, models, tmp_path, kit):
     from qgis.core import QgsProcessingException
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(100, 100))
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(100, 100))
     with pytest.raises(QgsProcessingException, match="cannot reach the Dask scheduler at " + address):
         run_alg({"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(tmp_path / "out.tif"),
                  "DASK_SCHEDULER": address})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif"]
 
 
-def test_without_dask_the_algorithm_says_how_to_install_it_and_runs_here(run_alg, models, tmp_path, demkit,
+def test_without_dask_the_algorithm_says_how_to_install_it_and_runs_here(run_alg, models, tmp_path, kit,
                                                                          monkeypatch):
     """Dask is optional in QGIS: without dask.distributed (QGIS's own Python often lacks it) the address gets
     the installer's option and install command, an empty address runs here as ever, and the parameter's help
@@ -66,11 +66,11 @@ def test_without_dask_the_algorithm_says_how_to_install_it_and_runs_here(run_alg
 
     from qgis.core import QgsApplication, QgsProcessingException
 
-    from terraform_plugin import scale
+    from terraform_plugin.cluster import runner
 
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now fails, as where it is missing
-    assert scale.dask_problem()
-    dem = demkit.write(tmp_path / "dem.tif", demkit.terrain(100, 100))
+    assert runner.dask_problem()
+    dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(100, 100))
     params = {"INPUT": dem, "MODEL": models["identity"], "OUTPUT": str(tmp_path / "out.tif")}
     with pytest.raises(QgsProcessingException) as error:
         run_alg({**params, "DASK_SCHEDULER": "tcp://127.0.0.1:9"})
@@ -79,9 +79,9 @@ def test_without_dask_the_algorithm_says_how_to_install_it_and_runs_here(run_alg
     from terraform_plugin import deps
 
     assert "Also install Dask" in str(error.value)
-    assert f'--target "{deps.dask_deps_dir()}" "{scale.DASK_REQUIREMENT}"' in str(error.value)
+    assert f'--target "{deps.dask_deps_dir()}" "{runner.DASK_REQUIREMENT}"' in str(error.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif"]
     results, _ = run_alg({**params, "DASK_SCHEDULER": ""})
     assert gdal.Open(results["OUTPUT"]).RasterCount == 4
     alg = QgsApplication.processingRegistry().algorithmById("terraform:terraformdem")
-    assert scale.DASK_REQUIREMENT in alg.parameterDefinition("DASK_SCHEDULER").help()
+    assert runner.DASK_REQUIREMENT in alg.parameterDefinition("DASK_SCHEDULER").help()

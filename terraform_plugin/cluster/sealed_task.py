@@ -1,6 +1,6 @@
 """Dask tasks the scheduler can route without importing this package (nor numpy, GDAL or onnxruntime).
 
-Dask's scheduler unpickles every task graph it receives: a task naming ``terraform_plugin.scale._part_task``
+Dask's scheduler unpickles every task graph it receives: a task naming ``terraform_plugin.cluster.tasks.compute_part``
 with a plan of this package's classes makes it import ``terraform_plugin`` and, through it, numpy and GDAL
 ("Error during deserialization of the task graph" where they are missing). So the call is sealed: the
 function travels as its import name and the arguments as bytes of Dask's own serialization, inside nested

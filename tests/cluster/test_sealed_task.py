@@ -12,7 +12,7 @@ from dask.task_spec import Task
 from distributed.protocol.pickle import dumps
 
 from terraform_plugin.core.request import TerraformRequest, check_request
-from terraform_plugin.sealed_task import import_name, sealed_call
+from terraform_plugin.cluster.sealed_task import import_name, sealed_call
 
 # The scheduler's Python: these imports fail there, as on a machine with dask[distributed] alone.
 SCHEDULER = """

@@ -8,7 +8,7 @@ import pytest
 from osgeo import gdal
 
 import v2models
-from terraform_plugin import scale
+from terraform_plugin.cluster import cli, runner
 from terraform_plugin.core import pipeline
 from terraform_plugin.core.errors import InputError
 
@@ -31,7 +31,7 @@ def test_parts_on_a_local_cluster_give_the_local_runs_pixels(tmp_path, unet):
     source = dem(tmp_path / "dem.tif")
     pipeline.run(pipeline.TerraformRequest(source, str(tmp_path / "local.tif"), unet, look="ALPS", threads=1))
     request = pipeline.TerraformRequest(source, str(tmp_path / "dask.tif"), unet, look="ALPS", tile_size=560)
-    result = scale.run_on_dask(request, workers=2, part_width=512)
+    result = runner.run_on_dask(request, workers=2, part_width=512)
     assert result.parts == 3 and result.chip_runs == result.chips  # one tile column a part, none computed twice
     local, dask = gdal.Open(str(tmp_path / "local.tif")), gdal.Open(str(tmp_path / "dask.tif"))
     assert np.abs(local.ReadAsArray().astype(int) - dask.ReadAsArray().astype(int)).max() <= 1
@@ -43,15 +43,15 @@ def test_parts_on_a_local_cluster_give_the_local_runs_pixels(tmp_path, unet):
 def test_cli_takes_look_latitude_and_tile_size(tmp_path, unet, capsys):
     source = dem(tmp_path / "dem.tif")
     out = str(tmp_path / "out.tif")
-    args = scale.build_parser().parse_args([source, out, "--look", "ANDES", "--latitude", "-20.5", "--tile-size",
-                                            "560"])
-    request = scale.request_of(args, unet)
+    args = cli.build_parser().parse_args([source, out, "--look", "ANDES", "--latitude", "-20.5", "--tile-size",
+                                          "560"])
+    request = cli.request_of(args, unet)
     assert (request.look, request.latitude, request.tile_size) == ("ANDES", -20.5, 560)
-    defaults = scale.request_of(scale.build_parser().parse_args([source, out]), unet)
+    defaults = cli.request_of(cli.build_parser().parse_args([source, out]), unet)
     assert (defaults.look, defaults.latitude, defaults.tile_size) == ("auto", None, 0)
     # Refused before any cluster (this scheduler address does not exist), with the model's looks.
-    assert scale.main([source, out, "--model", unet, "--scheduler", "tcp://127.0.0.1:9", "--look", "SAHARA"]) == 1
+    assert cli.main([source, out, "--model", unet, "--scheduler", "tcp://127.0.0.1:9", "--look", "SAHARA"]) == 1
     assert "'SAHARA' is not one of test-unet-v2's looks: auto, ANDES" in capsys.readouterr().err
     with pytest.raises(InputError, match="takes no latitude"):
-        scale.run_on_dask(request, scheduler="tcp://127.0.0.1:9")
+        runner.run_on_dask(request, scheduler="tcp://127.0.0.1:9")
     assert sorted(os.listdir(tmp_path)) == ["dem.tif"]

@@ -23,8 +23,9 @@ import pytest
 from killing import reaped
 from test_dask import assert_same_file_content, holey_dem
 
-from terraform_plugin import scale
+from terraform_plugin.cluster import runner
 from terraform_plugin.core import pipeline
+from terraform_plugin.core.model import bundled_model_path
 
 # Dask compares packages the scheduler lacks (lz4 here, from Debian) and warns; harmless (the README says why).
 pytestmark = pytest.mark.filterwarnings("ignore::distributed.versions.VersionMismatchWarning")
@@ -80,7 +81,7 @@ def scheduler_venv(tmp_path_factory):
     """`python3 -m venv` + `pip install "dask[distributed]==<pin>"`: nothing of this project, no numpy, no GDAL."""
     venv = str(tmp_path_factory.mktemp("scheduler_venv") / "venv")
     subprocess.run([sys.base_prefix + "/bin/python3", "-m", "venv", venv], check=True, env=clean_env())
-    pip(venv, scale.DASK_REQUIREMENT)
+    pip(venv, runner.DASK_REQUIREMENT)
     for module in ("terraform_plugin", "numpy", "osgeo"):
         found = subprocess.run([os.path.join(venv, "bin", "python"), "-c", f"import {module}"], env=clean_env(),
                                capture_output=True, cwd=str(tmp_path_factory.getbasetemp()))
@@ -179,13 +180,14 @@ print(json.dumps([d.version, tops, sorted(str(f) for f in d.files), scripts]))
     version, tops, files, scripts = json.loads(report.stdout)
     assert version == VERSION
     assert tops == ["terraform_dem-%s.dist-info" % VERSION, "terraform_plugin", "training"]
-    assert "terraform_plugin/models/terraform_generator.onnx" in files or not scale.bundled_model_path()
-    assert "terraform_plugin/sealed_task.py" in files and "training/train.py" in files
+    assert "terraform_plugin/models/terraform_generator.onnx" in files or not bundled_model_path()
+    assert "terraform_plugin/cluster/sealed_task.py" in files and "training/train.py" in files
     assert set(scripts) >= {"terraform-dem", "terraform-train", "terraform-export", "terraform-prepare",
                             "terraform-evaluate"}
     helped = subprocess.run([os.path.join(package_venv, "bin", "terraform-dem"), "--help"], cwd=str(tmp_path),
                             env=clean_env(), capture_output=True, text=True, timeout=120)
     assert helped.returncode == 0 and "--scheduler" in helped.stdout, helped.stderr
+    assert helped.stdout.startswith("usage: terraform-dem [-h]"), helped.stdout
     # The installed copy runs, not the checkout: no PYTHONPATH, another folder.
     where = subprocess.run([python, "-c", "import terraform_plugin; print(terraform_plugin.__file__)"],
                            cwd=str(tmp_path), env=clean_env(), capture_output=True, text=True, timeout=120)

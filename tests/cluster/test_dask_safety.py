@@ -1,5 +1,5 @@
-"""The Dask command line (python -m terraform_plugin.scale) where a user's data is at stake: a disk that fills
-while the parts or the output are written, an output that a VRT input reads, a tiny output on a nearly full disk.
+"""The Dask command line (terraform-dem) where a user's data is at stake: a disk that fills while the parts or
+the output are written, an output that a VRT input reads, a tiny output on a nearly full disk.
 Each as the user sees it: exit status, the error line, no traceback, the earlier output and the DEM byte for
 byte, and what is left beside the target.
 """
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from osgeo import gdal
-from training.contract_models import write_model
+from v1models import write_model
 
 from disks import fill_when, small_disk
 from rasters import terrain, write_dem
@@ -31,7 +31,7 @@ def sha(path):
 
 def cli(*args):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, "-m", "terraform_plugin.scale", *map(str, args), "--workers", "1"],
+    return subprocess.run([sys.executable, "-m", "terraform_plugin.cluster", *map(str, args), "--workers", "1"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -1,4 +1,4 @@
-"""Dask runs (terraform_plugin.scale) on real clusters: a LocalCluster the run starts itself, and a `dask
+"""Dask runs (terraform_plugin.cluster) on real clusters: a LocalCluster the run starts itself, and a `dask
 scheduler` + two `dask worker` processes on 127.0.0.1. The output must be the single-process output's file
 content - pixels of every band and overview level, metadata, CRS - for the identity model exactly, whatever
 the number of workers, worker deaths or client deaths on the way.
@@ -14,10 +14,11 @@ import time
 import numpy as np
 import pytest
 from osgeo import gdal
-from training.contract_models import write_model
+from v1models import write_model
 
-from terraform_plugin import scale
+from terraform_plugin.cluster import cli, runner
 from terraform_plugin.core import guard, parts, pipeline
+from terraform_plugin.core.model import bundled_model_path
 from terraform_plugin.core.errors import Cancelled, InputError, ModelError, OutputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -86,8 +87,8 @@ def test_local_cluster_output_is_the_single_process_output(tmp_path, reference, 
     dem, local = reference
     stale_temp(tmp_path / "out.tif")  # removed, as a local run removes it
     lines = []
-    result = scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), workers=workers,
-                               part_width=PART_WIDTH, log=lines.append)
+    result = runner.run_on_dask(request(dem, tmp_path / "out.tif", identity), workers=workers,
+                                part_width=PART_WIDTH, log=lines.append)
     assert_same_file_content(tmp_path / "out.tif", local)
     assert (result.parts, result.parts_reused, result.workers) == (4, 0, workers)
     assert os.listdir(tmp_path) == ["out.tif"]  # parts folder, VRT and temporaries (a killed run's too) gone
@@ -98,8 +99,8 @@ def test_local_cluster_output_is_the_single_process_output(tmp_path, reference, 
 def test_scheduler_and_two_worker_processes_give_the_same_output(tmp_path, reference, identity, cluster):
     dem, local = reference
     progress, logs = [], []
-    result = scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=cluster.address,
-                               part_width=PART_WIDTH, progress=progress.append, workers=5, log=logs.append)
+    result = runner.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=cluster.address,
+                                part_width=PART_WIDTH, progress=progress.append, workers=5, log=logs.append)
     assert_same_file_content(tmp_path / "out.tif", local)
     # The scheduler's two workers ran it; the five asked for are not started, and the log says so.
     assert (result.parts, result.workers, result.scheduler) == (4, 2, cluster.address)
@@ -111,8 +112,8 @@ def test_scheduler_and_two_worker_processes_give_the_same_output(tmp_path, refer
     from terraform_plugin.core.model import default_threads
 
     with cluster.client() as client:
-        sessions = client.run(eval, "[(k[0], m.threads) for k, m in "
-                                    "__import__('terraform_plugin.scale', fromlist=['_MODELS'])._MODELS.items()]")
+        sessions = client.run(eval, "[(k[0], m.threads) for k, m in __import__('terraform_plugin.cluster.tasks', "
+                                    "fromlist=['_MODELS'])._MODELS.items()]")
     assert len(sessions) == 2 and any(sessions.values())
     want = [(os.path.abspath(identity), max(1, default_threads() // 2))]
     assert all(s in ([], want) for s in sessions.values()), sessions
@@ -122,18 +123,18 @@ def test_part_width_and_model_decide_the_pixels_not_the_cluster(tmp_path, cluste
     """Parts of 256 px on the cluster against the 8192 px single stripe of a plain local run: same pixels."""
     dem = holey_dem(tmp_path / "dem.tif", shape=(300, 900))
     pipeline.run(request(dem, tmp_path / "local.tif", identity, threads=1))
-    scale.run_on_dask(request(dem, tmp_path / "dask.tif", identity), scheduler=cluster.address, part_width=256)
+    runner.run_on_dask(request(dem, tmp_path / "dask.tif", identity), scheduler=cluster.address, part_width=256)
     np.testing.assert_array_equal(content(tmp_path / "dask.tif")[0][0], content(tmp_path / "local.tif")[0][0])
 
 
 def test_bundled_model_within_one_level_and_identical_with_the_same_batches(tmp_path, cluster):
-    model = scale.bundled_model_path()
+    model = bundled_model_path()
     if model is None:
         pytest.skip("no bundled model (models/terraform_generator.onnx)")
     dem = holey_dem(tmp_path / "dem.tif", shape=(300, 700))
     pipeline.run(request(dem, tmp_path / "local.tif", model, stripe_width=256, threads=1))
-    scale.run_on_dask(request(dem, tmp_path / "dask.tif", model, threads=1), scheduler=cluster.address,
-                      part_width=256)
+    runner.run_on_dask(request(dem, tmp_path / "dask.tif", model, threads=1), scheduler=cluster.address,
+                       part_width=256)
     got, want = content(tmp_path / "dask.tif")[0][0], content(tmp_path / "local.tif")[0][0]
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     # Same part width, batch size and threads: the same batches through the same model, so the same bytes.
@@ -161,8 +162,8 @@ def test_worker_killed_mid_run_output_complete_and_identical(tmp_path, own_clust
         killed["task"] = busy[0]
         os.kill(victim.pid, signal.SIGKILL)
 
-    result = scale.run_on_dask(request(dem, tmp_path / "out.tif", slow_identity, threads=1),
-                               scheduler=own_cluster.address, part_width=256, on_part=on_part)
+    result = runner.run_on_dask(request(dem, tmp_path / "out.tif", slow_identity, threads=1),
+                                scheduler=own_cluster.address, part_width=256, on_part=on_part)
     assert victim.wait(timeout=60) == -signal.SIGKILL and killed["task"].startswith("terraform-part-")
     assert result.parts == 8
     assert_same_file_content(tmp_path / "out.tif", tmp_path / "local.tif")
@@ -172,10 +173,10 @@ def test_worker_killed_mid_run_output_complete_and_identical(tmp_path, own_clust
 def test_client_killed_then_rerun_resumes(tmp_path, own_cluster, slow_identity, until):
     dem = holey_dem(tmp_path / "dem.tif", shape=(600, 2000))
     out = tmp_path / "out.tif"
-    cli = [sys.executable, "-m", "terraform_plugin.scale", str(dem), str(out), "--model", slow_identity,
-           "--scheduler", own_cluster.address, "--part-width", "256", "--threads", "1"]
+    command = [sys.executable, "-m", "terraform_plugin.cluster", str(dem), str(out), "--model", slow_identity,
+               "--scheduler", own_cluster.address, "--part-width", "256", "--threads", "1"]
     env = dict(os.environ, PYTHONPATH=ROOT)
-    first = subprocess.Popen(cli, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     manifest_path = os.path.join(parts.parts_dir(out), parts.MANIFEST)
 
     def recorded():
@@ -193,7 +194,7 @@ def test_client_killed_then_rerun_resumes(tmp_path, own_cluster, slow_identity, 
     done_before = recorded()
     assert not out.exists() and 1 <= done_before < 8, first.stdout.read()
 
-    second = subprocess.run(cli, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
     assert f"{done_before} already done (resuming)" in second.stdout
     reused = int(second.stdout.rsplit("parts (", 1)[1].split(" reused")[0])
@@ -208,8 +209,8 @@ def test_cancel_stops_the_tasks_and_leaves_nothing(tmp_path, cluster, slow_ident
     out = tmp_path / "out.tif"
     seen = []
     with pytest.raises(Cancelled):
-        scale.run_on_dask(request(dem, out, slow_identity, threads=1), scheduler=cluster.address, part_width=256,
-                          on_part=lambda record, done, total: seen.append(done), cancelled=lambda: bool(seen))
+        runner.run_on_dask(request(dem, out, slow_identity, threads=1), scheduler=cluster.address, part_width=256,
+                           on_part=lambda record, done, total: seen.append(done), cancelled=lambda: bool(seen))
     assert len(seen) == 1
     with cluster.client() as client:  # none of our parts still running or queued on the cluster
         until(lambda: not [k for keys in client.processing().values() for k in keys if "terraform-part" in str(k)])
@@ -220,9 +221,9 @@ def test_cancel_during_the_assembly_leaves_nothing(tmp_path, reference, identity
     dem, _ = reference
     lines = []
     with pytest.raises(Cancelled):
-        scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=cluster.address,
-                          part_width=PART_WIDTH, log=lines.append,
-                          cancelled=lambda: any(line.startswith("Assembling") for line in lines))
+        runner.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=cluster.address,
+                           part_width=PART_WIDTH, log=lines.append,
+                           cancelled=lambda: any(line.startswith("Assembling") for line in lines))
     assert os.listdir(tmp_path) == []  # no output, temporary, VRT or parts folder
 
 
@@ -248,7 +249,7 @@ def test_bad_input_gets_the_local_runs_error_before_any_cluster(tmp_path, refere
         pipeline.run(bad)
     # A scheduler that does not exist: the input error must come first, before any connection or task.
     with pytest.raises(error) as distributed:
-        scale.run_on_dask(bad, scheduler="tcp://127.0.0.1:9")
+        runner.run_on_dask(bad, scheduler="tcp://127.0.0.1:9")
     assert str(distributed.value) == str(local.value)
     assert words in str(local.value).lower() or words in str(local.value)
     assert os.listdir(tmp_path) == []
@@ -262,11 +263,11 @@ def test_unreachable_scheduler_is_a_cluster_error_naming_it(tmp_path, reference,
         address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     dem, _ = reference
     started = time.monotonic()
-    with pytest.raises(scale.ClusterError, match="cannot reach the Dask scheduler at " + address):
-        scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=address)
+    with pytest.raises(runner.ClusterError, match="cannot reach the Dask scheduler at " + address):
+        runner.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler=address)
     # Within seconds: the connect timeout (10 s; Dask retries a refused connection until then), plus a
     # loaded machine's margin for the checks before it.
-    assert time.monotonic() - started < scale.CONNECT_TIMEOUT_S + 20
+    assert time.monotonic() - started < runner.CONNECT_TIMEOUT_S + 20
     assert os.listdir(tmp_path) == []
 
 
@@ -275,17 +276,17 @@ def test_cli_has_the_algorithms_safety_options_and_their_checks(tmp_path, refere
     Mars at 200 m is beyond the huge-grid limit, so the CLI's main use needs the opt-in."""
     dem, _ = reference
     out = str(tmp_path / "out.tif")
-    parser = scale.build_parser()
-    default = scale.request_of(parser.parse_args([dem, out]), identity)
+    parser = cli.build_parser()
+    default = cli.request_of(parser.parse_args([dem, out]), identity)
     assert (default.allow_huge_grid, default.max_abs_elevation) == (False, pipeline.TerraformRequest.max_abs_elevation)
-    given = scale.request_of(parser.parse_args([dem, out, "--allow-huge-grid", "--max-abs-elevation", "9000"]),
-                             identity)
+    given = cli.request_of(parser.parse_args([dem, out, "--allow-huge-grid", "--max-abs-elevation", "9000"]),
+                           identity)
     assert (given.allow_huge_grid, given.max_abs_elevation) == (True, 9000.0)
     # The engine's own messages, before any cluster (this scheduler address does not exist).
     for options, words in ((["--max-abs-elevation", "0"], "non-physical elevation limit must be a positive"),
                            (["--resolution", "1"], "ALLOW_HUGE_GRID"),
                            (["--workers", "0"], "workers must be a whole number >= 1")):
-        assert scale.main([dem, out, "--model", identity, "--scheduler", "tcp://127.0.0.1:9", *options]) == 1
+        assert cli.main([dem, out, "--model", identity, "--scheduler", "tcp://127.0.0.1:9", *options]) == 1
         assert words in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
 
@@ -293,8 +294,8 @@ def test_cli_has_the_algorithms_safety_options_and_their_checks(tmp_path, refere
 def test_cli_on_a_local_cluster_shows_parts_done_of_total(tmp_path, reference, identity, capsys):
     dem, local = reference
     out, preview = str(tmp_path / "out.tif"), str(tmp_path / "out.png")
-    assert scale.main([dem, out, "--model", identity, "--workers", "1", "--part-width", str(PART_WIDTH),
-                       "--preview", preview]) == 0
+    assert cli.main([dem, out, "--model", identity, "--workers", "1", "--part-width", str(PART_WIDTH),
+                     "--preview", preview]) == 0
     printed = capsys.readouterr()
     assert "4/4" in printed.err  # the parts bar (tqdm: done/total, rate, ETA) or plain "parts: n/4" lines
     assert f"{out}: 1613 x 457 px, 4 parts (0 reused) on 1 worker(s)" in printed.out
@@ -308,12 +309,17 @@ def test_cli_on_a_local_cluster_shows_parts_done_of_total(tmp_path, reference, i
     assert sorted(os.listdir(tmp_path)) == ["local", "out.png", "out.tif"]
 
 
-def test_cli_help_and_requirement_pin():
-    help_text = subprocess.run([sys.executable, "-m", "terraform_plugin.scale", "--help"], cwd=ROOT,
+def test_cli_help_names_the_command_as_typed_and_requirement_pin(capsys):
+    help_text = subprocess.run([sys.executable, "-m", "terraform_plugin.cluster", "--help"], cwd=ROOT,
                                capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0 and "--scheduler" in help_text.stdout and "--workers" in help_text.stdout
+    assert help_text.stdout.startswith("usage: python -m terraform_plugin.cluster [-h]")
+    # The console command (pyproject.toml's terraform-dem) calls main() as it is: its own name, not -m's.
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("usage: terraform-dem [-h]")
     with open(os.path.join(ROOT, "requirements.txt")) as f:
-        assert scale.DASK_REQUIREMENT in f.read().split()
+        assert runner.DASK_REQUIREMENT in f.read().split()
 
 
 def test_a_killed_runs_temporary_is_removed_by_the_next_dask_run(tmp_path, reference, identity):
@@ -322,8 +328,8 @@ def test_a_killed_runs_temporary_is_removed_by_the_next_dask_run(tmp_path, refer
     dem, _ = reference
     stale_temp(tmp_path / "out.tif")
     logs = []
-    with pytest.raises(scale.ClusterError):
-        scale.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler="tcp://127.0.0.1:9", log=logs.append)
+    with pytest.raises(runner.ClusterError):
+        runner.run_on_dask(request(dem, tmp_path / "out.tif", identity), scheduler="tcp://127.0.0.1:9", log=logs.append)
     assert os.listdir(tmp_path) == []
     assert any("left by an earlier run that was killed" in line for line in logs), logs
 
@@ -343,7 +349,7 @@ def test_parts_and_output_need_twice_the_space_checked_before_any_cluster(tmp_pa
     guard.check_disk_space(tmp_path / "out.tif", grid)  # the local run's check passes
     bad = request(dem, tmp_path / "out.tif", identity, resolution_m=resolution, allow_huge_grid=True)
     with pytest.raises(OutputError, match="twice the output") as refused:
-        scale.run_on_dask(bad, scheduler="tcp://127.0.0.1:9")
+        runner.run_on_dask(bad, scheduler="tcp://127.0.0.1:9")
     assert "not enough free space" in str(refused.value)
     assert os.listdir(tmp_path) == []
     # Parts already on the disk hold their share: what is left to find is twice the output less them.

@@ -12,7 +12,7 @@ from osgeo import gdal
 import guides
 import v2models
 from rasters import terrain, write_dem
-from terraform_plugin import scale
+from terraform_plugin.cluster import cli, runner
 from terraform_plugin.core import pipeline
 from terraform_plugin.core.errors import InputError
 
@@ -39,16 +39,16 @@ def test_the_plan_and_its_guide_reach_the_workers_once_not_in_every_task(tmp_pat
     plan, _, _, _ = pipeline.start(request, lambda _: None)
     guide_bytes = len(pickle.dumps(plan.conditioning.guide))
     sent = []
-    sealed_call = scale.sealed_call
+    sealed_call = runner.sealed_call
 
     def measured(function, *args, **kwargs):  # what each part's task carries, sealed
         sent.append(len(pickle.dumps(args)))
         return sealed_call(function, *args, **kwargs)
 
-    monkeypatch.setattr(scale, "sealed_call", measured)
+    monkeypatch.setattr(runner, "sealed_call", measured)
     dask_request = pipeline.TerraformRequest(dem, str(tmp_path / "dask.tif"), echo, guide_path=memory_guide,
                                              tile_size=256)
-    result = scale.run_on_dask(dask_request, scheduler=cluster.address, part_width=256)
+    result = runner.run_on_dask(dask_request, scheduler=cluster.address, part_width=256)
     assert result.parts == 3 and len(sent) == 3
     assert guide_bytes > 50_000 and max(sent) < 10_000, (guide_bytes, sent)
     local, dask = gdal.Open(str(tmp_path / "local.tif")), gdal.Open(str(tmp_path / "dask.tif"))
@@ -66,14 +66,14 @@ def test_cli_takes_a_guide_and_refuses_it_for_a_model_without_guide_inputs(tmp_p
     dem = write_dem(tmp_path / "dem.tif", terrain(64, 64))
     guide = guides.write(tmp_path / "guide.tif")
     out = str(tmp_path / "out.tif")
-    args = scale.build_parser().parse_args([dem, out, "--guide", guide])
-    assert scale.request_of(args, models["identity"]).guide_path == guide
-    assert scale.request_of(scale.build_parser().parse_args([dem, out]), models["identity"]).guide_path is None
+    args = cli.build_parser().parse_args([dem, out, "--guide", guide])
+    assert cli.request_of(args, models["identity"]).guide_path == guide
+    assert cli.request_of(cli.build_parser().parse_args([dem, out]), models["identity"]).guide_path is None
     # Refused before any cluster (this scheduler address does not exist).
-    assert scale.main([dem, out, "--model", models["identity"], "--scheduler", "tcp://127.0.0.1:9", "--guide",
-                       guide]) == 1
+    assert cli.main([dem, out, "--model", models["identity"], "--scheduler", "tcp://127.0.0.1:9", "--guide",
+                     guide]) == 1
     assert "contract-1 model, which takes no colour guide" in capsys.readouterr().err
     look_only = v2models.write_unet(tmp_path / "look.onnx", kinds=("look",))
     with pytest.raises(InputError, match="takes no colour guide - it declares no guide_rgb"):
-        scale.run_on_dask(scale.request_of(args, look_only), scheduler="tcp://127.0.0.1:9")
+        runner.run_on_dask(cli.request_of(args, look_only), scheduler="tcp://127.0.0.1:9")
     assert sorted(os.listdir(tmp_path)) == ["dem.tif", "guide.tif", "look.onnx"]
