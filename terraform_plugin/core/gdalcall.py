@@ -57,10 +57,31 @@ def close_dataset(error, what: str, holder: list):
     """
     dataset = holder.pop()
     if hasattr(dataset, "Close"):
-        gdal_call(error, what, dataset.Close, status=True)
+        # With exceptions on, a Close() that fails (GDAL 3.10: a full disk) raises and leaves the Python
+        # dataset holding the freed handle, which its destructor then frees again: a segfault. With exceptions
+        # off it returns the failure's code and lets go of the handle.
+        with gdal.ExceptionMgr(useExceptions=False):
+            gdal_call(error, what, dataset.Close, status=True)
         return
     if sys.getrefcount(dataset) > 2:  # this name and getrefcount's argument: anything more keeps it open
         raise RuntimeError(f"{what}: the dataset is still referenced elsewhere, so it would not close here")
+    holder.append(dataset)
+    del dataset
+    reasons = _release(holder)
+    if reasons or _failed_meanwhile():
+        raise error(f"{what}: {reasons[0] if reasons else gdal.GetLastErrorMsg()}")  # the first: the cause
+
+
+def discard_dataset(holder: list):
+    """Drop the dataset in ``holder`` (a one-item list, emptied) whose file is being deleted, quietly, without
+    ``Dataset.Close``: on GDAL 3.10, Close() of a GeoTIFF whose writes failed (a full disk) aborts the process,
+    while dropping the last reference does not. A traceback on its way up may still hold the dataset: it then
+    closes when that goes (its file already unlinked)."""
+    _release(holder)
+
+
+def _release(holder):
+    """Drop the last reference in ``holder`` with GDAL's errors recorded, not printed; returns their messages."""
     reasons = []
 
     def record(kind, _number, message):
@@ -77,9 +98,8 @@ def close_dataset(error, what: str, holder: list):
     gdal.PushErrorHandler(record)
     sys.unraisablehook = drop_close_errors
     try:
-        del dataset  # the last reference: GDAL writes what it still holds and closes the file
+        holder.clear()  # the last reference: GDAL writes what it still holds and closes the file
     finally:
         sys.unraisablehook = hook
         gdal.PopErrorHandler()
-    if reasons or _failed_meanwhile():
-        raise error(f"{what}: {reasons[0] if reasons else gdal.GetLastErrorMsg()}")  # the first: the cause
+    return reasons

@@ -24,7 +24,7 @@ from osgeo import gdal
 from . import guard
 from .blockrows import BLOCK
 from .errors import OutputError
-from .gdalcall import close_dataset, gdal_call
+from .gdalcall import close_dataset, discard_dataset, gdal_call
 from .overviews import OverviewStream, stripe_levels
 
 
@@ -340,12 +340,7 @@ class OutputWriter:
         self._stream = None  # its overview levels belong to the dataset closed here
         holder, self.dataset = [getattr(self, "dataset", None)], None
         if holder[0] is not None:
-            try:  # quietly: what closing could not write goes with the file (GDAL would print it to stderr)
-                close_dataset(OutputError, "", holder)
-            except OutputError:
-                pass
-            except RuntimeError:  # a traceback on its way up still holds it: it closes when that goes
-                pass
+            discard_dataset(holder)  # quietly: what closing could not write goes with the file
         if getattr(self, "temp_path", None):
             for path in (self.temp_path, _sidecar(self.temp_path), *self._extra_temps):
                 _remove(path)
