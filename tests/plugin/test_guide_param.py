@@ -101,14 +101,14 @@ def test_guides_the_run_cannot_use_are_refused_in_the_engines_words(run_alg, ech
     # A web layer for a model that takes no guide: refused, named by its address, and nothing rendered.
     before = scratch_folders()
     layer = QgsRasterLayer(xyz_uri(template), "guide tiles", "wms")
-    with pytest.raises(QgsProcessingException, match=r"colour guide guide tiles \(wms xyz layer /.*\): "
+    with pytest.raises(QgsProcessingException, match=r"colour guide guide tiles \(wms xyz layer (file://)?/.*\): "
                                                      "test-identity is a contract-1 model"):
         run_alg({"INPUT": dem, "MODEL": models["identity"], "GUIDE": layer, "OUTPUT": str(tmp_path / "c.tif")})
     assert scratch_folders() == before
     # A web layer with no tiles over the DEM (27°N; the tiles cover 40-42°N): named by its address, not by the
     # temporary rendering, which is gone.
     south = kit.write_dem(tmp_path / "south.tif", kit.terrain(64, 64), origin=(500000.0, 3000000.0))
-    with pytest.raises(QgsProcessingException, match=r"the guide guide tiles \(wms xyz layer /.*\) has no colour "
+    with pytest.raises(QgsProcessingException, match=r"the guide guide tiles \(wms xyz layer (file://)?/.*\) has no colour "
                                                      r"\(only no-data or transparent pixels\) over the DEM"):
         run_alg({"INPUT": south, "MODEL": echo, "GUIDE": layer, "OUTPUT": str(tmp_path / "d.tif")})
     assert scratch_folders() == before
