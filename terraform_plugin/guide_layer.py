@@ -90,7 +90,9 @@ def public_source(layer) -> str:
         host = split.hostname or ""
         if split.port:
             host = f"{host}:{split.port}"
-        address = urlunsplit((split.scheme, host, split.path, "", ""))
+        # QGIS 3.22 decodes a file:// tile URL to a bare path, 3.44 keeps the scheme: say file:// in both.
+        scheme = split.scheme or ("file" if split.path.startswith("/") else "")
+        address = urlunsplit((scheme, host, split.path, "", ""))
     else:  # no URL the provider names: the source's first field, stripped of key=value secrets
         address = re.sub(r"(password|username|authcfg|key|token)=[^&\s]*", r"\1=...", layer.source(),
                          flags=re.IGNORECASE)
