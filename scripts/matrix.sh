@@ -15,8 +15,8 @@ root=$(bash scripts/qgis_chroot.sh path "$version")
 # platform-dependent numpy rule (numpy < 2 only on Python < 3.12, i.e. bookworm's GDAL).
 inner='
 set -euo pipefail
-# Debian's pyproj (a reference in the latitude, grid and guide tests) looks for PROJ's data under the venv's
-# prefix; point it at the system's, where GDAL finds it.
+# Debian pyproj (a reference in the latitude, grid and guide tests) looks for the PROJ data under the venv
+# prefix: point it at the system copy, where GDAL finds it.
 export PROJ_DATA=/usr/share/proj
 # The desktop test needs a virtual display (chroots cached before it was in the recipe lack it).
 command -v Xvfb >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends xvfb >/dev/null
