@@ -10,12 +10,6 @@ from terraform_plugin.core.errors import InputError, OutputError
 from terraform_plugin.core.gdalcall import close_dataset, gdal_call
 
 
-@pytest.fixture(params=[False, True], ids=["gdal-errors-as-codes", "gdal-exceptions"])
-def exception_mode(request):
-    was = gdal.GetUseExceptions()
-    gdal.UseExceptions() if request.param else gdal.DontUseExceptions()
-    yield request.param
-    gdal.UseExceptions() if was else gdal.DontUseExceptions()
 
 
 def test_a_missing_file_is_the_callers_error_with_gdals_reason(tmp_path, exception_mode):

@@ -116,13 +116,6 @@ def test_overview_levels_reach_one_tile():
 # -- a disk that fills while the output is written -----------------------------------------------------------
 
 
-@pytest.fixture(params=[False, True], ids=["gdal-errors-as-codes", "gdal-exceptions"])
-def exception_mode(request):
-    """QGIS 3.40 turns GDAL's exceptions on for the whole process; older QGIS leave them off."""
-    was = gdal.GetUseExceptions()
-    gdal.UseExceptions() if request.param else gdal.DontUseExceptions()
-    yield request.param
-    gdal.UseExceptions() if was else gdal.DontUseExceptions()
 
 
 def sha(path):
