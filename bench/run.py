@@ -65,8 +65,6 @@ V2_TILES = (1536, 1792, 2048, 2304)
 # The trained 5-level build's receptive radius, measured by training.receptive over every phase of the
 # alignment (124 px, rounded up to a multiple of 8 then of the alignment by the engine's margin) and its guide
 # cells: what the bench's untrained export declares, so that the engine tiles it as it will the trained model.
-V2_RADIUS = 128
-V2_COARSE_PX = 32
 BLOCK_PX = 256  # the output's TIFF block: kept centres are whole blocks
 BIG = 8192  # DEMs from this side on: --big-repeats runs, no spinning-session comparison (time)
 
@@ -133,8 +131,12 @@ def identity_model(folder) -> str:
 
 
 def throughput_model(folder):
-    """(path, description) of the model the throughput is measured with."""
-    if os.path.exists(RELEASE_MODEL):
+    """(path, description) of the contract-1 model the throughput is measured with: the bundled model when it is
+    one, else an untrained U-Net 256 of 0.3.0's build (ngf 16, cap 128, seamless), exported here - the same
+    cost, so a contract-2 release is measured against what it replaces in the same run."""
+    from terraform_plugin.core.onnxmeta import read_metadata
+
+    if os.path.exists(RELEASE_MODEL) and not read_metadata(RELEASE_MODEL).tiling_independent:
         return RELEASE_MODEL, "models/terraform_generator.onnx (the bundled generator)"
     try:
         import onnx
@@ -143,14 +145,15 @@ def throughput_model(folder):
         from terraform_plugin.core.ramp import training_ramp
         from terraform_plugin.core.schema import build_metadata, stamp
         from training.export import to_onnx
-        from training.nets import NUM_DOWNS, build_generator
+        from training.nets import NUM_DOWNS, SEAMLESS, build_generator
 
-        path = os.path.join(folder, "generator_untrained.onnx")
-        generator = build_generator(num_downs=NUM_DOWNS).eval()  # contract 1: the U-Net 256, seamless build
+        path = os.path.join(folder, "generator_contract1_untrained.onnx")
+        generator = build_generator(16, 128, num_downs=NUM_DOWNS, **SEAMLESS).eval()
         model = to_onnx(generator, path)
         stamp(model, build_metadata(training_ramp(), name="generator-untrained", version="bench"))
         onnx.save(model, path)
-        return path, "untrained contract-1 U-Net 256 (seamless build), exported by training/: same cost"
+        return path, ("untrained contract-1 U-Net 256 of 0.3.0's build (ngf 16, cap 128, seamless), exported by "
+                      "training/: 0.3.0's cost")
     except Exception as exc:  # no torch, or the trainer changed: still measure, and say so
         print(f"(no generator to export: {exc}; using the identity model)", file=sys.stderr)
         return identity_model(folder), "identity contract model (tests/v1models.py): engine overhead only"
@@ -158,57 +161,36 @@ def throughput_model(folder):
 
 def v2_generator(folder):
     """(path, description) of a contract-2 generator: the bundled model when it is one, else the trainer's
-    5-level seamless U-Net (ngf 16, cap 128, conditioning at 1/8: latitude, 7 looks, colour guide), random
-    weights, exported here (weights do not change the cost)."""
+    5-level seamless U-Net (ngf 16, cap 128, planes at 1/8: latitude, 7 looks, colour guide), random weights,
+    exported here by training.export (weights do not change the cost)."""
     from terraform_plugin.core.onnxmeta import read_metadata
 
     if os.path.exists(RELEASE_MODEL) and read_metadata(RELEASE_MODEL).tiling_independent:
         return RELEASE_MODEL, "models/terraform_generator.onnx (the bundled contract-2 generator)"
-    path = os.path.join(folder, f"generator_v2_untrained_r{V2_RADIUS}.onnx")
+    path = os.path.join(folder, "generator_v2_untrained.onnx")
     if not os.path.exists(path):
         export_v2_generator(path)
-    return path, (f"untrained 5-level seamless U-Net (ngf 16, cap 128, 32 px alignment, {V2_RADIUS} px receptive "
-                  f"radius, planes at 1/8: latitude, 7 looks, guide in {V2_COARSE_PX} px cells), exported by the bench")
+    return path, ("untrained 5-level seamless U-Net (ngf 16, cap 128, 32 px alignment, planes at 1/8: latitude, "
+                  "7 looks, colour guide), exported by training.export")
 
 
 def export_v2_generator(path, looks=7):
+    """The trainer's contract-2 build with random weights, through the trainer's own export and metadata."""
     import onnx
-    import torch
 
     from terraform_plugin.core.ramp import training_ramp
     from terraform_plugin.core.schema import build_metadata_v2, stamp
+    from training.conditioning import ConditioningSpec
+    from training.export import INPUT, to_onnx_v2
     from training.nets import SEAMLESS, build_generator
+    from training.receptive import receptive_radius
 
-    generator = build_generator(16, 128, num_downs=5, cond_nc=1 + looks + 3 + 1, cond_stride=8, **SEAMLESS).eval()
-
-    class Planes(torch.nn.Module):  # the contract's named inputs -> the generator's (x, cond)
-        def __init__(self):
-            super().__init__()
-            self.generator = generator
-
-        def forward(self, dem_rgb, latitude, look, guide_rgb, guide_mask):
-            return self.generator(dem_rgb, torch.cat([latitude, look, guide_rgb, guide_mask], 1))
-
-    names = ["dem_rgb", "latitude", "look", "guide_rgb", "guide_mask"]
-    channels = [3, 1, looks, 3, 1]
-    side = 256
-    example = tuple(torch.zeros(1, c, side if i == 0 else side // 8, side if i == 0 else side // 8)
-                    for i, c in enumerate(channels))
-    axes = {n: {0: "N", 2: "H" if i == 0 else "h", 3: "W" if i == 0 else "w"} for i, n in enumerate(names)}
-    axes["satellite_rgb"] = {0: "N", 2: "H", 3: "W"}
-    torch.onnx.export(Planes().eval(), example, path, dynamo=False, opset_version=18, input_names=names,
-                      output_names=["satellite_rgb"], dynamic_axes=axes)
-    inputs = [
-        {"name": "dem_rgb", "kind": "ramp_rgb", "channels": 3},
-        {"name": "latitude", "kind": "latitude", "channels": 1, "absolute": True, "scale": 1 / 45, "range_deg": [0, 50]},
-        {"name": "look", "kind": "look", "channels": looks},
-        {"name": "guide_rgb", "kind": "guide_rgb", "channels": 3, "coarse_px": V2_COARSE_PX},
-        {"name": "guide_mask", "kind": "guide_mask", "channels": 1},
-    ]
-    model = onnx.load(path)
-    stamp(model, build_metadata_v2(training_ramp(), 32, V2_RADIUS, inputs, looks=[{"id": f"L{i}", "label": f"look {i}"}
-                                                                          for i in range(looks)],
-                                   plane_stride=8, name="generator-v2-untrained", version="bench"))
+    spec = ConditioningSpec(tuple(f"L{i}" for i in range(looks)), (0.0, 47.0))
+    generator = build_generator(16, 128, num_downs=5, cond_nc=spec.channels, **SEAMLESS).eval()
+    model = to_onnx_v2(generator, spec, path)
+    stamp(model, build_metadata_v2(training_ramp(), generator.alignment, receptive_radius(generator),
+                                   spec.onnx_inputs(INPUT), looks=[{"id": i, "label": i} for i in spec.looks],
+                                   plane_stride=spec.stride, name="generator-v2-untrained", version="bench"))
     onnx.save(model, path)
 
 
