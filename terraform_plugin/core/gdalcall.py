@@ -12,6 +12,7 @@ writes its directories; ``close_dataset`` makes that a checked call too.
 """
 
 import sys
+import time
 
 from osgeo import gdal
 
@@ -53,7 +54,7 @@ def close_dataset(error, what: str, holder: list):
     GDAL 3.8 has ``Dataset.Close``, which returns (or raises) what closing did. Before it, the dataset closes
     when its last reference goes, and a failure there is only GDAL's error state - with exceptions on, also an
     exception the interpreter can only print as "Exception ignored": that one is dropped, the reason is raised
-    here instead.
+    here instead. A dataset still held elsewhere is flushed here, checked, and closes when its holder lets go.
     """
     dataset = holder.pop()
     if hasattr(dataset, "Close"):
@@ -63,13 +64,28 @@ def close_dataset(error, what: str, holder: list):
         with gdal.ExceptionMgr(useExceptions=False):
             gdal_call(error, what, dataset.Close, status=True)
         return
-    if sys.getrefcount(dataset) > 2:  # this name and getrefcount's argument: anything more keeps it open
-        raise RuntimeError(f"{what}: the dataset is still referenced elsewhere, so it would not close here")
+    if not _sole_holder(dataset):
+        # Held on (a caller's traceback, a finished frame kept by a profiler that outlived its wait): closing
+        # happens when that goes, so write everything now, checked; the file is complete and readable already.
+        gdal_call(error, what, dataset.FlushCache, status=True)
     holder.append(dataset)
     del dataset
     reasons = _release(holder)
     if reasons or _failed_meanwhile():
         raise error(f"{what}: {reasons[0] if reasons else gdal.GetLastErrorMsg()}")  # the first: the cause
+
+
+def _sole_holder(dataset, wait_s: float = 2.0) -> bool:
+    """Whether the caller's name is the last reference to ``dataset``, waiting up to ``wait_s`` for others to
+    go. Another thread may hold one briefly: Dask's worker samples every thread's stack 100 times a second, and
+    a frame it holds when the frame returns keeps that frame's locals (a dataset just returned) alive with it."""
+    deadline = time.monotonic() + wait_s
+    # The caller's name, this parameter and getrefcount's argument: anything more is held elsewhere.
+    while sys.getrefcount(dataset) > 3:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def discard_dataset(holder: list):
