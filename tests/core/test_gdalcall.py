@@ -82,7 +82,9 @@ def test_a_dataset_held_for_a_moment_elsewhere_is_closed_whole(tmp_path, excepti
     threading.Timer(0.2, held.clear).start()  # lets go 0.2 s after closing starts
     holder, ds = [ds], None
     close_dataset(OutputError, "cannot close a.tif", holder)
-    assert held == [] and holder == []
+    assert holder == []
+    if not hasattr(gdal.Dataset, "Close"):  # GDAL >= 3.8 closes explicitly, whoever holds it; before, it waits
+        assert held == []
     np.testing.assert_array_equal(gdal.Open(path).ReadAsArray(), pixels)
 
 
