@@ -4,9 +4,10 @@
 #
 # Two contract-2 generators (the shipped build: 5-level U-Net, ngf 16, widths capped at 128, conditioned on
 # latitude, look and colour guide), trained side by side on the one GPU with the same settings, each warm-started
-# from the shipped trainable weights (models/terraform_trainable.pt, generator and discriminator) so the GPU's
-# images add to every earlier session's: `heldout` without CALI and ITALY (its numbers are the ones against the
-# quality bar) and `all7` on every region (the one to ship). Each run's length is planned from the rate measured
+# from its own line of shipped trainable weights (generator and discriminator) so the GPU's images add to every
+# earlier session's: `heldout` without CALI and ITALY, from models/terraform_trainable_heldout.pt (weights that
+# never saw them: its numbers are the ones against the quality bar), and `all7` on every region, from
+# models/terraform_trainable.pt (the one to ship). Each run's length is planned from the rate measured
 # at the start, so the learning-rate decay ends inside the budget; each ends with its BatchNorm statistics
 # measured (training.recalibrate) and is exported; the ONNX files come back in <= 16 MiB parts, and each run's
 # summary, loss curve and new trainable weights in one small tar (at most 8 files come back from a call).
@@ -15,7 +16,8 @@
 # Device:      run(command="scripts/gpu_release.sh", carry=["runs/ship"], timeout_s=600)
 # Here, after: .venv/bin/python -m training.pack --join <files_at>/all7.onnx.parts.json --out runs/gpu/all7.onnx
 #              (the same for heldout), tar -xf <files_at>/all7.extras.tar (all7.trainable.pt: commit it as
-#              models/terraform_trainable.pt when the model ships), then training.evaluate as in docs/release_model.md.
+#              models/terraform_trainable.pt when the model ships; heldout.trainable.pt as
+#              models/terraform_trainable_heldout.pt), then training.evaluate as in docs/release_model.md.
 # A CPU smoke test of the script itself (a small archive of a few chips per region, made with training.pack):
 #   DEVICE=cpu TIMING_STEPS=2 WORKERS=0 BATCH=2 ARCHIVE=small.tar DATA_ROOT=/tmp/smoke RUNS=/tmp/smoke/runs OUT=/tmp/smoke/out \
 #   PYTHON=.venv/bin/python scripts/gpu_release.sh 10
@@ -27,7 +29,8 @@ TIMING_STEPS=${TIMING_STEPS:-40}
 WORKERS=${WORKERS:-6}         # data-loader processes per run (16 cores, two runs)
 BATCH=${BATCH:-16}
 VERSION=${VERSION:-0.5.0}
-WEIGHTS=${WEIGHTS:-models/terraform_trainable.pt}  # where every run starts from (absent: from scratch)
+WEIGHTS=${WEIGHTS:-models/terraform_trainable.pt}  # where all7 starts from (absent: from scratch)
+HELDOUT_WEIGHTS=${HELDOUT_WEIGHTS:-models/terraform_trainable_heldout.pt}  # where heldout starts from
 MARGIN_S=${MARGIN_S:-120}     # start-up, validation and statistics beyond the planned steps, before the safety timeout
 OUT=${OUT:?the device tool sets OUT}
 PY=${PYTHON:-python3}
@@ -39,15 +42,15 @@ mkdir -p "$RUNS"
 
 [ -d "$DATA" ] || $PY -m training.pack --unpack "$ARCHIVE" --out "$DATA_ROOT"
 [ "$DEVICE" = cuda ] && { nvidia-smi -L; PRECISION="--amp bf16"; } || PRECISION="--precision fp32"
-INIT=""
-[ -f "$WEIGHTS" ] && INIT="--init-from $WEIGHTS"
-COMMON="--data $DATA --device $DEVICE $PRECISION --ngf 16 --max-channels 128 --ndf 32 --batch-size $BATCH --workers $WORKERS $INIT"
-heldout="--val-regions CALI ITALY --val-chips 64"
+init() { [ -f "$1" ] && echo "--init-from $1" || true; }
+COMMON="--data $DATA --device $DEVICE $PRECISION --ngf 16 --max-channels 128 --ndf 32 --batch-size $BATCH --workers $WORKERS"
+heldout="--val-regions CALI ITALY --val-chips 64 $(init "$HELDOUT_WEIGHTS")"
+all7="$(init "$WEIGHTS")"
 
 # 1. The rate of both runs together (they share the GPU and the cores): a short timed run of each at once.
 $PY -m training.train $COMMON $heldout --out $RUNS/rate-heldout --max-steps "$TIMING_STEPS" --no-recalibrate --val-chips 1 > $RUNS.rate1.log 2>&1 &
 first=$!
-$PY -m training.train $COMMON --out $RUNS/rate-all7 --max-steps "$TIMING_STEPS" --no-recalibrate > $RUNS.rate2.log 2>&1 &
+$PY -m training.train $COMMON $all7 --out $RUNS/rate-all7 --max-steps "$TIMING_STEPS" --no-recalibrate > $RUNS.rate2.log 2>&1 &
 wait $first && wait $! || { tail -c 1500 $RUNS.rate1.log $RUNS.rate2.log; exit 1; }
 STEPS=$($PY - "$BUDGET_S" $RUNS/rate-heldout/summary.json $RUNS/rate-all7/summary.json <<'EOF'
 import json, sys
@@ -60,7 +63,7 @@ echo "rate: $STEPS steps of batch $BATCH fit ${BUDGET_S} s per run"
 
 # 2. Both runs side by side, planned to that length; a safety timeout keeps the command inside its limit.
 for run in heldout all7; do
-  extra=$([ $run = heldout ] && echo "$heldout" || echo "")
+  extra=$([ $run = heldout ] && echo "$heldout" || echo "$all7")
   timeout $((BUDGET_S + MARGIN_S)) $PY -m training.train $COMMON $extra --out $RUNS/$run --max-steps "$STEPS" \
       --val-every 100000 --checkpoint-every 500 > $RUNS.$run.log 2>&1 &
 done

@@ -11,8 +11,12 @@ import tarfile
 
 from terraform_plugin.core.model import TerraformModel
 from training import pack
+from training.lineage import describe_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Each run starts from its own line of shipped weights: the held-out run never from weights that saw CALI, ITALY.
+WEIGHTS = {"all7": os.path.join(ROOT, "models", "terraform_trainable.pt"),
+           "heldout": os.path.join(ROOT, "models", "terraform_trainable_heldout.pt")}
 
 
 def test_one_call_trains_exports_and_returns_both_models(tmp_path, make_pairs):
@@ -42,7 +46,11 @@ def test_one_call_trains_exports_and_returns_both_models(tmp_path, make_pairs):
         assert meta.schema == 2 and meta.extra["architecture"]["ngf"] == 16
         assert meta.extra["batchnorm_statistics"]["recalibrated_on_chips"] > 0
         regions[run] = meta.extra["data"]["train_regions"]
-        assert [lk.id for lk in meta.looks] == regions[run]  # a look per training region
+        # A look per training region, after the looks of the weights the run started from (its own line's)
+        source = describe_source(WEIGHTS[run]) if os.path.isfile(WEIGHTS[run]) else {"looks": [], "images_seen": 0}
+        inherited = [lk["id"] for lk in source["looks"]]
+        assert [lk.id for lk in meta.looks] == inherited + [r for r in regions[run] if r not in inherited]
+        assert meta.extra["images_seen"] > source["images_seen"]  # the run's images add to its source's
         with tarfile.open(out / f"{run}.extras.tar") as tar:
             assert sorted(tar.getnames()) == sorted(f"{run}.{what}" for what in ("trainable.pt", "summary.json",
                                                                                  "loss_curve.png"))
