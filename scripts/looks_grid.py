@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import tempfile
+import textwrap
 
 import numpy as np
 from osgeo import gdal
@@ -70,7 +71,7 @@ def main(argv=None):
             print(f"{look}: done", flush=True)
 
     rows = -(-len(panels) // COLUMNS)
-    caption = 44
+    caption = 60  # the id, then the label on up to two lines
     sheet = Image.new("RGB", (COLUMNS * PANEL, rows * (PANEL + caption) + 36), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((8, 8), args.title or os.path.basename(args.dem), fill="black", font=_font(18))
@@ -79,8 +80,10 @@ def main(argv=None):
         image = image.copy()
         image.thumbnail((PANEL - 8, PANEL - 8))
         sheet.paste(image, (x + 4, y + 4))
-        draw.text((x + 6, y + PANEL - 2), look, fill="black", font=_font(15))
-        draw.text((x + 6, y + PANEL + 17), label[:48], fill=(70, 70, 70), font=_font(12))
+        top = y + 4 + image.height + 4
+        draw.text((x + 6, top), look, fill="black", font=_font(15))
+        for n, line in enumerate(textwrap.wrap(label, 50)[:2]):
+            draw.text((x + 6, top + 19 + 15 * n), line, fill=(70, 70, 70), font=_font(12))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     sheet.save(args.out, quality=88)
     print(f"wrote {args.out}")
