@@ -23,13 +23,15 @@ import numpy as np
 from osgeo import gdal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A contract-1 model declares no radius; a 256 px chip's output pixel sees at most half a chip around it.
+CONTRACT1_MARGIN = 128
 
 
 def resample_to_grid(dem, folder, resolution_m, crs):
     """The DEM at ``resolution_m`` metre pixels in the projected ``crs``, as a GeoTIFF: then a crop by N pixels is
     a crop of the processing grid itself, and both runs get the same grid. (A lat/lon DEM would not: its pixels in
     degrees are sized at the extent's centre latitude, which a crop moves.)"""
-    path = os.path.join(folder, "dem_on_grid.tif")
+    path = os.path.join(folder, f"dem_on_grid_{resolution_m:g}m.tif")
     gdal.Warp(path, dem, format="GTiff", dstSRS=crs, xRes=resolution_m, yRes=resolution_m, targetAlignedPixels=True,
               resampleAlg="bilinear", creationOptions=["COMPRESS=DEFLATE"])
     ds = gdal.Open(path)
@@ -57,17 +59,20 @@ def main(argv=None):
     p.add_argument("--crs", required=True, help="projected CRS in metres to put the DEM in first, e.g. its UTM zone")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "shift_check.json"))
     args = p.parse_args(argv)
-    results = []
+    results, grids = [], {}
     with tempfile.TemporaryDirectory(prefix="shift_") as tmp:
         for model in args.model:
             meta = TerraformModel(model, threads=None).metadata
-            margin = meta.receptive_radius if meta.tiling_independent else 128
+            margin = meta.receptive_radius if meta.tiling_independent else CONTRACT1_MARGIN
             resolution = args.resolution or meta.resolution_m
-            dem, width, height = resample_to_grid(args.dem, tmp, resolution, args.crs)
+            if resolution not in grids:  # models at one resolution share the resampled DEM and its crops
+                grids[resolution] = resample_to_grid(args.dem, tmp, resolution, args.crs)
+            dem, width, height = grids[resolution]
             whole = run(dem, model, os.path.join(tmp, "whole.tif"), resolution)
             for crop in args.crops:
-                cropped_dem = os.path.join(tmp, f"crop{crop}.tif")
-                gdal.Translate(cropped_dem, dem, srcWin=[crop, crop, width - crop, height - crop])
+                cropped_dem = os.path.join(tmp, f"crop{crop}_{resolution:g}m.tif")
+                if not os.path.exists(cropped_dem):
+                    gdal.Translate(cropped_dem, dem, srcWin=[crop, crop, width - crop, height - crop])
                 part = run(cropped_dem, model, os.path.join(tmp, f"out{crop}.tif"), resolution)
                 a = whole[:, crop + margin : height - margin, crop + margin : width - margin]
                 b = part[:, margin : height - crop - margin, margin : width - crop - margin]
@@ -79,8 +84,8 @@ def main(argv=None):
                        "max_dn": int(diff.max()), "share_over_1dn": round(float((diff > 1).mean()), 5)}
                 results.append(row)
                 print(json.dumps(row), flush=True)
-    record = {"dem": os.path.basename(args.dem), "crs": args.crs, "resolution_m": args.resolution, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "rows": results}
+    record = {"dem": os.path.basename(args.dem), "crs": args.crs, "resolution_m": args.resolution,
+              "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": results}
     with open(args.out, "w") as f:
         json.dump(record, f, indent=2)
     print(f"wrote {args.out}")

@@ -28,11 +28,9 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from terraform_plugin.core import pipeline  # noqa: E402
 from terraform_plugin.core.model import TerraformModel  # noqa: E402
 from terraform_plugin.core.request import AUTO_LOOK  # noqa: E402
-from training import metrics  # noqa: E402
-from training.mosaic_eval import mosaic_elevation, read_rgb  # noqa: E402
+from training.mosaic_eval import engine_run, mosaic_elevation, read_rgb, score_placed  # noqa: E402
 from training.mosaic_places import OutputGrid, common_window, mosaic_georeference, write_geotiff  # noqa: E402
 
 REGION, LOOK = "CALI", "CALIVALLEY"
@@ -54,11 +52,8 @@ def run(cmd):
 
 
 def paint(model_path, dem, out, look):
-    model = TerraformModel(model_path)
-    request = pipeline.TerraformRequest(input_path=dem, output_path=out, model_path=model_path, look=look)
-    started = time.perf_counter()
-    pipeline.run(request, model=model)
-    return OutputGrid(out), time.perf_counter() - started
+    result = engine_run(TerraformModel(model_path), dem, out, look=look)
+    return OutputGrid(out), result.elapsed_s
 
 
 def main(argv=None):
@@ -108,10 +103,8 @@ def main(argv=None):
     for source, grid_out in outputs.items():
         painted = np.ascontiguousarray(grid_out.rgba[y0:y1, x0:x1, :3])
         pictures.append(painted)
-        scores[source] = {"l1": round(metrics.l1(painted, truth), 2),
-                          "colour_distance": round(metrics.colour_distance(painted, truth), 2),
-                          "sharpness_ratio": round(metrics.gradient_magnitude(painted)
-                                                   / metrics.gradient_magnitude(truth), 3)}
+        scored = score_placed(painted, truth, None, (0, 0), texture_only=True)
+        scores[source] = {k: round(float(scored[k]), 3) for k in ("l1", "colour_distance", "sharpness_ratio")}
     with open(os.path.join(a.out, "scores.json"), "w") as f:
         json.dump(scores, f, indent=2)
     print(json.dumps(scores, indent=2))

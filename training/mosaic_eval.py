@@ -176,12 +176,11 @@ def guide_supported() -> bool:
 GUIDE_UNSUPPORTED = "not run: this engine's TerraformRequest has no guide_path (a colour guide needs a newer engine)"
 
 
-def engine_run(model, dem, out, guide=None):
-    """``core.pipeline.run`` on ``dem`` as a user runs it: LOOK auto, the latitude from the georeference, and
-    ``guide`` (a raster path) as the colour guide when given."""
+def engine_run(model, dem, out, guide=None, look=AUTO_LOOK):
+    """``core.pipeline.run`` on ``dem`` as a user runs it: the latitude from the georeference, ``look`` (default
+    auto), and ``guide`` (a raster path) as the colour guide when given."""
     extra = {"guide_path": guide} if guide is not None else {}
-    request = pipeline.TerraformRequest(input_path=dem, output_path=out, model_path=model.path, look=AUTO_LOOK,
-                                        **extra)
+    request = pipeline.TerraformRequest(input_path=dem, output_path=out, model_path=model.path, look=look, **extra)
     return pipeline.run(request, model=model)
 
 

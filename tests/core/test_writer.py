@@ -116,8 +116,6 @@ def test_overview_levels_reach_one_tile():
 # -- a disk that fills while the output is written -----------------------------------------------------------
 
 
-
-
 def sha(path):
     import hashlib
 
