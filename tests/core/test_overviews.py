@@ -3,8 +3,8 @@
 Checked against ``BuildOverviews("AVERAGE")`` of the same image with this GDAL: even and odd level sizes
 (exact pairs and GDAL's fractional windows), transparent holes at odd offsets, images written in column
 stripes (levels made stripe by stripe, the rest after the last stripe from the last of them; transparent areas
-across the joins; odd widths and joins off the tiles, which keep GDAL's pass), and whole runs: one stripe and
-several, streamed, against GDAL's pass.
+across the joins; odd widths; joins that cut a level's tiles, whose columns wait for the next stripe; joins at
+odd columns, which keep GDAL's pass), and whole runs: one stripe and several, streamed, against GDAL's pass.
 """
 
 import dataclasses
@@ -19,6 +19,7 @@ from v1models import write_model
 from rasters import gdal_average_overviews, overview_levels_of
 
 from terraform_plugin.core import pipeline
+from terraform_plugin.core.errors import OutputError
 from terraform_plugin.core.grid import Grid
 from terraform_plugin.core.overviews import OverviewStream, _Axis, stripe_levels
 from terraform_plugin.core.writer import CREATION_OPTIONS, OutputWriter, overview_levels
@@ -152,17 +153,22 @@ def striped_image(width, height, stripe, holes):
 
 # (width, height, stripe width, holes): levels streamed per stripe, then the rest from the last of them.
 STRIPED = [
-    (2048, 1300, 512, True),  # level 1 per stripe; 2-3 after (level 2's joins are not on tiles): y odd at 3
-    (4096, 700, 1024, True),  # levels 1-2 per stripe, nothing after
-    (4096, 2100, 2048, True),  # levels 1-3 per stripe (an 8192 stripe's 1-5, scaled down), level 4 after
-    (2050, 1100, 512, True),  # a last stripe 2 px wide; level 1 is 1025 px wide: levels 2-3 after, odd windows
+    (2048, 1300, 512, True),  # levels 1-3 per stripe; level 2's and 3's joins cut their tiles
+    (4096, 700, 1024, True),  # levels 1-2 per stripe, joins on their tiles
+    (4096, 2100, 2048, True),  # levels 1-4 per stripe (an 8192 stripe's 1-5, scaled down); level 4's joins cut
+    (2050, 1100, 512, True),  # a last stripe 2 px wide; level 1 is 1025 px wide: level 2's windows odd
     (514, 600, 512, True),  # one stripe + 2 px
     (1536, 2100, 512, False),  # every pixel opaque (ocean mode)
     (2049, 600, 512, True),  # odd width: level 1's windows at the joins take a column of the stripe before
     (513, 600, 512, True),  # one stripe + 1 px
-    (4097, 2100, 1024, True),  # odd widths at every level: levels 1-2 per stripe, 3-4 after
-    (4099, 1555, 2048, "partial"),  # odd, odd height, alpha between 0 and 255; levels 1-3 per stripe, 4 after
-    (3072, 700, 768, True),  # stripes of 768: level 1's joins are not on tiles, GDAL's pass
+    (4097, 2100, 1024, True),  # odd widths at every level: levels 1-4 per stripe
+    (4099, 1555, 2048, "partial"),  # odd, odd height, alpha between 0 and 255; levels 1-4 per stripe
+    (3072, 700, 768, True),  # stripes of 768: level 1's joins at 384 cut its tiles
+    (5376, 2100, 1792, True),  # the engine's kept-centre stripes (1792 px centres): every level's joins cut
+    (3584, 2100, 1792, True),  # one join at 1792: levels 1-4 wait there; the levels of one stripe's width
+    (2048, 1100, 64, True),  # stripes narrower than a level-1 tile: its columns wait over several stripes
+    (3 * 378 + 100, 700, 378, True),  # level 1 per stripe (joins at 378, 756, 1134: even, not x4), 2 after
+    (1500, 700, 375, True),  # joins at odd columns: GDAL's pass
 ]
 
 
@@ -187,7 +193,7 @@ def test_striped_writes_stream_gdals_average_overviews(tmp_path, kit, width, hei
             assert stream.streamed >= 1
             assert stream.finished()
         out.commit()
-    assert streamed == (stripe % 512 == 0)
+    assert streamed == (stripe % 2 == 0)
     assert shares and shares[-1] == 1.0
     got = overview_levels_of(tmp_path / "streamed.tif")
     assert len(got) == len(want) == len(overview_levels(width, height)) >= 1
@@ -199,11 +205,12 @@ def test_striped_writes_stream_gdals_average_overviews(tmp_path, kit, width, hei
     np.testing.assert_array_equal(gdal.Open(str(tmp_path / "streamed.tif")).ReadAsArray(), image)
 
 
-def test_what_the_stream_holds_does_not_grow_with_the_height(tmp_path):
+def test_what_the_stream_holds_grows_with_the_height_by_the_columns_a_join_cuts_at_most(tmp_path):
     """Python-side peak (numpy's arrays, tracemalloc) while an odd-width image is streamed in stripes of 512 -
-    carried columns, levels after the stripes and all - is the same for an image 4 times as high (the same
-    levels: the width is the smaller side)."""
-    peaks = {}
+    kept columns, the columns of the tiles the join cuts (levels 2 and 3 here) and all - for an image 4 times as
+    high (the same levels: the width is the smaller side): it grows by less than a tile's width of 4 bytes per
+    row of each level, never by a whole level."""
+    peaks, heights = {}, {}
     for height in (2048, 8192):
         width, stripes = 1025, [(0, 512), (512, 1025)]
         dataset = gdal.GetDriverByName("GTiff").Create(str(tmp_path / f"{height}.tif"), width, height, 4,
@@ -211,7 +218,9 @@ def test_what_the_stream_holds_does_not_grow_with_the_height(tmp_path):
         levels = overview_levels(width, height)
         assert dataset.BuildOverviews("NONE", levels) == 0
         stream = OverviewStream(dataset, write, stripes)
-        assert 1 <= stream.streamed < len(levels)
+        assert stream.streamed == len(levels) == 3
+        assert [seams is not None for seams in stream.seams] == [False, True, True]  # joins at 256, 128, 64
+        heights[height] = [size[1] for size in stream.sizes[1:]]
         rng = np.random.default_rng(0)
         tracemalloc.start()
         for x0, x1 in stripes:
@@ -225,16 +234,53 @@ def test_what_the_stream_holds_does_not_grow_with_the_height(tmp_path):
         tracemalloc.stop()
         assert stream.finished()
         dataset = None
-    assert peaks[8192] < peaks[2048] + 64 * 1024  # the kept columns: 4 bytes x the height, per level
+    more_rows = sum(b - a for a, b in zip(heights[2048], heights[8192]))
+    assert peaks[8192] < peaks[2048] + 4 * 256 * more_rows + 64 * 1024
+    assert peaks[8192] - peaks[2048] < 4 * 513 * (heights[8192][0] - heights[2048][0])  # less than level 1 grew
 
 
-def test_stripe_levels_are_those_whose_joins_are_whole_tiles():
+def test_each_overview_tile_is_written_once_where_joins_cut_the_tiles(tmp_path):
+    """Kept-centre stripes of 1792 px: no join falls on a tile of any level, yet every level's tiles are
+    written once each, whole (the output's right and bottom edges aside), and the levels are GDAL's."""
+    width, height, stripe = 5376, 1300, 1792
+    image = striped_image(width, height, stripe, True)
+    want = gdal_average_overviews(tmp_path / "gdal.tif", image)
+    dataset = create(tmp_path / "streamed.tif", image)
+    levels = overview_levels(width, height)
+    assert dataset.BuildOverviews("NONE", levels) == 0
+    written = []
+
+    def recording(level, x0, y0, planes):
+        written.append((level.RasterXSize, x0, y0, planes.shape[2], planes.shape[1]))
+        write(level, x0, y0, planes)
+
+    stripes = [(x0, x0 + stripe) for x0 in range(0, width, stripe)]
+    stream = OverviewStream(dataset, recording, stripes)
+    assert stream.streamed == len(levels) == 3 and all(stream.seams)
+    for x0, x1 in stripes:
+        for y0 in range(0, height, 256):
+            rows = image[:, y0 : y0 + 256, x0:x1]
+            write(dataset, x0, y0, rows)
+            stream.add(x0, y0, rows)
+    assert stream.finished()
+    dataset = None
+    for level_width, level_height in [(o.shape[2], o.shape[1]) for o in want]:
+        tiles = [(x0 + dx, y0) for w_, x0, y0, w, h in written if w_ == level_width for dx in range(0, w, 256)]
+        assert sorted(tiles) == sorted(set(tiles))  # once each
+        assert len(tiles) == math.ceil(level_width / 256) * math.ceil(level_height / 256)  # all of them
+        for w_, x0, _, w, _ in written:
+            assert x0 % 256 == 0 and (w % 256 == 0 or x0 + w == w_)  # whole tiles but at the right edge
+    for level, (a, b) in enumerate(zip(overview_levels_of(tmp_path / "streamed.tif"), want)):
+        np.testing.assert_array_equal(a, b, err_msg=f"level {level}")
+
+
+def test_stripe_levels_are_those_on_whose_columns_every_join_falls():
     assert stripe_levels(3, []) == 3  # one stripe: every level
-    assert stripe_levels(7, [8192 * k for k in range(1, 6)]) == 5  # 8192 px stripes: levels 1-5
-    assert stripe_levels(7, [16384, 32768]) == 6
-    assert stripe_levels(2, [16384, 32768]) == 2
-    assert stripe_levels(3, [768 * k for k in range(1, 16)]) == 0  # level 1's joins at 384: not on a tile
-    assert stripe_levels(3, [256]) == 0
+    assert stripe_levels(7, [8192 * k for k in range(1, 6)]) == 7  # 8192 = 2^13
+    assert stripe_levels(9, [1792 * k for k in range(1, 6)]) == 8  # 1792 = 7 x 2^8: the engine's centres
+    assert stripe_levels(3, [768 * k for k in range(1, 16)]) == 3
+    assert stripe_levels(4, [378, 756]) == 1  # 378 = 2 x 189
+    assert stripe_levels(3, [256, 375]) == 0  # an odd column: GDAL's pass
 
 
 @pytest.mark.parametrize("nodata_mode, width", [("transparent", 1300), ("ocean", 1300), ("transparent", 1301)])
@@ -255,7 +301,7 @@ def test_a_run_in_stripes_streams_the_overviews_of_gdals_pass(tmp_path, kit, nod
     np.testing.assert_array_equal(image, gdal.Open(str(tmp_path / "whole.tif")).ReadAsArray())
     want = gdal_average_overviews(tmp_path / "gdal.tif", image)  # GDAL's own pass over the same pixels
     got, whole_levels = overview_levels_of(tmp_path / "striped.tif"), overview_levels_of(tmp_path / "whole.tif")
-    assert len(got) == len(want) == len(whole_levels) == 3  # level 1 per stripe, levels 2 and 3 after
+    assert len(got) == len(want) == len(whole_levels) == 3  # all three per stripe (joins at 512 and 1024)
     if nodata_mode == "transparent":
         assert (want[0][3] == 0).any()
     for level, (a, b, c) in enumerate(zip(got, want, whole_levels)):
@@ -263,7 +309,9 @@ def test_a_run_in_stripes_streams_the_overviews_of_gdals_pass(tmp_path, kit, nod
         np.testing.assert_array_equal(c, b, err_msg=f"level {level}")
 
 
-def test_a_run_cancelled_while_its_last_levels_are_made_leaves_nothing(tmp_path, kit):
+def test_a_run_cancelled_once_its_overviews_are_made_leaves_nothing(tmp_path, kit):
+    """Every level is streamed (the stripes join on columns of all three): cancelling when the overviews report
+    their end, the last moment before the output is moved into place, still leaves the earlier result alone."""
     dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(1100, 1300))
     identity = write_model(tmp_path / "identity.onnx")
     (tmp_path / "out.tif").write_bytes(b"an earlier result")
@@ -271,11 +319,32 @@ def test_a_run_cancelled_while_its_last_levels_are_made_leaves_nothing(tmp_path,
                                         stripe_width=512)
     percents = []
 
-    def cancelled():  # once the levels after the stripes report progress (past the chips' share)
+    def cancelled():  # once the overviews report progress (past the chips' share)
         return any(p > pipeline.INFERENCE_SHARE for p in percents)
 
     with pytest.raises(pipeline.Cancelled):
         pipeline.run(request, progress=percents.append, cancelled=cancelled)
-    assert pipeline.INFERENCE_SHARE < percents[-1] < 99.0  # stopped in the middle of them
+    assert percents[-1] == 99.0  # the overviews' end: nothing was left to make after the stripes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif", "identity.onnx", "out.tif"]
     assert (tmp_path / "out.tif").read_bytes() == b"an earlier result"
+
+
+def test_overviews_cancelled_while_the_levels_after_the_stripes_are_made_leave_nothing(tmp_path, kit):
+    """Stripes of 378 px stream level 1 only (378 = 2 x 189): levels 2 and 3 are made from it after the last
+    stripe, with progress; a cancel there stops them and the temporary file goes."""
+    width, height, stripe = 1234, 1100, 378
+    image = striped_image(width, height, stripe, True)
+    grid = Grid(width, height, (500000.0, 10.0, 0.0, 4500000.0, 0.0, -10.0), kit.crs_wkt("EPSG:32633"))
+    stripes = [(x0, min(width, x0 + stripe)) for x0 in range(0, width, stripe)]
+    shares = []
+    with pytest.raises(OutputError, match="cancelled"):
+        with OutputWriter(tmp_path / "out.tif", grid, {}, stripes) as out:
+            assert out._stream.streamed == 1 < len(overview_levels(width, height))
+            for x0, x1 in stripes:
+                for y0 in range(0, height, 256):
+                    rows = image[:, y0 : y0 + 256, x0:x1]
+                    out.write_planes(x0, y0, rows)
+                    out.add_to_overviews(x0, y0, rows)
+            out.build_overviews(lambda f: shares.append(f) or False)  # stop at the first report
+    assert 0 < shares[-1] < 1.0
+    assert list(tmp_path.iterdir()) == []
