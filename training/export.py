@@ -24,6 +24,7 @@ from terraform_plugin.core.schema import build_metadata, build_metadata_v2, stam
 
 from . import checkpoint as ckpt
 from .conditioning import conditioning_of
+from .levers import LEVERS
 from .nets import NUM_DOWNS, REFERENCE
 from .prepare import SEED_RESOLUTION_M
 from .receptive import receptive_radius
@@ -162,6 +163,7 @@ def metadata_for(state, args) -> dict:
         "val_chips": state.get("val_chips"),
     }
     training = {k: run_args.get(k) for k in ("batch_size", "lr", "lambda_l1", "ndf", "amp", "precision", "seed")}
+    training.update({k: run_args[k] for k in LEVERS if k in run_args})  # how the texture was trained
     contract = {}
     conditioning = conditioning_of(state)
     if conditioning is not None:

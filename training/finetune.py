@@ -110,7 +110,21 @@ def train_argv(args, rest, state):
     batch = args.batch_size or recipe.get("batch_size")
     if batch:
         argv += ["--batch-size", str(batch)]
-    return argv + list(rest)
+    return argv + lever_flags(recipe) + list(rest)
+
+
+def lever_flags(recipe) -> list:
+    """The texture levers the weights were trained with (``training.levers``), as training.train flags: a
+    fine-tune continues with the objective its discriminator learnt. None recorded: the recipe's defaults."""
+    flags = []
+    if recipe.get("gan_loss"):
+        flags += ["--gan-loss", recipe["gan_loss"]]
+    for key in ("feature_matching", "spectrum_loss", "lr_d"):
+        if recipe.get(key):
+            flags += ["--" + key.replace("_", "-"), repr(float(recipe[key]))]
+    if recipe.get("diff_augment"):
+        flags += ["--diff-augment"]
+    return flags
 
 
 def licence_note(data, regions):

@@ -206,6 +206,15 @@ class PatchDiscriminator(nn.Module):
     def forward(self, condition, image):
         return self.model(torch.cat([condition, image], 1))
 
+    def features(self, condition, image) -> list:
+        """The activations after each LeakyReLU (feature matching, ``training.levers``), then the logits."""
+        out, x = [], torch.cat([condition, image], 1)
+        for layer in self.model:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(x)
+        return out + [x]
+
 
 def init_weights(net, gain=0.02, generator=None):
     """The paper's init: conv weights ~ N(0, 0.02), biases 0; BatchNorm scales ~ N(1, 0.02)."""

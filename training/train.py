@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
@@ -31,6 +30,8 @@ from .nets import NORMS, NUM_DOWNS, PADDINGS, SEAMLESS, UPSAMPLES, build_discrim
 from .precision import choose_cpu_precision
 from .recalibrate import recalibrate, training_inputs
 from .regions import dataset_regions, region_geo
+from . import levers
+from .levers import GAN_LOSSES
 from .lineage import describe_source, widened_range
 from .warm_start import load_discriminator_weights, load_generator_weights
 
@@ -73,6 +74,18 @@ def parse_args(argv=None):
                         "and a conditioned layer that gained input channels (a new look) keeps the old ones")
     p.add_argument("--lambda-l1", type=float, default=100.0, help="weight of the L1 term (default 100)")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    levers = p.add_argument_group("texture levers (training.levers; each off by default: the measured recipe)")
+    levers.add_argument("--gan-loss", choices=GAN_LOSSES, default="bce",
+                        help="adversarial objective (default bce, the paper's; lsgan; hinge)")
+    levers.add_argument("--feature-matching", type=float, default=0.0, metavar="W",
+                        help="weight of discriminator feature matching, pix2pixHD (default 0: off)")
+    levers.add_argument("--spectrum-loss", type=float, default=0.0, metavar="W",
+                        help="weight of the L1 between log-amplitude spectra, phase-free (default 0: off)")
+    levers.add_argument("--diff-augment", action=argparse.BooleanOptionalAction, default=False,
+                        help="the same random translation + cutout on each (input, image) pair before the "
+                             "discriminator, real and generated (DiffAugment; default off)")
+    levers.add_argument("--lr-d", type=float, default=None,
+                        help="the discriminator's learning rate, on the same schedule (TTUR; default: --lr)")
     p.add_argument("--decay-start", type=float, default=0.5,
                    help="fraction of the run at which the learning rate starts its linear decay to 0 (default 0.5)")
     p.add_argument("--val-regions", nargs="*", default=[], help="whole regions held out for validation")
@@ -219,7 +232,7 @@ class Trainer:
             self.amp = torch.bfloat16 if self.cpu_precision == "bf16" else None
         # Loss scaling only for fp16: bf16 has fp32's exponent range.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
-        self.bce = nn.BCEWithLogitsLoss()
+        self.augment_rng = torch.Generator().manual_seed(args.seed + 1)  # DiffAugment's draws (--diff-augment)
         self.step = 0
         self.batchnorm_statistics = None
         self.G_run, self.D_run = self.G, self.D
@@ -333,35 +346,53 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None)
 
     def train_step(self, x, y, lr, cond=None):
-        for opt in (self.opt_G, self.opt_D):
+        a = self.args
+        for opt, rate in ((self.opt_G, lr), (self.opt_D, lr * (a.lr_d / a.lr if a.lr_d else 1.0))):
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = rate
         with self.autocast():
             fake = self.G_run(x, cond)
         # D first, on a detached fake: its gradients must not reach G.
         self.D.requires_grad_(True)
         self.opt_D.zero_grad(set_to_none=True)
         with self.autocast():
-            pred_fake = self.D_run(x, fake.detach())
-            pred_real = self.D_run(x, y)
-            d_fake = self.bce(pred_fake.float(), torch.zeros_like(pred_fake, dtype=torch.float32))
-            d_real = self.bce(pred_real.float(), torch.ones_like(pred_real, dtype=torch.float32))
-            loss_d = 0.5 * (d_fake + d_real)
+            xa, real, generated = self.augment(x, y, fake.detach())
+            pred_fake = self.D_run(xa, generated)
+            pred_real = self.D_run(xa, real)
+            loss_d, d_real, d_fake = levers.d_loss(a.gan_loss, pred_real, pred_fake)
         self.scaler.scale(loss_d).backward()
         self.scaler.step(self.opt_D)
         # Then G: fool the (just updated, now frozen) D and stay close to the real image.
         self.D.requires_grad_(False)
         self.opt_G.zero_grad(set_to_none=True)
+        extra = {}
         with self.autocast():
-            pred_fake = self.D_run(x, fake)
-            g_gan = self.bce(pred_fake.float(), torch.ones_like(pred_fake, dtype=torch.float32))
+            xa, generated, real = self.augment(x, fake, y)
+            if a.feature_matching:
+                features = self.D.features(xa, generated)
+                pred_fake = features[-1]
+                with torch.no_grad():
+                    targets = self.D.features(xa, real)
+                extra["g_fm"] = levers.feature_matching(targets[:-1], features[:-1])
+            else:
+                pred_fake = self.D_run(xa, generated)
+            g_gan = levers.g_loss(a.gan_loss, pred_fake)
             g_l1 = torch.mean(torch.abs(fake.float() - y))
-            loss_g = g_gan + self.args.lambda_l1 * g_l1
+            if a.spectrum_loss:
+                extra["g_spectrum"] = levers.spectrum_loss(fake, y)
+            loss_g = g_gan + a.lambda_l1 * g_l1
+            loss_g = loss_g + a.feature_matching * extra.get("g_fm", 0.0) + a.spectrum_loss * extra.get("g_spectrum", 0.0)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_G)
         self.scaler.update()
         return {"d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
-                "g_gan": g_gan.item(), "g_l1": g_l1.item()}
+                "g_gan": g_gan.item(), "g_l1": g_l1.item(), **{k: v.item() for k, v in extra.items()}}
+
+    def augment(self, x, *images):
+        """(x, *images), each pair moved and cut the same way (``levers.diff_augment``) when --diff-augment."""
+        if not self.args.diff_augment:
+            return (x, *images)
+        return levers.diff_augment(x, *images, generator=self.augment_rng)
 
     def _timed_step(self, dtype, repeats=2):
         """Seconds per G + D step in ``dtype`` on a throwaway copy of the nets (the run's own stay untouched)."""
