@@ -24,27 +24,11 @@
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 BUDGET_S=${1:-330}            # seconds of training per run; the rest of the 600 s: unpack, timing, recalibrate, export
-DEVICE=${DEVICE:-cuda}
-TIMING_STEPS=${TIMING_STEPS:-40}
 WORKERS=${WORKERS:-6}         # data-loader processes per run (16 cores, two runs)
-BATCH=${BATCH:-16}
 VERSION=${VERSION:-0.5.0}
 WEIGHTS=${WEIGHTS:-models/terraform_trainable.pt}  # where all7 starts from (absent: from scratch)
-HELDOUT_WEIGHTS=${HELDOUT_WEIGHTS:-models/terraform_trainable_heldout.pt}  # where heldout starts from
-MARGIN_S=${MARGIN_S:-120}     # start-up, validation and statistics beyond the planned steps, before the safety timeout
-OUT=${OUT:?the device tool sets OUT}
-PY=${PYTHON:-python3}
-ARCHIVE=${ARCHIVE:-runs/ship/data.tar.gz}
-DATA_ROOT=${DATA_ROOT:-/tmp/data}
-DATA=$DATA_ROOT/seed-pairs
-RUNS=${RUNS:-runs/gpu}
-mkdir -p "$RUNS"
-
-[ -d "$DATA" ] || $PY -m training.pack --unpack "$ARCHIVE" --out "$DATA_ROOT"
-[ "$DEVICE" = cuda ] && { nvidia-smi -L; PRECISION="--amp bf16"; } || PRECISION="--precision fp32"
-init() { [ -f "$1" ] && echo "--init-from $1" || true; }
-COMMON="--data $DATA --device $DEVICE $PRECISION --ngf 16 --max-channels 128 --ndf 32 --batch-size $BATCH --workers $WORKERS"
-heldout="--val-regions CALI ITALY --val-chips 64 $(init "$HELDOUT_WEIGHTS")"
+source "$(dirname "$0")/gpu_lib.sh"  # settings, data, COMMON and HELDOUT flags, plan_steps, finish_run
+heldout=$HELDOUT
 all7="$(init "$WEIGHTS")"
 
 # 1. The rate of both runs together (they share the GPU and the cores): a short timed run of each at once.
@@ -52,13 +36,7 @@ $PY -m training.train $COMMON $heldout --out $RUNS/rate-heldout --max-steps "$TI
 first=$!
 $PY -m training.train $COMMON $all7 --out $RUNS/rate-all7 --max-steps "$TIMING_STEPS" --no-recalibrate > $RUNS.rate2.log 2>&1 &
 wait $first && wait $! || { tail -c 1500 $RUNS.rate1.log $RUNS.rate2.log; exit 1; }
-STEPS=$($PY - "$BUDGET_S" $RUNS/rate-heldout/summary.json $RUNS/rate-all7/summary.json <<'EOF'
-import json, sys
-budget, paths = float(sys.argv[1]), sys.argv[2:]
-slowest = max(json.load(open(p))["seconds_per_step"] for p in paths)
-print(max(1, int(budget / slowest)))
-EOF
-)
+STEPS=$(plan_steps "$BUDGET_S" $RUNS/rate-heldout/summary.json $RUNS/rate-all7/summary.json)
 echo "rate: $STEPS steps of batch $BATCH fit ${BUDGET_S} s per run"
 
 # 2. Both runs side by side, planned to that length; a safety timeout keeps the command inside its limit.
@@ -69,21 +47,11 @@ for run in heldout all7; do
 done
 wait || true
 tail -c 600 $RUNS.heldout.log; tail -c 600 $RUNS.all7.log
-for run in heldout all7; do  # a run the timeout stopped still has its last checkpoint (every 500 steps)
-  [ -f $RUNS/$run/checkpoints/last.pt ] || { echo "$run: no checkpoint (stopped before step 500?): see $RUNS.$run.log"; exit 1; }
-done
 
 # 3. Export and bring back <= 8 files: per run the ONNX (one part + its index) and one tar of its summary, loss
-#    curve and trainable weights. A run that ended measured its BatchNorm statistics and wrote its summary; one
-#    the safety timeout stopped did neither, so its last checkpoint's statistics are measured here (without them
-#    the exported model runs on momentum statistics: blotchy tones), and what it lacks is said, not fatal.
+#    curve and trainable weights; what a run the timeout stopped lacks is said, not fatal.
 for run in heldout all7; do
-  if [ ! -f $RUNS/$run/summary.json ]; then
-    echo "$run: stopped by the timeout; measuring the statistics of its last checkpoint"
-    $PY -m training.recalibrate --checkpoint $RUNS/$run/checkpoints/last.pt --chips 384
-  fi
-  $PY -m training.export --checkpoint $RUNS/$run/checkpoints/last.pt --output $RUNS/$run.onnx \
-      --name terraform-pix2pix-contract2 --version "$VERSION"
+  finish_run $RUNS/$run $RUNS/$run.onnx terraform-pix2pix-contract2 "$VERSION"
   $PY -m training.pack --split $RUNS/$run.onnx --out "$OUT"
   $PY -m training.trainable --checkpoint $RUNS/$run/checkpoints/last.pt --output $RUNS/$run.trainable.pt \
       --version "$VERSION"
