@@ -691,7 +691,7 @@ ENGINE_NOTES = [
     "2048 0.33 vs 0.96 ms, 12288 x 8448 0.32 vs 0.89, odd 16385 x 2048 0.79 vs 1.07; bundled model 12288 x 2048 "
     "0.31 vs 1.07; a 32768 x 8192 run 11.7-12.5 s instead of 16.8-19.5 s (the pass read the whole output back). "
     "The odd-size arithmetic was also made cheaper (same bits): 8191 x 2048, one stripe, 1.99 -> 0.52 ms/chip. "
-    "The throughput table's 16384 x 2048 row (two stripes) shows it in a real run: overviews 0.33 ms/chip, as "
+    "The throughput table's two-stripe row (16384 x 2048 on 2026-12-02; 15982 × 1998 in today's table) showed it in a real run: overviews 0.33 ms/chip, as "
     "for one stripe; its output is the same size to the byte as GDAL's pass over it (no tile written twice).",
     "- **The whole-band looks read in strips bounded by the source they touch** (`core/sampling.py`): a decimated "
     "read decompresses and caches every block its sampled rows touch, so the non-physical-elevation scan held "
@@ -701,7 +701,7 @@ ENGINE_NOTES = [
     "MB RSS instead of 762.",
     "- The overlap table now sets the chip-grid score of whole held-out mosaics beside each overlap's cost.",
     "",
-    "Where 0.95 stops on two cores: the model thread never waits for the engine (`wait_*` 0.00-0.01 ms per "
+    "Where 0.95 stops on two cores (measured 2026-12-02 with the bundled 0.3.0; today's table is another day of the same machine): the model thread never waits for the engine (`wait_*` 0.00-0.01 ms per "
     "chip above), so what is left is the engine's CPU on the cores the model uses. At 8192² the stages add up "
     "to 2.76 ms of CPU per chip beside 12.3 ms of bare onnxruntime on two threads (24.6 ms of core time): if the "
     "model kept both cores busy the ratio could not pass 24.6 / (24.6 + 2.76) = 0.90; it measures 0.92-0.93, "
@@ -931,8 +931,34 @@ def _v2_lines(results):
             lines.append(f"| {r['label']} | {r['repeats']} | {r['chip_runs']} | {r['bare_onnxruntime_s']} | "
                          f"{r['pipeline_s']} | **{r['ratio']}** | {rounds} ({r.get('median_pair_ratio', '')}) | "
                          f"{r['output_mpx_per_s']} | {r['ceiling_mpx_per_s']} |")
-        lines += ["", f"Conditions: {v2['conditions']}." if v2.get("conditions") else "", ""]
+        lines += ["", f"Conditions: {v2['conditions']}." if v2.get("conditions") else "", "",
+                  "Where the time goes, ms per tile (CPU of the thread that ran the stage; `infer` and `wait_*` wall):",
+                  "", *_profile_lines(v2["rows"]), "", *V2_ENGINE_NOTES, ""]
     return lines
+
+
+# What the contract-2 engine changed, and what it measured (the README is regenerated from this file).
+V2_ENGINE_NOTES = [
+    "### What the contract-2 tiles needed",
+    "",
+    "The first contract-2 bench (2026-12-07 02:54 UTC, quiet) had the pipeline at 0.925x bare onnxruntime at "
+    "4096² but 0.835x at 8192² (pairs 0.855 0.81). A timeline of one 8192² run (each stage's start and end, "
+    "each model call's) showed why: 0.7 s before the first tile and **2.7 s after the last one** - GDAL's "
+    "overview pass over the whole output, on the main thread, with the model done. A stripe of kept-centre "
+    "tiles is one 1792 px centre wide, and 1792 / 2 = 896 is not on a 256 px tile of overview level 1, so the "
+    "overviews streamed from the rows (`core/overviews.py`) had fallen back to GDAL's pass. Now a level streams "
+    "stripe by stripe wherever the joins fall on its columns (any multiple of 2^level: the engine's joins, "
+    "multiples of 256, stream levels 1-8), and the columns of a tile a join cuts wait in memory (less than "
+    "1 KB a row of the level) until the next stripe completes it, so each tile is still compressed once (tested "
+    "tile by tile, and against GDAL's own AVERAGE pass under GDAL 3.6 and 3.10). The same timeline after: "
+    "0.13 s after the last tile. Two smaller things went with it: a chip row that is one tile is its own "
+    "batch (the 47 MB copy per tile into a batch array is gone: `batch` 50 -> 5 ms per tile), and the check "
+    "that the DEM holds data looks at one row of samples first (0.23 -> 0.01 s before the model starts, on an "
+    "8192² DEM). First run after the change (04:05 UTC, training paused): 0.903x at 4096², **0.898x** at 8192² "
+    "(pairs 0.851 0.904). What remains is the model's own calls running ~4-8 % slower than bare onnxruntime's "
+    "(`infer` against bare s / tiles) while the helpers colourise, write and average beside them on the two "
+    "cores, and ~0.7 s before the first tile (the elevation scan, then the first tile read and colourised).",
+]
 
 
 def main(argv=None):
