@@ -19,7 +19,7 @@
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 BUDGET_S=${1:-360}            # seconds of training per arm; the rest of the 600 s: unpack, timing, statistics, export
-ARMS=${ARMS:-"recipe;hinge --gan-loss hinge;lsgan --gan-loss lsgan;fm --feature-matching 10;spectrum --spectrum-loss 1;diffaug --diff-augment;ttur --lr-d 4e-4;l1-30 --lambda-l1 30"}
+ARMS=${ARMS:-"recipe;hinge --gan-loss hinge;lsgan --gan-loss lsgan;fm --feature-matching 10;spectrum --spectrum-loss 1;diffaug --diff-augment;ttur --lr-d 4e-4;antialias --antialias"}
 WORKERS=${WORKERS:-2}         # data-loader processes per arm (16 cores, up to 8 arms)
 VERSION=${VERSION:-0.5.0-ablation}
 RUNS=${RUNS:-runs/ablation}

@@ -148,6 +148,7 @@ def architecture(cfg) -> dict:
             "norm": {"instance": "InstanceNorm (per-chip statistics)",
                      "batch": "BatchNorm (running statistics, fixed at inference)"}[full["norm"]],
             "padding": full["padding"], "dropout_in_training": full["dropout"],
+            **({"downsampling": "3x3 binomial blur, then 4x4 stride-2 conv (anti-aliased)"} if full.get("antialias") else {}),
             "discriminator": "70x70 PatchGAN, InstanceNorm"}
 
 

@@ -31,7 +31,7 @@ DEFAULT_STEPS = 2000
 DEFAULT_LR = 1e-4  # half the recipe's 2e-4: the weights are trained, a new look is a small move
 # Flags the trainable weights decide: another build would not take their weights.
 FIXED = ("--ngf", "--max-channels", "--ndf", "--upsample", "--norm", "--padding", "--num-downs", "--dropout",
-         "--no-dropout", "--init-from", "--max-steps", "--epochs", "--lambda-l1")
+         "--no-dropout", "--antialias", "--no-antialias", "--init-from", "--max-steps", "--epochs", "--lambda-l1")
 
 
 def parse_args(argv=None):
@@ -99,7 +99,7 @@ def train_argv(args, rest, state):
     argv = ["--data", *args.data, "--out", args.out, "--init-from", args.weights, "--max-steps", str(args.steps),
             "--lr", repr(args.lr), "--ngf", str(cfg["ngf"]), "--upsample", cfg["upsample"], "--norm", cfg["norm"],
             "--padding", cfg["padding"], "--num-downs", str(cfg["num_downs"]),
-            "--dropout" if cfg["dropout"] else "--no-dropout"]
+            "--dropout" if cfg["dropout"] else "--no-dropout"] + (["--antialias"] if cfg.get("antialias") else [])
     if cfg.get("max_channels"):
         argv += ["--max-channels", str(cfg["max_channels"])]
     ndf = (state.get("discriminator_config") or {}).get("ndf") or recipe.get("ndf")

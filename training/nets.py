@@ -48,8 +48,27 @@ def _norm(kind, channels):
     return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
 
 
-def _down(in_nc, out_nc, padding, bias=True):
-    return nn.Conv2d(in_nc, out_nc, 4, 2, 1, bias=bias, padding_mode=padding)
+def _down(in_nc, out_nc, padding, bias=True, antialias=False):
+    return (BlurDown if antialias else nn.Conv2d)(in_nc, out_nc, 4, 2, 1, bias=bias, padding_mode=padding)
+
+
+class BlurDown(nn.Conv2d):
+    """The 4x4 stride-2 convolution of an encoder level after a fixed 3x3 binomial blur of its input
+    (anti-aliased downsampling, Zhang 2019): a stride-2 sampling of an unblurred input lets the network behave
+    differently at even and odd positions, at every level - a pattern with the alignment's period (32 px at 5
+    levels) in the output. The blur is a depthwise convolution with fixed weights; the learnt weight and bias
+    keep the plain convolution's names, so weights carry over either way (``training.warm_start``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (taps[:, None] * taps[None, :] / 16.0).expand(self.in_channels, 1, 3, 3).contiguous()
+        self.register_buffer("blur", kernel, persistent=False)  # not in the state dict: names as a plain conv's
+
+    def forward(self, x):
+        mode = "reflect" if self.padding_mode == "reflect" else "constant"
+        blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode=mode), self.blur.to(x.dtype), groups=self.in_channels)
+        return super().forward(blurred)
 
 
 def _up(in_nc, out_nc, upsample, padding, bias=True):
@@ -76,20 +95,22 @@ class UnetBlock(nn.Module):
         self.cond_nc, self.cond_pool = cond_nc, cond_pool
         in_nc = in_nc or outer_nc
         up_kind, norm, pad = arch["upsample"], arch["norm"], arch["padding"]
+        aa = arch.get("antialias", False)
         # InstanceNorm has no affine shift, so convolutions before it keep their biases (as the reference
         # does); BatchNorm has its own shift, so a bias before it would be a wasted parameter.
         nb = norm != "batch"
         if outermost:
             up = [nn.ReLU(True), *_up(inner_nc * 2, outer_nc, up_kind, pad), nn.Tanh()]
-            layers = [_down(in_nc + cond_nc, inner_nc, pad)] + [inner] + up
+            layers = [_down(in_nc + cond_nc, inner_nc, pad, antialias=aa)] + [inner] + up
             self._act, self._down, self._inner = None, 0, 1
         elif innermost:
             # No norm at the bottleneck: at the paper's depth it is 1x1, and statistics of one pixel are degenerate.
             up = [nn.ReLU(True), *_up(inner_nc, outer_nc, up_kind, pad, bias=nb), _norm(norm, outer_nc)]
-            layers = [nn.LeakyReLU(0.2, True), _down(in_nc + cond_nc, inner_nc, pad)] + up
+            layers = [nn.LeakyReLU(0.2, True), _down(in_nc + cond_nc, inner_nc, pad, antialias=aa)] + up
             self._act, self._down, self._inner = 0, 1, None
         else:
-            down = [nn.LeakyReLU(0.2, True), _down(in_nc + cond_nc, inner_nc, pad, bias=nb), _norm(norm, inner_nc)]
+            down = [nn.LeakyReLU(0.2, True), _down(in_nc + cond_nc, inner_nc, pad, bias=nb, antialias=aa),
+                    _norm(norm, inner_nc)]
             up = [nn.ReLU(True), *_up(inner_nc * 2, outer_nc, up_kind, pad, bias=nb), _norm(norm, outer_nc)]
             layers = down + [inner] + up + ([nn.Dropout(0.5)] if dropout else [])
             self._act, self._down, self._inner = 0, 1, 3
@@ -123,14 +144,15 @@ class UnetGenerator(nn.Module):
     ``dropout`` puts the reference's p=0.5 dropout in the (up to three) decoder blocks of width ngf*8 between the
     bottleneck and the ngf*4 level; it is active only in train mode. ``upsample``, ``norm`` and ``padding`` choose
     between the reference pix2pix (transposed, instance, zeros) and the seamless build (see SEAMLESS).
-    ``num_downs`` 5-8; below 8 the network is tiling-independent (see the module's docstring). ``cond_nc``
+    ``num_downs`` 5-8; below 8 the network is tiling-independent (see the module's docstring). ``antialias``
+    blurs each encoder level's input before its strided convolution (``BlurDown``). ``cond_nc``
     conditioning channels come at 1/``cond_stride`` of the input's resolution (``forward(x, cond)``) and go to
     every encoder level whose input is that coarse or coarser: they carry palette (latitude, look, a colour
     guide averaged over kilometres), not texture, and full-resolution planes would cost most of a forward.
     """
 
     def __init__(self, in_nc=3, out_nc=3, ngf=64, max_channels=None, dropout=True, upsample="transposed",
-                 norm="instance", padding="zeros", num_downs=NUM_DOWNS, cond_nc=0, cond_stride=8):
+                 norm="instance", padding="zeros", num_downs=NUM_DOWNS, cond_nc=0, cond_stride=8, antialias=False):
         super().__init__()
         for value, allowed in ((upsample, UPSAMPLES), (norm, NORMS), (padding, PADDINGS)):
             if value not in allowed:
@@ -143,8 +165,10 @@ class UnetGenerator(nn.Module):
             raise ValueError(f"cond_stride must be a power of two below 2 ** num_downs, got {cond_stride}")
         if num_downs != NUM_DOWNS or cond_nc:  # older checkpoints' configs lack these keys: they are the defaults
             self.config.update(num_downs=num_downs, cond_nc=cond_nc, cond_stride=cond_stride)
+        if antialias:  # configs without the key: plain strided convolutions
+            self.config["antialias"] = True
         self.num_downs, self.cond_nc, self.cond_stride = num_downs, cond_nc, cond_stride
-        arch = {"upsample": upsample, "norm": norm, "padding": padding}
+        arch = {"upsample": upsample, "norm": norm, "padding": padding, "antialias": antialias}
 
         def width(mult):
             w = ngf * mult
@@ -231,7 +255,7 @@ def init_weights(net, gain=0.02, generator=None):
 
 def build_generator(ngf=64, max_channels=None, **arch):
     """A freshly initialised generator. ``arch``: dropout, upsample, norm, padding, num_downs, cond_nc,
-    cond_stride; the defaults are the trainer's (``SEAMLESS`` at ``DEFAULT_NUM_DOWNS`` levels: contract 2,
+    cond_stride, antialias; the defaults are the trainer's (``SEAMLESS`` at ``DEFAULT_NUM_DOWNS`` levels: contract 2,
     unconditioned unless ``cond_nc``). ``**REFERENCE`` builds the paper's U-Net 256 (UnetGenerator's own
     defaults, which a checkpoint's config leaves out)."""
     return init_weights(UnetGenerator(ngf=ngf, max_channels=max_channels,

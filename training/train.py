@@ -64,6 +64,9 @@ def parse_args(argv=None):
                    help="generator normalisation (default batch: fixed statistics at inference, no per-chip tone)")
     p.add_argument("--padding", choices=PADDINGS, default=SEAMLESS["padding"],
                    help="generator convolution padding (default reflect: chip borders behave like the interior)")
+    p.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=False,
+                   help="blur each encoder level's input before its strided convolution (anti-aliased "
+                        "downsampling, against a pattern of the alignment's period; default off)")
     p.add_argument("--num-downs", type=int, default=DEFAULT_NUM_DOWNS, choices=range(5, NUM_DOWNS + 1),
                    metavar="{5..8}",
                    help="generator depth (default 5: model contract 2, tiling-independent, conditioned on latitude, "
@@ -206,7 +209,8 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         cond = {"num_downs": args.num_downs, "cond_nc": self.spec.channels} if self.spec else {}
         self.G = build_generator(args.ngf, args.max_channels, dropout=args.dropout, upsample=args.upsample,
-                                 norm=args.norm, padding=args.padding, **cond).to(self.device)
+                                 norm=args.norm, padding=args.padding, antialias=args.antialias,
+                                 **cond).to(self.device)
         self.D = build_discriminator(args.ndf).to(self.device)
         self.warm_start = None
         if args.init_from and not (args.resume and os.path.isfile(self.ckpt_path)):

@@ -25,7 +25,7 @@ from .levers import LEVERS
 
 FORMAT = "terraform-dem trainable weights"
 # Run flags worth keeping: the recipe a later run repeats (paths and one-off switches are this machine's).
-RECIPE = ("ngf", "max_channels", "ndf", "dropout", "upsample", "norm", "padding", "num_downs", "lambda_l1", "lr",
+RECIPE = ("ngf", "max_channels", "ndf", "dropout", "upsample", "norm", "padding", "antialias", "num_downs", "lambda_l1", "lr",
           "decay_start", "batch_size", "seed", "recalibrate", "precision", "amp", *LEVERS)
 STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 

@@ -1,5 +1,6 @@
-"""The texture levers (training.levers): what each term rewards, the augmentation keeping pairs aligned, and a
-trainer run with every lever on, recorded with the weights, the exported model and a fine-tune."""
+"""The texture levers (training.levers): what each term rewards, the augmentation keeping pairs aligned, a
+trainer run with every lever on, recorded with the weights, the exported model and a fine-tune; and the
+anti-aliased downsampling (training.nets.BlurDown), a lever against the alignment-period pattern."""
 
 import csv
 import json
@@ -11,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from training import export, finetune, levers, trainable
-from training.nets import build_discriminator
+from terraform_plugin.core.model import TerraformModel
+from training.nets import build_discriminator, build_generator
 from training.train import main
 
 
@@ -92,3 +94,40 @@ def test_a_run_with_every_lever_records_them_in_the_weights_the_model_and_a_fine
     assert finetune.lever_flags(recipe) == ["--gan-loss", "hinge", "--feature-matching", "10.0",
                                             "--spectrum-loss", "1.0", "--lr-d", "0.0001", "--diff-augment"]
     assert finetune.lever_flags({}) == []  # weights from before the levers: the recipe's defaults
+
+
+def _shift_error(generator, shift=1):
+    """Mean |G(shift(x)) - shift(G(x))| over the interior: 0 for a shift-equivariant network."""
+    gen = torch.Generator().manual_seed(1)
+    x, cond = torch.randn(2, 3, 256, 256, generator=gen), torch.randn(2, 10, 32, 32, generator=gen)
+    with torch.no_grad():
+        moved = generator(torch.roll(x, (shift, shift), (2, 3)), cond)
+        expected = torch.roll(generator(x, cond), (shift, shift), (2, 3))
+    return torch.mean(torch.abs(moved - expected)[:, :, 64:192, 64:192]).item()
+
+
+def test_antialiased_downsampling_makes_the_generator_closer_to_shift_equivariant_and_keeps_its_names():
+    nets = {}
+    for antialias in (False, True):
+        torch.manual_seed(0)
+        nets[antialias] = build_generator(16, 128, num_downs=5, cond_nc=10, antialias=antialias).eval()
+    # the plain net behaves differently at even and odd positions of its strided levels; the blur evens that out
+    assert _shift_error(nets[True]) < 0.5 * _shift_error(nets[False])
+    # the same tensors by name: a warm start from plain weights carries every one
+    plain, blurred = nets[False].state_dict(), nets[True].state_dict()
+    assert plain.keys() == blurred.keys() and all(plain[k].shape == blurred[k].shape for k in plain)
+    assert nets[True].config["antialias"] is True and "antialias" not in nets[False].config
+
+
+def test_an_antialiased_run_exports_a_model_the_plugin_loads_with_its_wider_reach(pairs_dir, tmp_path, tiny_flags):
+    radius = {}
+    for antialias in (False, True):
+        out = str(tmp_path / f"aa{antialias}")
+        main(["--data", pairs_dir, "--out", out, "--max-steps", "2", *tiny_flags, "--no-recalibrate"]
+             + (["--antialias"] if antialias else []))
+        model = str(tmp_path / f"aa{antialias}.onnx")
+        export.main(["--checkpoint", os.path.join(out, "checkpoints", "last.pt"), "--output", model])
+        meta = TerraformModel(model, threads=1).metadata
+        radius[antialias] = meta.receptive_radius
+        assert ("downsampling" in meta.extra["architecture"]) == antialias
+    assert radius[True] > radius[False]  # the blur reaches one pixel further at every level: wider margins
