@@ -954,10 +954,14 @@ V2_ENGINE_NOTES = [
     "0.13 s after the last tile. Two smaller things went with it: a chip row that is one tile is its own "
     "batch (the 47 MB copy per tile into a batch array is gone: `batch` 50 -> 5 ms per tile), and the check "
     "that the DEM holds data looks at one row of samples first (0.23 -> 0.01 s before the model starts, on an "
-    "8192² DEM). First run after the change (04:05 UTC, training paused): 0.903x at 4096², **0.898x** at 8192² "
-    "(pairs 0.851 0.904). What remains is the model's own calls running ~4-8 % slower than bare onnxruntime's "
-    "(`infer` against bare s / tiles) while the helpers colourise, write and average beside them on the two "
-    "cores, and ~0.7 s before the first tile (the elevation scan, then the first tile read and colourised).",
+    "8192² DEM). First run after the change (04:05 UTC, training paused): 0.903x at 4096², 0.898x at 8192² "
+    "(pairs 0.851 0.904); the table above (05:53 UTC, quiet): 0.896x and 0.862x (pairs 0.887 0.862), median of "
+    "rounds 0.875 against 0.833 before. The 0.9 target is reached in some runs, not reliably. What remains is "
+    "the model's own calls running slower than bare onnxruntime's while the helpers colourise, write and "
+    "average beside them on the two cores (`infer` 1405 ms per tile against bare 30.87 s / 25 = 1235 ms in the "
+    "table's run: 14 %; 8 % in the first run), and ~0.7 s before the first tile (the elevation scan, then the "
+    "first tile read and colourised). Colourising takes 92-96 ms of CPU per tile inside a run against 44 ms on "
+    "an idle core (the model's threads share the caches): the next cost to cut.",
 ]
 
 
