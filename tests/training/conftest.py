@@ -1,6 +1,8 @@
 """Small data the training tests write themselves: seed-layout pairs and a tiny trained run."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -105,3 +107,30 @@ def exported(tiny_run, tmp_path_factory):
     report = export(["--checkpoint", os.path.join(out, "checkpoints", "last.pt"), "--output", path,
                      "--name", "tiny", "--version", "9.9.9"])
     return path, report, out
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def run_gpu_script(tmp_path):
+    """``run(script, budget, **env)``: one of the one-call GPU scripts end to end in its CPU mode on a tiny archive
+    of ANDES, CALI and ITALY pairs, checked to succeed; returns (the finished process, its OUT folder)."""
+    from training import pack
+
+    def run(script, budget="3", **env):
+        source = tmp_path / "src" / "seed-pairs"
+        write_pairs(source, regions=(("ANDES", 3), ("CALI", 2), ("ITALY", 2)))
+        pack.pack([str(source)], str(tmp_path / "data.tar"))
+        out = tmp_path / "out"
+        out.mkdir()
+        env = dict(os.environ, DEVICE="cpu", TIMING_STEPS="2", WORKERS="0", BATCH="1", MARGIN_S="600",
+                   ARCHIVE=str(tmp_path / "data.tar"), DATA_ROOT=str(tmp_path / "data"), RUNS=str(tmp_path / "runs"),
+                   OUT=str(out), PYTHON=sys.executable, **env)
+        # errors="replace": the script's `tail -c` of the logs may cut a progress bar's character in two
+        done = subprocess.run(["bash", os.path.join(ROOT, "scripts", script), budget], cwd=ROOT, env=env,
+                              capture_output=True, encoding="utf-8", errors="replace", timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done, out
+
+    return run

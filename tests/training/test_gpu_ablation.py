@@ -4,30 +4,17 @@ its own lever, and come back as one tar whose model the plugin loads and whose m
 
 import json
 import os
-import subprocess
-import sys
 import tarfile
 
 from terraform_plugin.core.model import TerraformModel
-from training import pack
 from training.lineage import describe_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HELDOUT = os.path.join(ROOT, "models", "terraform_trainable_heldout.pt")
 
 
-def test_one_call_trains_every_arm_from_the_held_out_weights_and_returns_one_tar_each(tmp_path, make_pairs):
-    source = tmp_path / "src" / "seed-pairs"
-    make_pairs(source, regions=(("ANDES", 3), ("CALI", 2), ("ITALY", 2)))
-    pack.pack([str(source)], str(tmp_path / "data.tar"))
-    out = tmp_path / "out"
-    out.mkdir()
-    env = dict(os.environ, DEVICE="cpu", TIMING_STEPS="2", WORKERS="0", BATCH="1", MARGIN_S="600",
-               ARMS="recipe;hinge --gan-loss hinge --spectrum-loss 1", ARCHIVE=str(tmp_path / "data.tar"),
-               DATA_ROOT=str(tmp_path / "data"), RUNS=str(tmp_path / "runs"), OUT=str(out), PYTHON=sys.executable)
-    done = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_ablation.sh"), "3"], cwd=ROOT, env=env,
-                          capture_output=True, encoding="utf-8", errors="replace", timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_one_call_trains_every_arm_from_the_held_out_weights_and_returns_one_tar_each(tmp_path, run_gpu_script):
+    done, out = run_gpu_script("gpu_ablation.sh", ARMS="recipe;hinge --gan-loss hinge --spectrum-loss 1")
     assert "fit 3 s per arm (2 arms)" in done.stdout
     assert sorted(os.listdir(out)) == ["hinge.tar", "recipe.tar"]
     inherited = [lk["id"] for lk in describe_source(HELDOUT)["looks"]] if os.path.isfile(HELDOUT) else []

@@ -5,8 +5,6 @@ back, which join into models the plugin loads."""
 
 import json
 import os
-import subprocess
-import sys
 import tarfile
 
 from terraform_plugin.core.model import TerraformModel
@@ -19,18 +17,8 @@ WEIGHTS = {"all7": os.path.join(ROOT, "models", "terraform_trainable.pt"),
            "heldout": os.path.join(ROOT, "models", "terraform_trainable_heldout.pt")}
 
 
-def test_one_call_trains_exports_and_returns_both_models(tmp_path, make_pairs):
-    source = tmp_path / "src" / "seed-pairs"
-    make_pairs(source, regions=(("ANDES", 3), ("CALI", 2), ("ITALY", 2)))
-    pack.pack([str(source)], str(tmp_path / "data.tar"))
-    out = tmp_path / "out"
-    out.mkdir()
-    env = dict(os.environ, DEVICE="cpu", TIMING_STEPS="2", WORKERS="0", BATCH="1", MARGIN_S="600", ARCHIVE=str(tmp_path / "data.tar"),
-               DATA_ROOT=str(tmp_path / "data"), RUNS=str(tmp_path / "runs"), OUT=str(out), PYTHON=sys.executable)
-    # errors="replace": the script's `tail -c` of the logs may cut a progress bar's character in two
-    done = subprocess.run(["bash", os.path.join(ROOT, "scripts", "gpu_release.sh"), "3"], cwd=ROOT, env=env,
-                          capture_output=True, encoding="utf-8", errors="replace", timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def test_one_call_trains_exports_and_returns_both_models(tmp_path, run_gpu_script):
+    done, out = run_gpu_script("gpu_release.sh")
     assert "steps of batch 1 fit 3 s per run" in done.stdout
     names = sorted(os.listdir(out))
     assert len(names) <= 8  # what one device call can bring back
