@@ -23,15 +23,14 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from . import plots
+from . import levers, plots
 from .conditioning import ConditioningSpec
 from .data import EpochSampler, PairDataset, find_pairs, split_by_region, to_uint8
+from .levers import GAN_LOSSES
 from .nets import NORMS, NUM_DOWNS, PADDINGS, SEAMLESS, UPSAMPLES, build_discriminator, build_generator, count_params
 from .precision import choose_cpu_precision
 from .recalibrate import recalibrate, training_inputs
 from .regions import dataset_regions, region_geo
-from . import levers
-from .levers import GAN_LOSSES
 from .lineage import describe_source, widened_range
 from .warm_start import load_discriminator_weights, load_generator_weights
 
@@ -77,18 +76,18 @@ def parse_args(argv=None):
                         "and a conditioned layer that gained input channels (a new look) keeps the old ones")
     p.add_argument("--lambda-l1", type=float, default=100.0, help="weight of the L1 term (default 100)")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
-    levers = p.add_argument_group("texture levers (training.levers; each off by default: the measured recipe)")
-    levers.add_argument("--gan-loss", choices=GAN_LOSSES, default="bce",
-                        help="adversarial objective (default bce, the paper's; lsgan; hinge)")
-    levers.add_argument("--feature-matching", type=float, default=0.0, metavar="W",
-                        help="weight of discriminator feature matching, pix2pixHD (default 0: off)")
-    levers.add_argument("--spectrum-loss", type=float, default=0.0, metavar="W",
-                        help="weight of the L1 between log-amplitude spectra, phase-free (default 0: off)")
-    levers.add_argument("--diff-augment", action=argparse.BooleanOptionalAction, default=False,
-                        help="the same random translation + cutout on each (input, image) pair before the "
-                             "discriminator, real and generated (DiffAugment; default off)")
-    levers.add_argument("--lr-d", type=float, default=None,
-                        help="the discriminator's learning rate, on the same schedule (TTUR; default: --lr)")
+    texture = p.add_argument_group("texture levers (training.levers; each off by default: the measured recipe)")
+    texture.add_argument("--gan-loss", choices=GAN_LOSSES, default="bce",
+                         help="adversarial objective (default bce, the paper's; lsgan; hinge)")
+    texture.add_argument("--feature-matching", type=float, default=0.0, metavar="W",
+                         help="weight of discriminator feature matching, pix2pixHD (default 0: off)")
+    texture.add_argument("--spectrum-loss", type=float, default=0.0, metavar="W",
+                         help="weight of the L1 between log-amplitude spectra, phase-free (default 0: off)")
+    texture.add_argument("--diff-augment", action=argparse.BooleanOptionalAction, default=False,
+                         help="the same random translation + cutout on each (input, image) pair before the "
+                              "discriminator, real and generated (DiffAugment; default off)")
+    texture.add_argument("--lr-d", type=float, default=None,
+                         help="the discriminator's learning rate, on the same schedule (TTUR; default: --lr)")
     p.add_argument("--decay-start", type=float, default=0.5,
                    help="fraction of the run at which the learning rate starts its linear decay to 0 (default 0.5)")
     p.add_argument("--val-regions", nargs="*", default=[], help="whole regions held out for validation")

@@ -344,7 +344,7 @@ class OverviewStream:
     whole-width block rows. Memory: less than two block rows of each streamed level of one stripe (an 8192 px
     stripe: about 11 MB; on an odd width one more copy of the block row coming in), a kept column per level
     (4 bytes x its height, twice), the columns of the tiles a join cuts (less than 1 KB per row of a level:
-    about 1 KB x the output's height in all, a 1792 px stripe's levels 1-8 of an 8192² output 7 MB), then one
+    about 1 KB x the output's height in all: the five levels of an 8192² output in 1792 px stripes, 5 MB), then one
     whole-width block row of the last streamed level and less than two of each later one (about 100 bytes x
     the output's width, from level 5 on): never a whole level.
     """
