@@ -34,6 +34,7 @@ SEA_LEVEL, VERTICAL_SCALE, FIT_TO_EARTH = "SEA_LEVEL", "VERTICAL_SCALE", "FIT_TO
 ALLOW_HUGE_GRID, MAX_ABS_ELEVATION = "ALLOW_HUGE_GRID", "MAX_ABS_ELEVATION"  # what protects against a typo
 DASK_SCHEDULER = "DASK_SCHEDULER"
 LOOK, GUIDE, LATITUDE, TILE_SIZE = "LOOK", "GUIDE", "LATITUDE", "TILE_SIZE"  # contract-2 models
+GUIDE_STRENGTH = "GUIDE_STRENGTH"
 
 FIELDS = {
     BAND: "band",
@@ -48,6 +49,7 @@ FIELDS = {
     MAX_ABS_ELEVATION: "max_abs_elevation",
     LATITUDE: "latitude",
     TILE_SIZE: "tile_size",
+    GUIDE_STRENGTH: "guide_strength",
 }
 DEFAULTS = TerraformRequest("", "", "")  # core's defaults
 
@@ -95,6 +97,10 @@ def definitions():
         _helped(QgsProcessingParameterRasterLayer(GUIDE, "Colour guide (a true-colour layer of the place: its "
                                                   "colours, averaged to kilometres, set the palette)", optional=True),
                 GUIDE_HELP),
+        _advanced(QgsProcessingParameterNumber(GUIDE_STRENGTH, "Guide strength (1 = the guide's colours at "
+                                               "kilometres, 0 = the model's own)", NUMBER_DOUBLE,
+                                               defaultValue=default(GUIDE_STRENGTH), optional=True, minValue=0.0,
+                                               maxValue=1.0), GUIDE_STRENGTH_HELP),
         _advanced(QgsProcessingParameterNumber(LATITUDE, "Latitude to terraform as if at (degrees; empty = each "
                                                "pixel's own, from the CRS)", NUMBER_DOUBLE,
                                                defaultValue=default(LATITUDE), optional=True, minValue=-90.0,
@@ -132,6 +138,12 @@ GUIDE_HELP = (
     "(GeoTIFF, VRT, GeoPackage) or a web map layer (XYZ, WMS, WMTS: rendered over the DEM first). The model keeps "
     "its colours at a scale of kilometres and paints the detail. Only models trained with guides take one; where "
     "the guide has no data the model paints without it."
+)
+GUIDE_STRENGTH_HELP = (
+    "With a colour guide: how far the output's colours, averaged over the guide's cells (6.4 km at 200 m), move "
+    "to the guide's. 1 (the default) keeps the guide's palette and the model's detail within each cell; 0 leaves "
+    "the colours as the model paints them with the guide as a hint; between, part of the way. Without a guide it "
+    "does nothing."
 )
 LATITUDE_HELP = (
     "Conditioned models colour a place by its latitude (treelines and snowlines move with it), taken pixel by "

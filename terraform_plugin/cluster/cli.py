@@ -58,6 +58,9 @@ def build_parser(prog=PROG) -> argparse.ArgumentParser:
     p.add_argument("--guide", help="GUIDE: a true-colour raster (8-bit RGB, any CRS: a GeoTIFF, VRT, GeoPackage, a "
                    "GDAL WMS/TMS description) whose colours, averaged to kilometres, set the palette. Models with "
                    "guide inputs only; read here once, the workers need not see it")
+    p.add_argument("--guide-strength", type=float, default=d.guide_strength, help="GUIDE_STRENGTH: how far the "
+                   "colours, averaged over the guide's cells, move to the guide's (1 = all the way, the default; "
+                   "0 = the model's own)")
     return p
 
 
@@ -69,7 +72,7 @@ def request_of(args, model_path) -> TerraformRequest:
         vertical_scale=args.vertical_scale, fit_to_earth=args.fit_to_earth, preview_path=args.preview,
         batch_size=args.batch_size, threads=args.threads, allow_huge_grid=args.allow_huge_grid,
         max_abs_elevation=args.max_abs_elevation, latitude=args.latitude, look=args.look, tile_size=args.tile_size,
-        guide_path=args.guide,
+        guide_path=args.guide, guide_strength=args.guide_strength,
     )
 
 

@@ -102,8 +102,9 @@ def check_tile(tile, margin: int, alignment: int) -> int:
         tile = int(tile)
     if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile % alignment or tile < least:
         raise InputError(
-            f"tile size must be a multiple of {alignment} px of at least {least} (the model's margins of {margin} "
-            f"px on each side plus a {BLOCK} px centre), got {tile!r}"
+            f"tile size must be a multiple of {alignment} px of at least {least} (margins of {margin} px on each side "
+            f"- the model's reach, and one guide cell more when a colour guide is held - plus a {BLOCK} px centre), "
+            f"got {tile!r}"
         )
     return int(tile)
 

@@ -140,14 +140,31 @@ class GuidePlanes:
         # asks (cell k of the grid has its centre at pixel (k + 0.5) · coarse_px).
         u = (x0 + stride * (np.arange(width // stride) + 0.5)) / self.coarse_px + (PAD_CELLS + 0.5)
         v = (y0 + stride * (np.arange(height // stride) + 0.5)) / self.coarse_px + (PAD_CELLS + 0.5)
-        values = _bilinear(self._cells, u, v)
+        values = bilinear(self._cells, u, v)
         colour, cover = values[:3], values[3]
         mask = cover >= MIN_COVERAGE
         rgb = np.where(mask, colour / np.where(mask, cover, np.float32(1.0)), np.float32(0.0))
         return np.clip(rgb, 0.0, 255.0).astype(np.float32), mask.astype(np.float32)
 
 
-def _bilinear(cells, u, v):
+    def cell_window(self, cx0: int, cy0: int, cols: int, rows: int):
+        """(mean colour 0-255 (3, rows, cols), coverage (rows, cols)) float32 of the coarse cells from grid cell
+        (cx0, cy0) (cell k spans pixels [k, k + 1) * coarse_px from the grid's origin); cells beyond those held
+        have coverage 0."""
+        held_rows, held_cols = self.cells
+        out = np.zeros((4, rows, cols), np.float32)
+        # Grid cell k is held at index k + PAD_CELLS + 1 (after the zero ring and the padding).
+        y0, x0 = cy0 + PAD_CELLS + 1, cx0 + PAD_CELLS + 1
+        sy0, sx0 = max(y0, 1), max(x0, 1)
+        sy1, sx1 = min(y0 + rows, held_rows + 1), min(x0 + cols, held_cols + 1)
+        if sy1 > sy0 and sx1 > sx0:
+            out[:, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = self._cells[:, sy0:sy1, sx0:sx1]
+        cover = out[3]
+        colour = np.where(cover > 0, out[:3] / np.where(cover > 0, cover, np.float32(1.0)), np.float32(0.0))
+        return colour, cover
+
+
+def bilinear(cells, u, v):
     """(channels, len(v), len(u)) float32: ``cells`` (channels, rows, cols) interpolated at fractional cell
     positions (cell centres at integers), first along rows then columns; a position beyond the outermost
     cells reads them, so their ring of zeros stands for everything outside."""

@@ -90,9 +90,14 @@ class _Blender:
         with self.clock.stage("blend"):
             if not layout.blend:  # each centre pixel is written once, by its own tile: nothing to add up
                 m, h, w = layout.margin, layout.stride_y, layout.stride_x
+                palette = self.plan.palette
                 for k, c in enumerate(chunk):
                     o = self.offsets[c] + m
-                    acc[:, m : m + h, o : o + w] = predicted[k, :, m : m + h, m : m + w]
+                    if palette is None:
+                        acc[:, m : m + h, o : o + w] = predicted[k, :, m : m + h, m : m + w]
+                    else:
+                        x0, y0 = self.offsets[c] + self.stripe.ax0, int(layout.ys[row])  # grid pixels
+                        acc[:, m : m + h, o : o + w] = palette.centre(predicted[k], x0, y0, m, h, w)
             else:
                 if chunk.start == 0 and row:  # slide the accumulator down one stride; the overlap rows carry over
                     acc[:, : layout.overlap] = acc[:, layout.stride_y :]

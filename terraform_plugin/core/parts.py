@@ -69,7 +69,7 @@ def fingerprint(plan, metadata: dict) -> str:
     except OSError:  # not a plain file (a GDAL connection string, /vsi...): its name is all there is
         input_id = [os.fspath(request.input_path)]
     keys = ("band", "overlap", "nodata_mode", "resolution_m", "sea_level", "batch_size", "stripe_width",
-            "max_abs_elevation", "latitude", "look", "tile_size")
+            "max_abs_elevation", "latitude", "look", "tile_size", "guide_strength")
     state = {
         "input": input_id,
         "request": {k: getattr(request, k) for k in keys},

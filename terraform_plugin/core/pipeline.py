@@ -234,6 +234,8 @@ def _guide_metadata(plan: Plan) -> dict:
     tags = {"TERRAFORM_GUIDE": summary["guide"]}
     if "guide_coarse_px" in summary:
         tags["TERRAFORM_GUIDE_COARSE_PX"] = summary["guide_coarse_px"]
+    if summary["guide"] != "none":
+        tags["TERRAFORM_GUIDE_STRENGTH"] = repr(float(plan.request.guide_strength))
     path = plan.request.guide_path
     if path is not None and os.path.isfile(os.fspath(path)):
         tags["TERRAFORM_GUIDE_SHA256"] = file_sha256(path)

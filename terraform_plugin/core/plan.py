@@ -22,6 +22,7 @@ from .chips import ChipLayout, margin_for
 from .conditioning import Conditioning, make_conditioning
 from .errors import InputError
 from .grid import SCALE_TOLERANCE, Grid, processing_grid
+from .palette import PaletteHold, held_cell_px, held_margin
 from .ramp import Ramp
 from .relief import Relief, fit_target_m, fit_vertical_scale
 from .request import TerraformRequest
@@ -82,6 +83,7 @@ class Plan:
     input_scaling: tuple  # (scale, offset): model input = RGB * scale + offset
     output_scaling: tuple  # (scale, offset): RGB = model output * scale + offset
     conditioning: Optional[Conditioning] = None  # a conditioned model's planes (latitude, look, guide)
+    palette: Optional[PaletteHold] = None  # a guided run's cell colours held to the guide's (core.palette)
 
     @property
     def batch_size(self) -> int:
@@ -161,6 +163,11 @@ def make_plan(request: TerraformRequest, output_path: str, dataset, band, model,
     else:
         scale = request.vertical_scale
         log(f"Vertical scale {scale:g}, sea level {request.sea_level:g}")
+    palette = None
+    if held_cell_px(request, model.metadata) and conditioning is not None and conditioning.guide is not None:
+        palette = PaletteHold(conditioning.guide, request.guide_strength, model.output_scaling)
+        log(f"Guide strength {request.guide_strength:g}: colours in {palette.cell} px cells move "
+            f"{request.guide_strength:.0%} of the way to the guide's; tiles get {palette.cell} px more margin")
     return Plan(
         request=request,
         output_path=output_path,
@@ -173,6 +180,7 @@ def make_plan(request: TerraformRequest, output_path: str, dataset, band, model,
         input_scaling=model.input_scaling,
         output_scaling=model.output_scaling,
         conditioning=conditioning,
+        palette=palette,
     )
 
 
@@ -186,9 +194,10 @@ def make_layout(request: TerraformRequest, grid: Grid, metadata) -> ChipLayout:
                 f"{metadata.tile_size} px chips (leave the tile size at 0)"
             )
         return ChipLayout.build(grid.width, grid.height, metadata.tile_size, request.overlap)
-    margin = margin_for(metadata.receptive_radius, metadata.alignment)
-    tile = request.tile_size or default_tile(margin, metadata.alignment)
-    return ChipLayout.kept(grid.width, grid.height, tile, margin, metadata.alignment)
+    radius, alignment = held_margin(metadata.receptive_radius, metadata.alignment, held_cell_px(request, metadata))
+    margin = margin_for(radius, alignment)
+    tile = request.tile_size or default_tile(margin, alignment)
+    return ChipLayout.kept(grid.width, grid.height, tile, margin, alignment)
 
 
 def default_centre(margin: int, alignment: int = 1) -> int:

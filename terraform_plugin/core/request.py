@@ -16,6 +16,7 @@ from . import guard
 from .chips import DEFAULT_OVERLAP, check_overlap
 from .errors import InputError, OutputError
 from .grid import check_resolution
+from .palette import check_strength
 from .relief import Relief
 from .writer import BLOCK, check_output_path
 
@@ -56,6 +57,9 @@ class TerraformRequest:
     # What the output's metadata names the guide by when ``guide_path`` is a rendering of it (a QGIS web layer
     # rendered to a temporary GeoTIFF: the layer's source); None: ``guide_path`` itself.
     guide_label: Optional[str] = None
+    # How far the output's colours at the guide's scale move to the guide's (``core.palette``): 1 = the guide's,
+    # 0 = the model's own painting, the guide a hint only.
+    guide_strength: float = 1.0
 
 
 def _whole(value) -> bool:
@@ -99,6 +103,7 @@ def check_settings(request: TerraformRequest):
     Relief(request.sea_level, 1.0 if request.fit_to_earth else request.vertical_scale)
     guard.check_elevation_limit(request.max_abs_elevation)
     check_latitude(request.latitude)
+    check_strength(request.guide_strength)
     if not isinstance(request.look, str):
         raise InputError(f"look must be a look id of the model or \"{AUTO_LOOK}\", got {request.look!r}")
     if not _whole(request.tile_size) or request.tile_size < 0:

@@ -54,7 +54,8 @@ def partial_guide(path, edge_lon=EDGE_LON):
 def test_guide_planes_reach_the_model_from_another_crs_partly_covering_with_no_data(tmp_path, kit, echo):
     dem = kit.write_dem(tmp_path / "dem.tif", kit.terrain(256, 320), origin=ORIGIN)
     guide = partial_guide(tmp_path / "guide.tif")
-    out, _, logs = run(dem, tmp_path / "out.tif", echo, guide_path=guide, tile_size=256)
+    # Strength 0: what the model is fed, not moved towards the guide afterwards (tests/core/test_palette.py).
+    out, _, logs = run(dem, tmp_path / "out.tif", echo, guide_path=guide, tile_size=256, guide_strength=0.0)
     ds = gdal.Open(str(tmp_path / "out.tif"))
     x, y = guides.block_centres(ds.GetGeoTransform(), 320, 256)
     lon, lat = guides.lonlat(UTM, x, y)
@@ -99,39 +100,46 @@ def holey_dem(kit, path, z=None, dx=0, dy=0):
                          nodata=-9999.0), z
 
 
+# The unet's guide cells are 64 px; held to the guide (the default strength), a pixel depends on the model's output
+# in the two cells around it along each axis - up to 1.5 cells away - and so on the DEM within R + 96 px.
+HELD_REACH = v2models.UNET_RADIUS + 96
+
+
 def test_crops_keep_their_pixels_with_a_guide(tmp_path, kit, unet):
     """Guide cells sit on multiples of coarse_px (64 here) from the raster's origin: a crop by a multiple of both
-    A and coarse_px (the trained model's A = coarse_px = 32) gives the same pixels more than R from its edges."""
+    A and coarse_px (the trained model's A = coarse_px = 32) gives the same pixels more than R + 1.5 cells from
+    its edges, the colours held to the guide's included (tiles of 512 px: the held margins are R + one cell,
+    rounded to the cells)."""
     guide = partial_guide(tmp_path / "guide.tif", edge_lon=16.0)  # the DEM's east third has no guide
     dem, z = holey_dem(kit, tmp_path / "dem.tif")
-    whole, _, _ = run(dem, tmp_path / "whole.tif", unet, guide_path=guide, look="ALPS", tile_size=304)
-    r = v2models.UNET_RADIUS
+    whole, _, _ = run(dem, tmp_path / "whole.tif", unet, guide_path=guide, look="ALPS", tile_size=512)
+    r = HELD_REACH
     for dx, dy in [(64, 128), (192, 64)]:
         crop, _ = holey_dem(kit, tmp_path / "crop.tif", z, dx, dy)
-        cropped, _, _ = run(crop, tmp_path / "crop_out.tif", unet, guide_path=guide, look="ALPS", tile_size=304)
+        cropped, _, _ = run(crop, tmp_path / "crop_out.tif", unet, guide_path=guide, look="ALPS", tile_size=512)
         h, w = whole.shape[1:]
         a = whole[:, dy + r : h - r, dx + r : w - r]
         b = cropped[:, r : h - dy - r, r : w - dx - r]
         assert np.abs(a - b).max() <= 1, (dx, dy)
     # The check can fail: a crop by A alone moves the guide's cells against the pixels (hence A = coarse_px).
     crop, _ = holey_dem(kit, tmp_path / "off.tif", z, 8, 0)
-    off, _, _ = run(crop, tmp_path / "off_out.tif", unet, guide_path=guide, look="ALPS", tile_size=304)
+    off, _, _ = run(crop, tmp_path / "off_out.tif", unet, guide_path=guide, look="ALPS", tile_size=512)
     h, w = whole.shape[1:]
     assert np.abs(whole[:, r : h - r, 8 + r : w - r] - off[:, r : h - r, r : w - 8 - r]).max() > 1
     # The guide matters to this model: without it, other pixels.
-    bare, _, _ = run(dem, tmp_path / "bare.tif", unet, look="ALPS", tile_size=304)
+    bare, _, _ = run(dem, tmp_path / "bare.tif", unet, look="ALPS", tile_size=512)
     assert np.abs(bare[:3] - whole[:3]).mean() > 0.5
 
 
 def test_tile_sizes_stripes_and_parts_agree_with_a_guide(tmp_path, kit, unet):
     guide = partial_guide(tmp_path / "guide.tif", edge_lon=16.0)
     dem, _ = holey_dem(kit, tmp_path / "dem.tif")
-    base, _, _ = run(dem, tmp_path / "a.tif", unet, guide_path=guide, tile_size=304)
-    other, _, _ = run(dem, tmp_path / "b.tif", unet, guide_path=guide, tile_size=560, stripe_width=256)
+    base, _, _ = run(dem, tmp_path / "a.tif", unet, guide_path=guide, tile_size=512)
+    other, _, _ = run(dem, tmp_path / "b.tif", unet, guide_path=guide, tile_size=640, stripe_width=256)
     assert np.abs(other - base).max() <= 1
     # Parts as a Dask worker computes them: from the plan pickled and unpickled (the guide's cells travel in it,
     # the file is not read again: it is gone by then), in reverse order, assembled.
-    request = pipeline.TerraformRequest(dem, str(tmp_path / "parts.tif"), unet, guide_path=guide, tile_size=560,
+    request = pipeline.TerraformRequest(dem, str(tmp_path / "parts.tif"), unet, guide_path=guide, tile_size=640,
                                         stripe_width=256, threads=1)
     output = pipeline.check_request(request)
     dataset, band = pipeline.open_input(request)

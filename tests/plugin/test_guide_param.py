@@ -60,11 +60,14 @@ def test_a_geotiff_guide_and_the_same_guide_as_a_web_layer(run_alg, echo, guide_
     from qgis.core import QgsRasterLayer
 
     tif, template = guide_files
-    _, feedback = run_alg({"INPUT": dem, "MODEL": echo, "GUIDE": tif, "OUTPUT": str(tmp_path / "file.tif")})
+    # GUIDE_STRENGTH 0: the planes as the model is fed them (the colours held to the guide: tests/core/test_palette.py).
+    _, feedback = run_alg({"INPUT": dem, "MODEL": echo, "GUIDE": tif, "GUIDE_STRENGTH": 0,
+                           "OUTPUT": str(tmp_path / "file.tif")})
     blocks, lon, lat, meta = blocks_and_lonlat(tmp_path / "file.tif")
     np.testing.assert_allclose(blocks[0], guides.red_at(lon), atol=1.5)
     np.testing.assert_allclose(blocks[1], guides.green_at(lat), atol=1.5)
     assert meta["TERRAFORM_GUIDE"] == "guide.tif" and meta["TERRAFORM_GUIDE_SHA256"]
+    assert meta["TERRAFORM_GUIDE_STRENGTH"] == "0.0"
 
     layer = QgsRasterLayer(xyz_uri(template), "guide tiles", "wms")
     assert layer.isValid() and layer.providerType() == "wms"
@@ -74,6 +77,7 @@ def test_a_geotiff_guide_and_the_same_guide_as_a_web_layer(run_alg, echo, guide_
     # Resampled twice more (into 1.2 km tiles, rendered at a quarter cell), averaged over the same cells.
     assert np.abs(web - blocks).max() <= 3
     assert web_meta["TERRAFORM_GUIDE"] == f"guide tiles (wms xyz layer {template})"  # file:// on every QGIS
+    assert web_meta["TERRAFORM_GUIDE_STRENGTH"] == "1.0"  # the default: held to the guide
     assert scratch_folders() == before  # the rendering is gone with its run
 
 

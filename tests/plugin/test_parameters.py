@@ -55,6 +55,7 @@ def test_the_dialogs_early_check_speaks_cores_words(qgis_app, models, dem, tmp_p
                          ({"OVERLAP": "2.5"}, "overlap must be a whole number of pixels, got 2.5"),
                          ({"BAND": 2}, "band 2 does not exist: dem.tif has 1 band"),
                          ({"TILE_SIZE": 300.5}, "tile size must be a whole number"),
+                         ({"GUIDE_STRENGTH": "1.5"}, "guide strength must be a number from 0"),
                          ({"FIT_TO_EARTH": "true", "VERTICAL_SCALE": "0", "SEA_LEVEL": "nan"}, "sea level")):
         ok, message = alg.checkParameterValues({**base, **extra}, context)
         assert not ok and words in message and message.endswith("."), (extra, message)

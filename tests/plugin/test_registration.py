@@ -97,6 +97,7 @@ def test_parameters(qgis_app):
         "GUIDE": ("raster", None),
         "LATITUDE": ("number", None),
         "TILE_SIZE": ("number", 0),
+        "GUIDE_STRENGTH": ("number", 1.0),
     }
     assert set(params) == set(expected)
     for name, (kind, default) in expected.items():
@@ -110,7 +111,7 @@ def test_parameters(qgis_app):
     assert {"MODEL", "RESOLUTION", "PREVIEW", "GUIDE"} <= optional and "INPUT" not in optional
     advanced = {n for n, p in params.items() if p.flags() & FLAG_ADVANCED}
     assert advanced == {"OVERLAP", "NODATA_MODE", "RESOLUTION", "ALLOW_HUGE_GRID", "MAX_ABS_ELEVATION", "DASK_SCHEDULER",
-                        "LATITUDE", "TILE_SIZE"}
+                        "LATITUDE", "TILE_SIZE", "GUIDE_STRENGTH"}
     assert alg.provider().supportedOutputRasterLayerExtensions() == ["tif"]
 
 
