@@ -243,7 +243,8 @@ def evaluate(args):
 
 
 SOURCE_LABELS = {
-    "model": "model", "model_guide": "model + guide", "model_guide_other": "model + other guide",
+    "model": "model", "model_guide": "model + guide", "model_guide_own": "model + guide, not held (strength 0)",
+    "model_guide_other": "model + other guide",
     "guide": "guide alone", "guide_other": "other guide alone", "baseline": "baseline",
 }
 

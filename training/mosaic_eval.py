@@ -176,10 +176,13 @@ def guide_supported() -> bool:
 GUIDE_UNSUPPORTED = "not run: this engine's TerraformRequest has no guide_path (a colour guide needs a newer engine)"
 
 
-def engine_run(model, dem, out, guide=None, look=AUTO_LOOK):
+def engine_run(model, dem, out, guide=None, look=AUTO_LOOK, guide_strength=None):
     """``core.pipeline.run`` on ``dem`` as a user runs it: the latitude from the georeference, ``look`` (default
-    auto), and ``guide`` (a raster path) as the colour guide when given."""
+    auto), and ``guide`` (a raster path) as the colour guide when given, held at ``guide_strength`` (None: the
+    engine's default)."""
     extra = {"guide_path": guide} if guide is not None else {}
+    if guide_strength is not None:
+        extra["guide_strength"] = guide_strength
     request = pipeline.TerraformRequest(input_path=dem, output_path=out, model_path=model.path, look=look, **extra)
     return pipeline.run(request, model=model)
 
@@ -269,14 +272,18 @@ def evaluate_placed_mosaic(model, region, colourised_path, satellite_path, out_d
     colour_tif = write_geotiff(os.path.join(work, f"{region}_colourised.tif"), elevation_rgb, georeference)
     guides = {r.name: write_guide(os.path.join(work, f"{region}_{r.name}.tif"), real, georeference, r) for r in recipes}
 
+    # Guided runs as a user gets them (the colours held to the guide's), and the first recipe's also unheld
+    # (GUIDE_STRENGTH 0): the model's own reading of the guide, what training changes.
+    runs = [("model", None, None)] + [(f"model_{r.name}", guides[r.name], None) for r in recipes]
+    runs += [(f"model_{r.name}_own", guides[r.name], 0.0) for r in recipes[:1]]
     entries, outputs, grid = [], {}, None
-    for source, guide in [("model", None)] + [(f"model_{r.name}", guides[r.name]) for r in recipes]:
+    for source, guide, strength in runs:
         if guide is not None and not guide_supported():
             entries.append({"region": region, "source": source, "skipped": GUIDE_UNSUPPORTED})
             log(f"{region} mosaic, {source}: {GUIDE_UNSUPPORTED}")
             continue
         out = os.path.join(work, f"{region}_{source}.tif")
-        result = engine_run(model, dem, out, guide)
+        result = engine_run(model, dem, out, guide, guide_strength=strength)
         run_grid = OutputGrid(out)
         os.remove(out)
         grid = grid or run_grid

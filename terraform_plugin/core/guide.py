@@ -177,8 +177,12 @@ def bilinear(cells, u, v):
     needed = np.unique(np.concatenate([upper, lower]))  # ~ tile height / coarse_px rows
     slab = cells[:, needed]
     across = slab[:, :, left] * (1.0 - fx) + slab[:, :, right] * fx  # (channels, needed rows, len(u))
-    return (across[:, np.searchsorted(needed, upper)] * (1.0 - fy)
-            + across[:, np.searchsorted(needed, lower)] * fy)
+    out = across[:, np.searchsorted(needed, upper)]  # two full-size arrays at most: a whole tile's is 50 MB each
+    out *= 1.0 - fy
+    below = across[:, np.searchsorted(needed, lower)]
+    below *= fy
+    out += below
+    return out
 
 
 def _warp_cells(source, has_alpha, grid, coarse_px, top, rows, cols, path):

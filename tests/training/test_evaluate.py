@@ -227,14 +227,15 @@ def test_evaluate_runs_a_placed_mosaic_through_the_engine_contract2(pairs_dir, t
         assert np.isfinite(run[key])
     assert 0.8 < run["sharpness_ratio"] < 1.2
     by_source = {m["source"]: m for m in summary["mosaic_guides"]}
-    assert set(by_source) == {"model_guide", "model_guide_other", "guide", "guide_other"}
+    assert set(by_source) == {"model_guide", "model_guide_own", "model_guide_other", "guide", "guide_other"}
     # The guides as pictures: palette, no texture; the coarser, shifted one further off.
     assert by_source["guide"]["sharpness_ratio"] < 0.3
     assert by_source["guide"]["l1"] < by_source["guide_other"]["l1"]
     if guide_supported():
         # The guide-echo model paints the guide the engine made of the guide GeoTIFF: near the guide itself.
         # (measured: L1 14.5 against the guide's own 14.3 on this mosaic).
-        for echo, guide in (("model_guide", "guide"), ("model_guide_other", "guide_other")):
+        # Held to the guide or not (strength 0, "own"), an echo of the guide stays near the guide.
+        for echo, guide in (("model_guide", "guide"), ("model_guide_own", "guide"), ("model_guide_other", "guide_other")):
             assert by_source[echo]["l1"] == pytest.approx(by_source[guide]["l1"], rel=0.1)
             assert by_source[echo]["colour_distance"] == pytest.approx(by_source[guide]["colour_distance"], rel=0.15)
     else:
@@ -243,3 +244,5 @@ def test_evaluate_runs_a_placed_mosaic_through_the_engine_contract2(pairs_dir, t
         assert Image.open(report / picture).width > 0
     text = open(report / "report.md").read()
     assert "Whole mosaics on their place on Earth" in text and "| BETA | guide alone |" in text
+    if guide_supported():
+        assert "| BETA | model + guide, not held (strength 0) |" in text
