@@ -156,7 +156,8 @@ class ChipLayout:
         """Kept-centre tiles of at most ``tile`` px (a tiling-independent model). Columns' centres are whole
         TIFF blocks when there are several (stripe joins fall between them); rows' need only the alignment."""
         tile = check_tile(tile, margin, alignment)
-        xs, tile_w = kept_axis(width, tile, margin, alignment, max(BLOCK, alignment))
+        # Whole TIFF blocks and whole alignments (the lcm: a guide held in cells of, say, 96 px is no power of 2).
+        xs, tile_w = kept_axis(width, tile, margin, alignment, math.lcm(BLOCK, alignment))
         ys, tile_h = kept_axis(height, tile, margin, alignment, alignment)
         return cls(width, height, tile_w, tile_h, 0, margin, xs, ys, blend=False)
 

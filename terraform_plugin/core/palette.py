@@ -46,7 +46,7 @@ def held_margin(radius: int, alignment: int, cell_px) -> tuple:
     cells around a kept pixel reach ``cell_px`` further, and tile origins must fall on cell boundaries."""
     if not cell_px:
         return radius, alignment
-    return radius + cell_px, alignment * cell_px // math.gcd(alignment, cell_px)
+    return radius + cell_px, math.lcm(alignment, cell_px)
 
 
 class PaletteHold:

@@ -203,7 +203,7 @@ def make_layout(request: TerraformRequest, grid: Grid, metadata) -> ChipLayout:
 def default_centre(margin: int, alignment: int = 1) -> int:
     """The smallest centre, a multiple of the TIFF block (and of ``alignment``), whose tile computes at most
     ``MAX_COMPUTED_PER_OUTPUT_PX`` pixels per output pixel with ``margin`` px margins."""
-    quantum = max(BLOCK, alignment)
+    quantum = math.lcm(BLOCK, alignment)
     centre = quantum
     while ((centre + 2 * margin) / centre) ** 2 > MAX_COMPUTED_PER_OUTPUT_PX:
         centre += quantum

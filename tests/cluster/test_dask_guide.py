@@ -69,6 +69,10 @@ def test_cli_takes_a_guide_and_refuses_it_for_a_model_without_guide_inputs(tmp_p
     out = str(tmp_path / "out.tif")
     args = cli.build_parser().parse_args([dem, out, "--guide", guide])
     assert cli.request_of(args, models["identity"]).guide_path == guide
+    assert cli.request_of(args, models["identity"]).guide_strength == 1.0  # held, as in QGIS
+    held = cli.request_of(cli.build_parser().parse_args([dem, out, "--guide", guide, "--guide-strength", "0.25"]),
+                          models["identity"])
+    assert held.guide_strength == 0.25
     assert cli.request_of(cli.build_parser().parse_args([dem, out]), models["identity"]).guide_path is None
     # Refused before any cluster (this scheduler address does not exist).
     assert cli.main([dem, out, "--model", models["identity"], "--scheduler", "tcp://127.0.0.1:9", "--guide",

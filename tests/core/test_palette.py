@@ -31,7 +31,8 @@ def uniform_guide(path, cols=guides.SIZE[0]):
 
 def run(dem, out, model, **kw):
     logs = []
-    request = pipeline.TerraformRequest(str(dem), str(out), model, threads=1, tile_size=512, **kw)
+    kw.setdefault("tile_size", 512)
+    request = pipeline.TerraformRequest(str(dem), str(out), model, threads=1, **kw)
     pipeline.run(request, log=logs.append)
     ds = gdal.Open(str(out))
     return ds.ReadAsArray().astype(np.float64), ds.GetMetadata(), logs
@@ -130,3 +131,25 @@ def test_a_strength_outside_0_to_1_is_refused(tmp_path, kit, unet, strength):
     with pytest.raises(InputError, match="guide strength must be a number from 0"):
         run(dem, tmp_path / "out.tif", unet, guide_path=guide, guide_strength=strength)
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_cells_that_are_no_power_of_two_keep_tiles_stripes_and_crops_agreeing(tmp_path, kit):
+    """Guide cells of 48 px with the unet's A = 8: tiles on multiples of lcm(8, 48) = 48, columns' centres on
+    lcm(256, 48) = 768 px, margins R + 48 rounded to 96; tile sizes, stripes and a crop by 96 px agree."""
+    specs = v2models.input_specs(("latitude", "look", "guide_rgb", "guide_mask"))
+    for spec in specs:
+        if spec["kind"] == "guide_rgb":
+            spec["coarse_px"] = 48
+    model = v2models.write_unet(tmp_path / "unet48.onnx", specs=specs)
+    z = kit.terrain(400, 1700, seed=9)
+    dem = kit.write_dem(tmp_path / "dem.tif", z, origin=ORIGIN)
+    guide = guides.write(tmp_path / "guide.tif")  # colours varying with longitude and latitude
+    base, meta, _ = run(dem, tmp_path / "a.tif", model, guide_path=guide, tile_size=0)
+    assert meta["TERRAFORM_MARGIN"] == "96"
+    narrow, _, _ = run(dem, tmp_path / "b.tif", model, guide_path=guide, tile_size=1248, stripe_width=768)
+    assert np.abs(narrow - base).max() <= 1
+    crop = kit.write_dem(tmp_path / "crop.tif", z[96:, 96:], origin=(ORIGIN[0] + 96 * 200.0, ORIGIN[1] - 96 * 200.0))
+    cropped, _, _ = run(crop, tmp_path / "c.tif", model, guide_path=guide, tile_size=0)
+    r = v2models.UNET_RADIUS + 72  # R + 1.5 cells
+    h, w = base.shape[1:]
+    assert np.abs(base[:, 96 + r : h - r, 96 + r : w - r] - cropped[:, r : h - 96 - r, r : w - 96 - r]).max() <= 1
