@@ -167,7 +167,8 @@ def make_plan(request: TerraformRequest, output_path: str, dataset, band, model,
     if held_cell_px(request, model.metadata) and conditioning is not None and conditioning.guide is not None:
         palette = PaletteHold(conditioning.guide, request.guide_strength, model.output_scaling)
         log(f"Guide strength {request.guide_strength:g}: colours in {palette.cell} px cells move "
-            f"{request.guide_strength:.0%} of the way to the guide's; tiles get {palette.cell} px more margin")
+            f"{request.guide_strength:.0%} of the way to the guide's; tile margins {layout.margin} px (the model's "
+            f"reach and one cell)")
     return Plan(
         request=request,
         output_path=output_path,
