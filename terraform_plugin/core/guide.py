@@ -146,7 +146,6 @@ class GuidePlanes:
         rgb = np.where(mask, colour / np.where(mask, cover, np.float32(1.0)), np.float32(0.0))
         return np.clip(rgb, 0.0, 255.0).astype(np.float32), mask.astype(np.float32)
 
-
     def cell_window(self, cx0: int, cy0: int, cols: int, rows: int):
         """(mean colour 0-255 (3, rows, cols), coverage (rows, cols)) float32 of the coarse cells from grid cell
         (cx0, cy0) (cell k spans pixels [k, k + 1) * coarse_px from the grid's origin); cells beyond those held

@@ -135,12 +135,14 @@ def test_tile_sizes_stripes_and_parts_agree_with_a_guide(tmp_path, kit, unet):
     guide = partial_guide(tmp_path / "guide.tif", edge_lon=16.0)
     dem, _ = holey_dem(kit, tmp_path / "dem.tif")
     base, _, _ = run(dem, tmp_path / "a.tif", unet, guide_path=guide, tile_size=512)
-    other, _, _ = run(dem, tmp_path / "b.tif", unet, guide_path=guide, tile_size=640, stripe_width=256)
+    other, _, _ = run(dem, tmp_path / "b.tif", unet, guide_path=guide, tile_size=768, stripe_width=512)
     assert np.abs(other - base).max() <= 1
+    tiles = {gdal.Open(str(tmp_path / name)).GetMetadata()["TERRAFORM_TILE"] for name in ("a.tif", "b.tif")}
+    assert tiles == {"512", "768"}  # held margins of 128 px: centres of 256 and 512 px
     # Parts as a Dask worker computes them: from the plan pickled and unpickled (the guide's cells travel in it,
     # the file is not read again: it is gone by then), in reverse order, assembled.
-    request = pipeline.TerraformRequest(dem, str(tmp_path / "parts.tif"), unet, guide_path=guide, tile_size=640,
-                                        stripe_width=256, threads=1)
+    request = pipeline.TerraformRequest(dem, str(tmp_path / "parts.tif"), unet, guide_path=guide, tile_size=768,
+                                        stripe_width=512, threads=1)
     output = pipeline.check_request(request)
     dataset, band = pipeline.open_input(request)
     model = pipeline.load_model(request)
