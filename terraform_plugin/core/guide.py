@@ -163,10 +163,10 @@ class GuidePlanes:
         return colour, cover
 
 
-def bilinear(cells, u, v):
+def bilinear(cells, u, v, out=None):
     """(channels, len(v), len(u)) float32: ``cells`` (channels, rows, cols) interpolated at fractional cell
-    positions (cell centres at integers), first along rows then columns; a position beyond the outermost
-    cells reads them, so their ring of zeros stands for everything outside."""
+    positions (cell centres at integers), first along rows then columns, into ``out`` when given; a position
+    beyond the outermost cells reads them, so their ring of zeros stands for everything outside."""
     _, rows, cols = cells.shape
     i0, j0 = np.floor(u), np.floor(v)
     fx, fy = (u - i0).astype(np.float32), (v - j0).astype(np.float32)[:, None]
@@ -175,12 +175,19 @@ def bilinear(cells, u, v):
     upper, lower = np.clip(j0, 0, rows - 1), np.clip(j0 + 1, 0, rows - 1)
     needed = np.unique(np.concatenate([upper, lower]))  # ~ tile height / coarse_px rows
     slab = cells[:, needed]
-    across = slab[:, :, left] * (1.0 - fx) + slab[:, :, right] * fx  # (channels, needed rows, len(u))
-    out = across[:, np.searchsorted(needed, upper)]  # two full-size arrays at most: a whole tile's is 50 MB each
-    out *= 1.0 - fy
-    below = across[:, np.searchsorted(needed, lower)]
-    below *= fy
-    out += below
+    # (channels, needed rows, len(u)); the column gathers leave channels innermost in memory: made row-major, or
+    # every row read below strides across memory (5x slower for a tile).
+    across = np.ascontiguousarray(slab[:, :, left] * (1.0 - fx) + slab[:, :, right] * fx)
+    if out is None:
+        out = np.empty((cells.shape[0], len(v), len(u)), np.float32)
+    # Rows between the same two cell rows come in runs, each one pair of rows of ``across`` broadcast over it:
+    # no full-size temporaries (a 2048 px tile centre's are 50 MB, each fresh from the OS: ~100 ms of page faults).
+    starts = np.flatnonzero(np.diff(j0, prepend=j0[0] - 1))
+    for start, stop in zip(starts, np.append(starts[1:], len(v))):
+        above = across[:, np.searchsorted(needed, upper[start])][:, None]
+        below = across[:, np.searchsorted(needed, lower[start])][:, None]
+        np.multiply(above, 1.0 - fy[start:stop], out=out[:, start:stop])
+        out[:, start:stop] += below * fy[start:stop]
     return out
 
 

@@ -97,7 +97,7 @@ class _Blender:
                         acc[:, m : m + h, o : o + w] = predicted[k, :, m : m + h, m : m + w]
                     else:
                         x0, y0 = self.offsets[c] + self.stripe.ax0, int(layout.ys[row])  # grid pixels
-                        acc[:, m : m + h, o : o + w] = palette.centre(predicted[k], x0, y0, m, h, w)
+                        palette.centre(predicted[k], x0, y0, m, h, w, out=acc[:, m : m + h, o : o + w])
             else:
                 if chunk.start == 0 and row:  # slide the accumulator down one stride; the overlap rows carry over
                     acc[:, : layout.overlap] = acc[:, layout.stride_y :]

@@ -58,9 +58,10 @@ class PaletteHold:
         self.strength = np.float32(check_strength(strength))
         self.output_scaling = output_scaling  # (scale, offset): RGB 0-255 = model output * scale + offset
 
-    def centre(self, tile, x0: int, y0: int, margin: int, height: int, width: int) -> np.ndarray:
+    def centre(self, tile, x0: int, y0: int, margin: int, height: int, width: int, out=None) -> np.ndarray:
         """The centre ``height`` x ``width`` from ``margin`` of ``tile`` ((3, rows, cols) model output whose first
-        pixel is grid pixel (x0, y0), all on cell boundaries), in model units, its cell colours moved."""
+        pixel is grid pixel (x0, y0), all on cell boundaries), in model units, its cell colours moved; written
+        into ``out`` when given (the blender's accumulator: no tile-sized array is allocated)."""
         c = self.cell
         channels, rows, cols = tile.shape
         if x0 % c or y0 % c or rows % c or cols % c or margin % c:
@@ -68,11 +69,10 @@ class PaletteHold:
         model_cells = tile.reshape(channels, rows // c, c, cols // c, c).mean(axis=(2, 4), dtype=np.float32)
         colour, cover = self.guide.cell_window(x0 // c, y0 // c, cols // c, rows // c)
         scale, offset = self.output_scaling
-        move = cover * ((colour - np.float32(offset)) / np.float32(scale) - model_cells)
+        move = self.strength * cover * ((colour - np.float32(offset)) / np.float32(scale) - model_cells)
         # Cell k's centre is at tile pixel (k + 0.5) c: a pixel's position in cell units, from the first cell's centre.
         u = (margin + np.arange(width) + 0.5) / c - 0.5
         v = (margin + np.arange(height) + 0.5) / c - 0.5
-        out = bilinear(move.astype(np.float32), u, v)
-        out *= self.strength
+        out = bilinear(move.astype(np.float32), u, v, out)
         out += tile[:, margin:margin + height, margin:margin + width]
         return out

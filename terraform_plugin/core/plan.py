@@ -164,7 +164,7 @@ def make_plan(request: TerraformRequest, output_path: str, dataset, band, model,
         scale = request.vertical_scale
         log(f"Vertical scale {scale:g}, sea level {request.sea_level:g}")
     palette = None
-    if held_cell_px(request, model.metadata) and conditioning is not None and conditioning.guide is not None:
+    if held_cell_px(request, model.metadata):  # a guide the conditioning has opened (or refused)
         palette = PaletteHold(conditioning.guide, request.guide_strength, model.output_scaling)
         log(f"Guide strength {request.guide_strength:g}: colours in {palette.cell} px cells move "
             f"{request.guide_strength:.0%} of the way to the guide's; tile margins {layout.margin} px (the model's "
