@@ -820,7 +820,7 @@ def write_readme(results):
             + "Chip-grid score: how much the luminance steps at the chip stride stand out over the median phase "
             "(1 = no seam; the real imagery's own score in brackets), whole held-out mosaics run through this "
             "engine by `training.evaluate`"
-            + (f" ({quality['model_name']} {quality['model_version']}, the bundled model's architecture trained "
+            + (f" ({quality['model_name']} {quality['model_version']}, 0.3.0's contract-1 architecture trained "
                "without these regions; `docs/overlap_quality.json`)" if quality else " (not found)")
             + ". The default overlap, 64, is the smallest whose chip grid is as invisible as in real imagery; "
             "more buys nothing for more chips.",

@@ -34,7 +34,7 @@ SEAMLESS = {"upsample": "bilinear", "norm": "batch", "padding": "reflect", "drop
 REFERENCE = {"upsample": "transposed", "norm": "instance", "padding": "zeros", "dropout": True,
              "num_downs": NUM_DOWNS}
 # The trainer's default depth (training/train.py's DEFAULT_NUM_DOWNS; tests/training/test_nets.py keeps them
-# equal): 5 levels, model contract 2 (tiling-independent, receptive radius 96 px, alignment 32).
+# equal): 5 levels, model contract 2 (tiling-independent, receptive radius 128 px, alignment 32).
 DEFAULT_NUM_DOWNS = 5
 UPSAMPLES = ("transposed", "bilinear", "nearest")
 NORMS = ("instance", "batch")
@@ -55,8 +55,8 @@ def _down(in_nc, out_nc, padding, bias=True, antialias=False):
 class BlurDown(nn.Conv2d):
     """The 4x4 stride-2 convolution of an encoder level after a fixed 3x3 binomial blur of its input
     (anti-aliased downsampling, Zhang 2019): a stride-2 sampling of an unblurred input lets the network behave
-    differently at even and odd positions, at every level - a pattern with the alignment's period (32 px at 5
-    levels) in the output. The blur is a depthwise convolution with fixed weights; the learnt weight and bias
+    differently at even and odd positions, at every level - a pattern locked to the grid, with the period of a
+    level's stride, in the output (measured in the trained models' mosaics: 4 and 8 px, a tenth of a grey level). The blur is a depthwise convolution with fixed weights; the learnt weight and bias
     keep the plain convolution's names, so weights carry over either way (``training.warm_start``)."""
 
     def __init__(self, *args, **kwargs):

@@ -41,7 +41,8 @@ DEFAULT_NUM_DOWNS = 5
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="python -m training.train",
-        description="Train the pix2pix U-Net 256 generator (cGAN + 100*L1) on paired elevation/satellite chips.",
+        description="Train the pix2pix U-Net generator (default 5 levels: model contract 2; cGAN + 100*L1) on paired "
+                    "elevation/satellite chips.",
     )
     p.add_argument("--data", nargs="+", required=True, help="dataset folders (region folders, or folders of them)")
     p.add_argument("--out", required=True, help="run folder: logs, plots, checkpoints")

@@ -11,5 +11,5 @@ atomic, overviews streamed), ``preview`` (before/after PNG), ``gdalcall`` (GDAL 
 elevations), ``parts`` (column stripes computed apart and assembled), and the streamed run: ``request`` (what is
 asked, checked once), ``plan`` (what the stages share), ``chiprows`` (read, fill, colourise), ``mosaic`` (infer,
 blend or keep centres), ``blockrows`` (rows -> TIFF block rows), ``workers`` (reader and writer threads),
-``profile`` (per-stage counters) and ``pipeline`` (``run``: the recipe).
+``profile`` (per-stage counters) and ``pipeline`` (``run``: the recipe); ``version`` (the plugin's version).
 """

@@ -5,8 +5,9 @@ when the next chip row no longer touches a grid row, that row is finished: weigh
 to 0-255, rounded, with the alpha of the DEM's validity. The weight sums are never accumulated: the chip
 weights are separable (row ramp x column ramp), so their sum over all chips is the outer product of two 1-D
 sums. Kept-centre tiles (a tiling-independent model) are the case of 0/1 weights that partition the grid: each
-tile's centre is copied into the accumulator, the margins dropped, and the same finishing gives each pixel the
-model's own value, scaled and rounded.
+tile's centre is copied into the accumulator (with a held guide, ``core.palette`` writes it with its coarse cells'
+colours moved to the guide's), the margins dropped, and the same finishing gives each pixel the model's own value,
+scaled and rounded.
 
 Two threads: the caller's only runs the model on batches, as a bare onnxruntime loop would; the blender
 thread (``workers.Behind``, at the helpers' lower priority) weights the predictions, adds them up and finishes

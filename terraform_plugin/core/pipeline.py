@@ -1,4 +1,5 @@
-"""The run, as a recipe: check -> plan -> read -> colourise -> infer -> blend -> write -> overviews -> commit.
+"""The run, as a recipe: check -> plan -> read -> colourise -> infer -> blend (or keep tile
+centres, held to the guide) -> write -> overviews -> commit.
 
 Each step is its own module: ``request`` (what is asked, checked once), ``plan`` (what every stage shares),
 ``chiprows`` (read, fill, colourise, scale, cut into batches), ``mosaic`` (infer, blend into finished rows),

@@ -1,5 +1,6 @@
 """The plan: everything the stages share, fixed before the first chip - grid, chip layout, stripes, relief,
-the model's ramp and value ranges, batch size and no-data mode.
+the model's ramp and value ranges, batch size and no-data mode, a conditioned model's planes and a guided run's
+palette hold.
 
 Memory does not grow with the raster: the grid is processed in column stripes at most ``stripe_width`` wide
 (whole 256 px TIFF tiles), each top to bottom, holding one chip row of blend accumulators plus less than two
