@@ -272,17 +272,28 @@ def _octave_header(s) -> str:
     return ""
 
 
+def _periodic(m) -> str:
+    """Share (real's), then the pattern's size in grey levels (real's) and the strongest peak's wavelength."""
+    if "periodic_share" not in m:
+        return "-"
+    text = f"{m['periodic_share']:.1e} ({m['periodic_share_real']:.1e})"
+    if "periodic_amplitude" in m:  # summaries written before the amplitude was measured lack it
+        period = m.get("periodic_period_px")
+        text += (f"; {m['periodic_amplitude']:.2f} DN ({m['periodic_amplitude_real']:.2f})"
+                 + (f" at {period:.3g} px" if period else ""))
+    return text
+
+
 def _mosaic_row(m):
     return (f"| {m['region']} | {m['overlap']} | {m['chips']} | {m['l1']:.1f} | {m['colour_distance']:.1f} | "
-            f"{m['sharpness_ratio']:.2f} | {m['periodic_share']:.1e} ({m['periodic_share_real']:.1e}) | "
+            f"{m['sharpness_ratio']:.2f} | {_periodic(m)} | "
             f"{m['chip_grid_score']:.2f} ({m['chip_grid_score_real']:.2f}) | {_octaves(m)} |")
 
 
 def _placed_row(m):
-    periodic = (f"{m['periodic_share']:.1e} ({m['periodic_share_real']:.1e})" if "periodic_share" in m else "-")
     seams = (f"{m['chip_grid_score']:.2f} ({m['chip_grid_score_real']:.2f})" if "chip_grid_score" in m else "-")
     return (f"| {m['region']} | {SOURCE_LABELS.get(m['source'], m['source'])} | {m['l1']:.1f} | "
-            f"{m['colour_distance']:.1f} | {m['sharpness_ratio']:.2f} | {periodic} | {seams} | "
+            f"{m['colour_distance']:.1f} | {m['sharpness_ratio']:.2f} | {_periodic(m)} | {seams} | "
             f"{m['spectrum_worst_factor']:.3g} | {_octaves(m)} |")
 
 
@@ -337,9 +348,11 @@ def report_markdown(s) -> str:
             "",
             "Chip-grid score: the worst phase of the chip stride over the median phase of the luminance step "
             "between neighbouring rows/columns (1 = no seam); real mosaic's value in brackets, as for the "
-            "periodic share. Spectrum: power over real's per octave, 2 px up.",
+            "periodic share. Periodic: the share of the spectrum's energy in sharp peaks (real's), then the "
+            "pattern's size in grey levels, rms (real's chance peaks), at the strongest peak's wavelength. "
+            "Spectrum: power over real's per octave, 2 px up.",
             "",
-            "| region | overlap | chips | L1 | colour dist. | sharpness | periodic share (real) | chip grid (real) "
+            "| region | overlap | chips | L1 | colour dist. | sharpness | periodic (real) | chip grid (real) "
             "| spectrum per octave |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---|",
             *[_mosaic_row(m) for m in s["mosaics"]],
@@ -358,9 +371,11 @@ def report_markdown(s) -> str:
             "resamples it to the model's ground pixels), the latitude from the georeference; the real mosaic is "
             "warped onto the output's grid the same way and compared there. Guides: GeoTIFFs of the real mosaic's "
             "cell means, given as the run's guide. Tile seams: the worst phase of the kept tiles' stride over the "
-            "median (1 = no seam; real's in brackets). Spectrum: power over real's per octave, 2 px up.",
+            "median (1 = no seam; real's in brackets). Periodic: the share of the spectrum's energy in sharp peaks "
+            "(real's), then the pattern's size in grey levels, rms (real's chance peaks), at the strongest "
+            "peak's wavelength. Spectrum: power over real's per octave, 2 px up.",
             "",
-            "| region | run | L1 | colour dist. | sharpness | periodic share (real) | tile seams (real) "
+            "| region | run | L1 | colour dist. | sharpness | periodic (real) | tile seams (real) "
             "| spectrum worst | spectrum per octave |",
             "|---|---|---:|---:|---:|---:|---:|---:|---|",
             *[_placed_row(m) for m in runs],

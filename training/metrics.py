@@ -5,7 +5,7 @@ higher); sharpness (mean gradient magnitude of the luminance: the GAN's job is t
 lookup model produces); colour distance (per-channel 1-D Wasserstein between the value histograms, 0-255
 units, lower: whether the palette is right, regardless of where it is put); periodic share (the share of the
 spectrum's energy in sharp peaks: dot lattices and repeated tiles, which L1 barely sees but a person sees at
-once); power per octave (the radially averaged power spectrum in octaves of wavelength, against real's: blur
+once - with the pattern's amplitude in grey levels, which says whether a person could); power per octave (the radially averaged power spectrum in octaves of wavelength, against real's: blur
 loses the short octaves, grain and ripples inflate them, where a mean gradient can only say "more" or "less");
 chip-grid score (whether the colour jumps more across the chip grid's lines than elsewhere).
 """
@@ -82,26 +82,44 @@ PEAK_WINDOW = 9
 DC_RADIUS = 4
 
 
-def periodic_share(a) -> float:
-    """Share of the (grey, mean-removed, Hann-windowed) 2-D power spectrum's energy in sharp peaks.
+def periodic_pattern(a) -> dict:
+    """The sharp peaks of the (grey, mean-removed, Hann-windowed) 2-D power spectrum: a lattice or grid-locked
+    pattern, which natural imagery lacks.
 
-    Natural imagery has a smooth, roughly power-law spectrum: ~0.2 % of its energy passes the test (JPEG's
-    8 px blocks among it). A transposed-convolution lattice or chip-periodic tone puts energy in isolated
-    bins at the lattice's frequencies and their harmonics.
+    ``share``: the peaks' share of the spectrum's energy. Natural imagery has a smooth, roughly power-law
+    spectrum: ~0.2 % of a chip's energy passes the test (JPEG's 8 px blocks among it); a transposed-convolution
+    lattice or chip-periodic tone puts energy in isolated bins at the lattice's frequencies and their harmonics.
+    A share alone does not say whether anyone could see the pattern, so ``amplitude`` is its size in grey levels
+    (0-255 luminance, root mean square over the image, from the peaks' energy by Parseval's theorem, the
+    window's energy divided out) and ``period_px`` the wavelength of the strongest peak (None: no peak).
     """
     grey = _luminance(a).astype(np.float64)
     grey -= grey.mean()
     h, w = grey.shape
-    grey *= np.outer(np.hanning(h), np.hanning(w))
+    window = np.outer(np.hanning(h), np.hanning(w))
+    grey *= window
     power = np.abs(np.fft.fftshift(np.fft.fft2(grey))) ** 2
     log_power = np.log(power + 1e-12)
     # The median of log power is the log of the median power: one filter on the log, a factor as a shift.
     local = median_filter(log_power, size=PEAK_WINDOW, mode="wrap")
     peaks = log_power > local + np.log(PEAK_FACTOR)
     fy, fx = np.ogrid[-(h // 2) : h - h // 2, -(w // 2) : w - w // 2]
-    counted = fy * fy + fx * fx > DC_RADIUS * DC_RADIUS
-    total = power[counted].sum()
-    return float(power[peaks & counted].sum() / total) if total > 0 else 0.0
+    peaks &= fy * fy + fx * fx > DC_RADIUS * DC_RADIUS
+    total = power[fy * fy + fx * fx > DC_RADIUS * DC_RADIUS].sum()
+    peak_power = power[peaks]
+    period = None
+    if peak_power.size:
+        iy, ix = np.argwhere(peaks)[np.argmax(peak_power)]
+        period = float(1.0 / np.hypot((iy - h // 2) / h, (ix - w // 2) / w))
+    # Parseval: sum |FFT|^2 = pixels * sum of squares; the window scaled the pattern's energy by mean(window^2).
+    amplitude = float(np.sqrt(peak_power.sum() / (h * w * h * w * np.mean(window**2))))
+    return {"share": float(peak_power.sum() / total) if total > 0 else 0.0, "amplitude": amplitude,
+            "period_px": period}
+
+
+def periodic_share(a) -> float:
+    """``periodic_pattern``'s share of the spectrum's energy in sharp peaks."""
+    return periodic_pattern(a)["share"]
 
 
 def octave_count(height, width) -> int:

@@ -89,23 +89,31 @@ def read_rgb(path) -> np.ndarray:
     return rgb
 
 
-_REAL_PERIODIC = {}  # satellite mosaic path -> its periodic share: ~25 s per 3072² mosaic, once per region
+_REAL_PERIODIC = {}  # key of a real mosaic -> its periodic pattern: ~25 s per 3072² mosaic, once per region
+
+
+def periodic_fields(generated, real, key=None) -> dict:
+    """The generated mosaic's periodic pattern beside the real one's: the peaks' share of the spectrum's energy,
+    and their amplitude in grey levels - a share divides by the picture's own energy, so a soft, low-contrast
+    picture gets a large share from a pattern no larger than the real image's chance peaks."""
+    real_pattern = _REAL_PERIODIC.get(key) if key is not None else None
+    if real_pattern is None:
+        real_pattern = metrics.periodic_pattern(real)
+        if key is not None:
+            _REAL_PERIODIC[key] = real_pattern
+    pattern = metrics.periodic_pattern(generated)
+    return {"periodic_share": pattern["share"], "periodic_share_real": real_pattern["share"],
+            "periodic_amplitude": pattern["amplitude"], "periodic_amplitude_real": real_pattern["amplitude"],
+            "periodic_period_px": pattern["period_px"]}
 
 
 def score(generated, real, tile, overlap, real_key=None) -> dict:
-    """Whole-mosaic metrics; periodic share and chip-grid score also for the real mosaic (the reference)."""
-    if real_key is None or real_key not in _REAL_PERIODIC:
-        periodic_real = metrics.periodic_share(real)
-        if real_key is not None:
-            _REAL_PERIODIC[real_key] = periodic_real
-    else:
-        periodic_real = _REAL_PERIODIC[real_key]
+    """Whole-mosaic metrics; periodic pattern and chip-grid score also for the real mosaic (the reference)."""
     return {
         "l1": metrics.l1(generated, real),
         "colour_distance": metrics.colour_distance(generated, real),
         "sharpness_ratio": metrics.gradient_magnitude(generated) / metrics.gradient_magnitude(real),
-        "periodic_share": metrics.periodic_share(generated),
-        "periodic_share_real": periodic_real,
+        **periodic_fields(generated, real, real_key),
         "chip_grid_score": metrics.chip_grid_score(generated, tile, overlap),
         "chip_grid_score_real": metrics.chip_grid_score(real, tile, overlap),
         **metrics.spectrum_ratio(metrics.octave_power(generated), metrics.octave_power(real)),
@@ -207,14 +215,7 @@ def score_placed(generated, real, tiles, origin, real_key=None, texture_only=Fal
     }
     if texture_only:
         return out
-    key = None if real_key is None else ("placed",) + tuple(real_key)
-    periodic_real = _REAL_PERIODIC.get(key) if key is not None else None
-    if periodic_real is None:
-        periodic_real = metrics.periodic_share(real)
-        if key is not None:
-            _REAL_PERIODIC[key] = periodic_real
-    out["periodic_share"] = metrics.periodic_share(generated)
-    out["periodic_share_real"] = periodic_real
+    out.update(periodic_fields(generated, real, None if real_key is None else ("placed",) + tuple(real_key)))
     if tiles:
         out["chip_grid_score"] = metrics.seam_score(generated, *tiles, *origin)
         out["chip_grid_score_real"] = metrics.seam_score(real, *tiles, *origin)

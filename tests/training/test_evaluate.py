@@ -226,6 +226,10 @@ def test_evaluate_runs_a_placed_mosaic_through_the_engine_contract2(pairs_dir, t
     for key in ("colour_distance", "sharpness_ratio", "periodic_share", "spectrum_worst_factor"):
         assert np.isfinite(run[key])
     assert 0.8 < run["sharpness_ratio"] < 1.2
+    # the relief's waves (17 and 23 px, and their sums and differences through the ramp), reproduced: the
+    # pattern's size comes out as the real image's, whatever the two pictures' shares
+    assert run["periodic_amplitude_real"] > 1.0
+    assert run["periodic_amplitude"] == pytest.approx(run["periodic_amplitude_real"], rel=0.25)
     by_source = {m["source"]: m for m in summary["mosaic_guides"]}
     assert set(by_source) == {"model_guide", "model_guide_own", "model_guide_other", "guide", "guide_other"}
     # The guides as pictures: palette, no texture; the coarser, shifted one further off.

@@ -7,7 +7,7 @@ from terraform_plugin.core.chips import chip_origins
 from terraform_plugin.core.ramp import training_ramp
 from scipy.ndimage import gaussian_filter
 
-from training.metrics import (RegionScore, chip_grid_score, octave_bands, octave_power, periodic_share, seam_score,
+from training.metrics import (RegionScore, chip_grid_score, octave_bands, octave_power, periodic_pattern, periodic_share, seam_score,
                               spectrum_ratio)
 from training.mosaic_eval import SEA_Z, mosaic_elevation
 
@@ -31,6 +31,22 @@ def test_periodic_share_sees_a_two_pixel_lattice():
     lattice = np.clip(lattice, 0, 255).astype(np.uint8)
     assert periodic_share(clean) < 1e-3
     assert periodic_share(lattice) > 30 * max(periodic_share(clean), 1e-4)
+
+
+@pytest.mark.parametrize("period", [4, 8, 32])
+def test_periodic_pattern_gives_a_grid_locked_patterns_size_in_grey_levels_whatever_the_pictures_contrast(period):
+    x = np.arange(1024)
+    wave = 2.0 * np.cos(2 * np.pi * x / period)  # 2 DN peak: 1.41 DN rms, as faint as a pattern gets seen
+    found = {}
+    for contrast in (1.0, 0.25):  # the same pattern on a picture and on a soft, low-contrast version of it
+        base = 128 + (natural(1024).astype(np.float64) - 128) * contrast
+        found[contrast] = periodic_pattern(np.rint(base + wave[None, :, None]).astype(np.uint8))
+        assert found[contrast]["amplitude"] == pytest.approx(2.0 / np.sqrt(2), rel=0.15)
+        assert found[contrast]["period_px"] == pytest.approx(period, rel=0.02)
+    # the share divides by the picture's own energy: it grows as the picture softens, the amplitude does not
+    assert found[0.25]["share"] > 8 * found[1.0]["share"]
+    clean = periodic_pattern(natural(1024))
+    assert clean["amplitude"] < 0.1  # a natural picture's chance peaks: a few hundredths of a grey level
 
 
 @pytest.mark.parametrize("overlap", [0, 64])
