@@ -116,6 +116,9 @@ class _Cluster:
                 silence_logs=logging.ERROR,
             )
             self.client = Client(self.cluster, set_as_default=False)
+            # these workers' logs are the user's terminal (a worker the nanny restarts after a crash lacks the
+            # filters: that run has failed anyway, and says so)
+            self.client.run(tasks.quiet_local_worker)
         return self.client
 
     def __exit__(self, *_):

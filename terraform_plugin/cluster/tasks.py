@@ -123,3 +123,20 @@ def _quiet_user_errors():
     worker_log = logging.getLogger("distributed.worker")
     if not any(isinstance(f, _QuietUserErrors) for f in worker_log.filters):
         worker_log.addFilter(_QuietUserErrors())
+
+
+class _QuietHeartbeatRace(logging.Filter):
+    """Drops a worker's "Failed to communicate with scheduler during heartbeat" traceback. In a cluster started
+    here it only comes from the race between a heartbeat in flight and the scheduler closing at the end of a run
+    (distributed cancels the connection); a scheduler lost mid-run the client reports itself, in the user's words."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("Failed to communicate with scheduler during heartbeat")
+
+
+def quiet_local_worker():
+    """Run on each worker of a LocalCluster started here (whose logs are the user's terminal): the two filters."""
+    _quiet_user_errors()
+    worker_log = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _QuietHeartbeatRace) for f in worker_log.filters):
+        worker_log.addFilter(_QuietHeartbeatRace())
