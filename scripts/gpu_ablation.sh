@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 19's texture levers in ONE device call (a GPU session gets 15 minutes of device time in all, 10 minutes
-# per command): arms side by side on the one GPU, each the recipe plus one lever (training.levers), all
+# per command): arms side by side on the one GPU, each the recipe plus a lever (training.levers), all
 # warm-started from the held-out line (models/terraform_trainable_heldout.pt, which never saw CALI and ITALY:
 # the arms are scored there), the same steps and images each - planned from the rate of all arms running
 # together, so the slowest arm ends inside the budget; each arm's summary says what its steps cost. BatchNorm
@@ -13,13 +13,15 @@
 #              .venv/bin/python -m training.evaluate --model runs/ablation/<arm>.onnx --data ../shared/data/seed-pairs \
 #                  --regions CALI ITALY --out runs/ablation/eval-<arm>
 #              and the table into docs/training.md (sharpness, spectrum per octave, L1, colour, periodic share).
-# ARMS: "name flags;name flags;..." (default below: the recipe and one lever each). A CPU smoke test:
+# ARMS: "name flags;name flags;..." (default below: the recipe and one lever each, and DiffAugment with the L1
+# weight at 30, the pair that bought visible texture on the CPU; --antialias only lowered the periodic share,
+# a pattern of a tenth of a grey level, docs/training.md). A CPU smoke test:
 #   DEVICE=cpu TIMING_STEPS=2 WORKERS=0 BATCH=1 ARMS="recipe;hinge --gan-loss hinge" ARCHIVE=small.tar \
 #   DATA_ROOT=/tmp/smoke RUNS=/tmp/smoke/runs OUT=/tmp/smoke/out PYTHON=.venv/bin/python scripts/gpu_ablation.sh 3
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 BUDGET_S=${1:-360}            # seconds of training per arm; the rest of the 600 s: unpack, timing, statistics, export
-ARMS=${ARMS:-"recipe;hinge --gan-loss hinge;lsgan --gan-loss lsgan;fm --feature-matching 10;spectrum --spectrum-loss 1;diffaug --diff-augment;ttur --lr-d 4e-4;antialias --antialias"}
+ARMS=${ARMS:-"recipe;hinge --gan-loss hinge;lsgan --gan-loss lsgan;fm --feature-matching 10;spectrum --spectrum-loss 1;diffaug --diff-augment;ttur --lr-d 4e-4;diffaug-l30 --diff-augment --lambda-l1 30"}
 WORKERS=${WORKERS:-2}         # data-loader processes per arm (16 cores, up to 8 arms)
 VERSION=${VERSION:-0.5.0-ablation}
 RUNS=${RUNS:-runs/ablation}

@@ -5,9 +5,10 @@ higher); sharpness (mean gradient magnitude of the luminance: the GAN's job is t
 lookup model produces); colour distance (per-channel 1-D Wasserstein between the value histograms, 0-255
 units, lower: whether the palette is right, regardless of where it is put); periodic share (the share of the
 spectrum's energy in sharp peaks: dot lattices and repeated tiles, which L1 barely sees but a person sees at
-once - with the pattern's amplitude in grey levels, which says whether a person could); power per octave (the radially averaged power spectrum in octaves of wavelength, against real's: blur
-loses the short octaves, grain and ripples inflate them, where a mean gradient can only say "more" or "less");
-chip-grid score (whether the colour jumps more across the chip grid's lines than elsewhere).
+once - with the pattern's amplitude in grey levels, which says whether a person could); power per octave (the
+radially averaged power spectrum in octaves of wavelength, against real's: blur loses the short octaves, grain
+and ripples inflate them, where a mean gradient can only say "more" or "less"); chip-grid score (whether the
+colour jumps more across the chip grid's lines than elsewhere).
 """
 
 import numpy as np

@@ -7,8 +7,8 @@ from terraform_plugin.core.chips import chip_origins
 from terraform_plugin.core.ramp import training_ramp
 from scipy.ndimage import gaussian_filter
 
-from training.metrics import (RegionScore, chip_grid_score, octave_bands, octave_power, periodic_pattern, periodic_share, seam_score,
-                              spectrum_ratio)
+from training.metrics import (RegionScore, chip_grid_score, octave_bands, octave_power, periodic_pattern,
+                              periodic_share, seam_score, spectrum_ratio)
 from training.mosaic_eval import SEA_Z, mosaic_elevation
 
 
