@@ -105,8 +105,9 @@ def periodic_pattern(a) -> dict:
     local = median_filter(log_power, size=PEAK_WINDOW, mode="wrap")
     peaks = log_power > local + np.log(PEAK_FACTOR)
     fy, fx = np.ogrid[-(h // 2) : h - h // 2, -(w // 2) : w - w // 2]
-    peaks &= fy * fy + fx * fx > DC_RADIUS * DC_RADIUS
-    total = power[fy * fy + fx * fx > DC_RADIUS * DC_RADIUS].sum()
+    counted = fy * fy + fx * fx > DC_RADIUS * DC_RADIUS
+    peaks &= counted
+    total = power[counted].sum()
     peak_power = power[peaks]
     period = None
     if peak_power.size:
